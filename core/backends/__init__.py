@@ -1,0 +1,121 @@
+"""Resolve a ``MODEL`` argument and open the backend that serves it.
+
+``MODEL`` is one of: a run folder (its adapter on the base model named in run.json), a merged or plain
+Hugging Face model folder, a ``.gguf`` file, ``ollama:NAME`` (a model on an Ollama server), or anything
+``--base`` accepts (a preset such as ``smollm2-135m``, a hub id), so a base model can be evaluated
+against its fine-tune with the same command. The backend defaults to the one the model's form implies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import LingoforgeError
+from ..runfolder import RunFolder
+from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
+
+BACKENDS = ("hf", "llamacpp", "ollama")
+
+__all__ = ["BACKENDS", "DEFAULT_MAX_NEW_TOKENS", "Backend", "Conversation", "Generation", "ModelSpec",
+           "get_backend", "resolve_model"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved ``MODEL``. ``kind``: run | hf | gguf | ollama. Paths are absolute."""
+
+    spec: str
+    kind: str
+    location: str = ""  # HF from_pretrained location (run: the base model; hf: the folder or hub id)
+    adapter: Path | None = None  # run: the PEFT adapter folder
+    gguf: Path | None = None  # gguf: the file; run/preset: a GGUF of the same model when one exists
+    ollama_model: str = ""
+    run: RunFolder | None = None
+
+    @property
+    def default_backend(self) -> str:
+        return {"run": "hf", "hf": "hf", "gguf": "llamacpp", "ollama": "ollama"}[self.kind]
+
+    def task_name(self) -> str | None:
+        """The task a run folder was trained for (``None`` for other models)."""
+        if self.run is None:
+            return None
+        task = self.run.read().get("task")
+        return task.get("name") if isinstance(task, dict) else task
+
+
+def resolve_model(spec: str) -> ModelSpec:
+    """Classify ``spec`` without loading anything; errors say which forms are accepted."""
+    if spec.startswith("ollama:"):
+        name = spec.removeprefix("ollama:")
+        if not name:
+            raise LingoforgeError("ollama:NAME needs a model name, e.g. ollama:support-tickets")
+        return ModelSpec(spec, "ollama", ollama_model=name)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise LingoforgeError(f"GGUF file {path} does not exist")
+        return ModelSpec(spec, "gguf", gguf=path.resolve())
+    if path.is_dir() and (path / "run.json").is_file():
+        return _run_folder(spec, RunFolder(path.resolve()))
+    if path.is_dir() and (path / "config.json").is_file():
+        return ModelSpec(spec, "hf", location=str(path.resolve()))
+    if path.is_dir():
+        raise LingoforgeError(f"{path} is neither a run folder (no run.json) nor a Hugging Face model folder "
+                              "(no config.json)")
+    from ..models import resolve_base
+
+    try:
+        base = resolve_base(spec)
+    except LingoforgeError:
+        raise LingoforgeError(f"cannot tell what model {spec!r} is: expected a run folder, a model folder, a .gguf "
+                              "file, ollama:NAME, a preset name or a hub id (org/name)") from None
+    return ModelSpec(spec, "hf", location=base.location, gguf=base.gguf)
+
+
+def _run_folder(spec: str, run: RunFolder) -> ModelSpec:
+    data = run.require()
+    base = data.get("base")
+    location = base.get("location") if isinstance(base, dict) else base
+    if not location:
+        raise LingoforgeError(f"{run.run_json} names no base model (base.location); rerun `lingoforge train`")
+    if not (run.adapter / "adapter_config.json").is_file():
+        raise LingoforgeError(f"{run.adapter} holds no trained adapter (adapter_config.json); run `lingoforge train` "
+                              f"on {run.root} first")
+    ggufs = sorted(run.export.glob("model-*.gguf"), key=lambda p: (p.name == "model-f16.gguf", p.name))
+    return ModelSpec(spec, "run", location=str(location), adapter=run.adapter, gguf=ggufs[0] if ggufs else None, run=run)
+
+
+def get_backend(model: str | ModelSpec, backend: str | None = None, *, host: str | None = None,
+                concurrency: int = 1, **options: Any) -> Backend:
+    """Open ``model`` on ``backend`` (default: the model's own). ``options`` go to the backend class."""
+    spec = resolve_model(model) if isinstance(model, str) else model
+    backend = backend or spec.default_backend
+    if backend not in BACKENDS:
+        raise LingoforgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "ollama":
+        if spec.kind != "ollama":
+            raise LingoforgeError(f"the ollama backend serves ollama:NAME models, not {spec.spec!r}; deploy it with "
+                                  "`lingoforge deploy` and pass ollama:NAME")
+        from .ollama import OllamaBackend
+
+        return OllamaBackend(spec.ollama_model, host=host, concurrency=concurrency, **options)
+    if spec.kind == "ollama":
+        raise LingoforgeError(f"{spec.spec} lives on an Ollama server; use --backend ollama (or leave --backend out)")
+    if backend == "llamacpp":
+        if spec.gguf is None:
+            raise LingoforgeError(f"no GGUF file for {spec.spec!r}: run `lingoforge export` first or pass a .gguf file")
+        from .llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(spec.gguf, **options)
+    from .hf import HFBackend
+
+    if spec.kind == "gguf" or (spec.kind == "hf" and not spec.location and spec.gguf is not None):
+        from ..models import BaseModel, materialize
+
+        # transformers dequantizes the GGUF once into the cache; evaluates the same weights in full precision.
+        location = materialize(BaseModel(spec.spec, "gguf", "", None, spec.gguf))
+        return HFBackend(location, **options)
+    return HFBackend(spec.location, adapter=spec.adapter, **options)

@@ -1,0 +1,239 @@
+"""Read user data files (JSONL or CSV) into ``Record``s, and write canonical JSONL.
+
+A file that cannot be read at all (binary, not UTF-8, empty, a CSV without a needed column) raises
+``DataError`` naming the file, line and field. A line that cannot be used (invalid JSON, a missing field,
+a 5 MB record) becomes an error ``Finding`` instead, so ``data check`` lists every bad line in one pass
+and ``--fix`` can drop them. UTF-8 BOMs are stripped and CRLF line ends accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from ..fsutil import write_jsonl
+from ..task import Example, Task
+from .convert import Record, from_csv_row, from_json, required_csv_columns
+from .findings import Finding
+
+MAX_RECORD_BYTES = 1 << 20
+CSV_SUFFIXES = (".csv", ".tsv")
+_MAGIC = {
+    b"\x1f\x8b": "a gzip archive",
+    b"PK\x03\x04": "a zip archive (or an .xlsx/.docx file)",
+    b"PAR1": "a Parquet file",
+    b"%PDF": "a PDF",
+    b"SQLite format 3": "an SQLite database",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+}
+_UTF16_BOMS = {b"\xff\xfe": "UTF-16 little-endian", b"\xfe\xff": "UTF-16 big-endian"}
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ReadResult:
+    """Everything read from one file: usable records, unusable lines and how records were converted."""
+
+    path: Path
+    format: str
+    records: list[Record] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    sources: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def lines(self) -> int:
+        """Non-blank records in the file, usable or not."""
+        return len(self.records) + len(self.findings)
+
+
+def read_text(path: str | Path) -> str:
+    """The file's text, or ``DataError`` saying what the file is instead (binary, UTF-16, which 8-bit
+    encoding it looks like) and how to convert it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a .jsonl or .csv file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    head = data[:8192]
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            raise DataError(f"{path}: line 1: this is {what}, not text; export the data as JSONL or CSV")
+    for bom, what in _UTF16_BOMS.items():
+        if head.startswith(bom):
+            raise DataError(f"{path}: line 1: the file is {what}; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+    if b"\x00" in head:
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        if max(even, odd) > len(head) // 4 and min(even, odd) == 0:
+            order = "big" if even > odd else "little"
+            raise DataError(f"{path}: line 1: the file looks like UTF-16 {order}-endian without a BOM; save it as UTF-8")
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise DataError(f"{path}: line {line}: binary data (NUL byte); expected a .jsonl or .csv text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(_not_utf8(path, data, exc)) from None
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; expected one JSON object per line or a CSV with a header")
+    return text
+
+
+def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError) -> str:
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = data.count(b"\n", 0, exc.start) + 1
+    guess = _guess_encoding(data)
+    looks = f"it looks like {guess}" if guess else "its encoding could not be recognised"
+    fix = f"; convert it with: iconv -f {guess} -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}" if guess else ""
+    return f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}); {looks}{fix}"
+
+
+def _guess_encoding(data: bytes) -> str | None:
+    """charset-normalizer's best guess, in the spelling iconv understands."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[: 1 << 20]).best()
+    if best is None:
+        return None
+    return best.encoding.replace("_", "-").upper().replace("CP", "CP").replace("LATIN-1", "ISO-8859-1")
+
+
+def read_records(path: str | Path, task: Task, progress: Progress | None = None) -> ReadResult:
+    """Read and convert every record of a JSONL or CSV file (format chosen by the file suffix)."""
+    path = Path(path)
+    text = read_text(path)
+    if path.suffix.lower() in CSV_SUFFIXES:
+        return _read_csv(path, text, task, progress)
+    return _read_jsonl(path, text, task, progress)
+
+
+def _read_jsonl(path: Path, text: str, task: Task, progress: Progress | None) -> ReadResult:
+    result = ReadResult(path, "jsonl")
+    if text.lstrip().startswith("["):
+        raise DataError(f"{path}: line 1: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
+                        f"e.g. jq -c '.[]' {path.name} > {path.stem}.jsonl")
+    file = str(path)
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if progress and number % 10_000 == 0:
+            progress(10_000)
+        line = raw.removesuffix("\r")
+        if not line.strip():
+            continue
+        if len(line) * 4 > MAX_RECORD_BYTES and len(line.encode("utf-8")) > MAX_RECORD_BYTES:
+            result.findings.append(Finding("error", "too_large", number, "", f"the record is {_size(line)}, over the {_size_limit()} limit per record; "
+                                           "split the text or check that the file has one record per line", file))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            result.findings.append(Finding("error", "invalid_json", number, "", f"not valid JSON: {exc.msg} at column {exc.colno}", file))
+            continue
+        _add(result, from_json(obj, number, task, file))
+    return result
+
+
+def _read_csv(path: Path, text: str, task: Task, progress: Progress | None) -> ReadResult:
+    result = ReadResult(path, "csv")
+    file = str(path)
+    csv.field_size_limit(max(csv.field_size_limit(), 64 * MAX_RECORD_BYTES))
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except csv.Error as exc:
+        raise DataError(f"{path}: line 1 (header): not valid CSV: {exc}") from None
+    duplicates = sorted(h for h, n in Counter(header).items() if n > 1)
+    if duplicates:
+        raise DataError(f"{path}: line 1 (header): duplicate column(s) {', '.join(duplicates)}")
+    missing = required_csv_columns(task, header)
+    if missing:
+        import difflib
+
+        hints = [f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, header, n=1)) else repr(m) for m in missing]
+        raise DataError(f"{path}: line 1 (header): missing column {', '.join(hints)}; found columns: {', '.join(header)}")
+    start = reader.line_num + 1
+    count = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
+        line, start = start, reader.line_num + 1
+        count += 1
+        if progress and count % 10_000 == 0:
+            progress(10_000)
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            result.findings.append(Finding("error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}", file))
+            continue
+        if sum(len(c) for c in row) * 4 > MAX_RECORD_BYTES and sum(len(c.encode()) for c in row) > MAX_RECORD_BYTES:
+            result.findings.append(Finding("error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record", file))
+            continue
+        _add(result, from_csv_row(dict(zip(header, row)), line, task, file))
+    return result
+
+
+def _sniff_delimiter(text: str) -> str:
+    try:
+        return csv.Sniffer().sniff(text[:16384], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _add(result: ReadResult, converted: Record | Finding) -> None:
+    if isinstance(converted, Finding):
+        result.findings.append(converted)
+    else:
+        result.records.append(converted)
+        result.sources[converted.source] += 1
+
+
+def _size(text: str) -> str:
+    return f"{len(text.encode('utf-8')) / 1e6:.1f} MB"
+
+
+def _size_limit() -> str:
+    return f"{MAX_RECORD_BYTES >> 20} MiB"
+
+
+def read_examples(path: str | Path, task: Task) -> list[Example]:
+    """All examples of a file that has no unusable line; otherwise ``DataError`` listing the first ones
+    (the pipeline calls this, so a broken line stops it instead of silently shrinking the data)."""
+    result = read_records(path, task)
+    if result.findings:
+        listed = "\n  ".join(str(f) for f in result.findings[:10])
+        more = f"\n  ... and {len(result.findings) - 10} more" if len(result.findings) > 10 else ""
+        raise DataError(f"{path}: {len(result.findings)} unusable line(s):\n  {listed}{more}\n"
+                        f"run `lingoforge data check {path} --task {task.name} --fix CLEAN.jsonl` to drop them")
+    return [r.example for r in result.records]
+
+
+def write_examples(path: str | Path, examples: Iterable[Example]) -> int:
+    """Write canonical JSONL atomically; returns the number of records."""
+    return write_jsonl(path, (e.to_record() for e in examples))
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same file (so ``--fix`` can refuse to overwrite its input)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        return pa.resolve() == pb.resolve() or (pb.exists() and pa.samefile(pb))
+    except OSError:
+        return False
+
+
+def languages_of(records: Sequence[Record]) -> list[str]:
+    """Declared language of each record (``""`` when none)."""
+    return [r.example.language for r in records]

@@ -1,0 +1,160 @@
+"""``data split``: train/val/test that measure what they claim to measure.
+
+- Near duplicates (and exact ones) are grouped first and a group never straddles two splits, so the
+  test score is not inflated by examples the model saw in training.
+- Groups are assigned per language, greedily, to the split whose quota is most behind, counting both
+  the (language, primary label) stratum and the language as a whole; largest groups first, ties broken
+  by a seeded shuffle. So label and language proportions match in every split.
+- A language with at least as many groups as there are non-empty splits gets at least one group in
+  each of them (a final repair moves its smallest group if the greedy pass left a split without it):
+  per-language evaluation needs every language in val and test, and small languages are exactly the
+  ones rounding would drop.
+
+The data is checked first; a file with errors is refused (``data check --fix`` makes a clean one).
+Exact duplicates are written once, and missing languages are filled from detection, as ``--fix`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import DataError
+from ..fsutil import write_json
+from ..task import Example, Task
+from .checks import UNKNOWN_LANGUAGE, check_file, cleaned_examples
+from .dedup import find_duplicates
+from .io import write_examples
+from .progress import Stages, silent
+
+SPLITS = ("train", "val", "test")
+
+
+def _label(task: Task, example: Example) -> str:
+    if not task.fields:
+        return ""
+    value = example.output.get(task.fields[0])
+    return value if isinstance(value, str) else repr(value)
+
+
+def assign_splits(examples: Sequence[Example], task: Task, val: float = 0.1, test: float = 0.1, seed: int = 0) -> list[str]:
+    """The split name of every example (same order as ``examples``)."""
+    fractions = _fractions(val, test)
+    active = [k for k in SPLITS if fractions[k] > 0]
+    groups: list[list[int]] = find_duplicates([e.input for e in examples]).near
+    grouped = {i for g in groups for i in g}
+    groups += [[i] for i in range(len(examples)) if i not in grouped]
+    by_language: dict[str, list[list[int]]] = defaultdict(list)
+    for group in groups:
+        by_language[examples[group[0]].language or UNKNOWN_LANGUAGE].append(group)
+    rng = random.Random(seed)
+    out = [""] * len(examples)
+    for lang in sorted(by_language):
+        units = sorted(by_language[lang])
+        rng.shuffle(units)
+        units.sort(key=len, reverse=True)
+        _assign_language(units, [_label(task, examples[u[0]]) for u in units], fractions, active, out)
+    return out
+
+
+def _fractions(val: float, test: float) -> dict[str, float]:
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise DataError(f"--val {val} and --test {test} must be fractions in [0, 1) leaving some data for training")
+    return {"train": 1 - val - test, "val": val, "test": test}
+
+
+def _assign_language(units: list[list[int]], labels: list[str], fractions: dict[str, float], active: list[str], out: list[str]) -> None:
+    """Greedy quota filling for one language's groups, then the every-split repair."""
+    n = sum(len(u) for u in units)
+    lang_target = {k: n * fractions[k] for k in active}
+    if len(units) >= len(active):
+        for k in active[1:]:
+            lang_target[k] = max(lang_target[k], 1.0)
+        lang_target[active[0]] = n - sum(lang_target[k] for k in active[1:])
+    stratum_size = Counter[str]()
+    for unit, label in zip(units, labels):
+        stratum_size[label] += len(unit)
+    lang_count = Counter[str]()
+    stratum_count: dict[str, Counter[str]] = defaultdict(Counter)
+    placed: dict[str, list[list[int]]] = defaultdict(list)
+    for unit, label in zip(units, labels):
+        def behind(k: str, label: str = label) -> float:
+            return (stratum_size[label] * fractions[k] - stratum_count[label][k]) + (lang_target[k] - lang_count[k])
+
+        best = max(active, key=behind)
+        lang_count[best] += len(unit)
+        stratum_count[label][best] += len(unit)
+        placed[best].append(unit)
+    if len(units) >= len(active):
+        for k in active:
+            if not placed[k]:
+                donor = max(active, key=lambda d: len(placed[d]))
+                smallest = min(placed[donor], key=len)
+                placed[donor].remove(smallest)
+                placed[k].append(smallest)
+    for k, units_in in placed.items():
+        for unit in units_in:
+            for i in unit:
+                out[i] = k
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def split_dataset(source: str | Path, task: Task, out_dir: str | Path, val: float = 0.1, test: float = 0.1, seed: int = 0,
+                  stages: Stages = silent) -> dict[str, Any]:
+    """Check ``source``, split it and write ``train/val/test.jsonl`` + ``data_report.json`` into
+    ``out_dir`` (each file atomically, the report last so it always describes the files beside it).
+    Returns the report."""
+    fractions = _fractions(val, test)
+    source, out_dir = Path(source), Path(out_dir)
+    report = check_file(source, task, stages=stages)
+    if report.errors:
+        listed = "\n  ".join(str(f) for f in report.findings if f.severity == "error")
+        first = "\n  ".join(listed.split("\n  ")[:10])
+        raise DataError(f"{source}: {report.errors} error(s), not splitting:\n  {first}\n"
+                        f"fix them, or run `lingoforge data check {source} --task {task.name} --fix CLEAN.jsonl` and split CLEAN.jsonl")
+    if not report.records:
+        raise DataError(f"{source}: no usable records to split")
+    examples = cleaned_examples(report)
+    names = assign_splits(examples, task, val, test, seed)
+    parts = {k: [e for e, name in zip(examples, names) if name == k] for k in SPLITS}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    for k in SPLITS:
+        path = out_dir / f"{k}.jsonl"
+        files[k] = {"path": path.name, "records": write_examples(path, parts[k]), "sha256": _sha256(path)}
+    languages = sorted({e.language or UNKNOWN_LANGUAGE for e in examples})
+    result: dict[str, Any] = {
+        "source": str(source),
+        "source_sha256": _sha256(source),
+        "task": {"name": task.name, "version": task.version},
+        "seed": seed,
+        "fractions": fractions,
+        "files": files,
+        "languages": {k: dict(Counter(e.language or UNKNOWN_LANGUAGE for e in parts[k]).most_common()) for k in SPLITS},
+        "primary_label": task.fields[0] if task.fields else None,
+        "labels": {k: _labels(task, parts[k]) for k in SPLITS},
+        "missing_languages": {k: [lang for lang in languages if not any((e.language or UNKNOWN_LANGUAGE) == lang for e in parts[k])]
+                              for k in SPLITS if fractions[k] > 0},
+        "near_duplicate_groups": report.duplicates.get("near_groups", 0),
+        "dropped_duplicates": len(report.records) - len(examples),
+        "repaired": len(report.fixes),
+        "check": {"warnings": report.warnings, "issue_counts": report.counts_by_code(), "suggested_additions": report.suggestions},
+        "lingoforge_version": __version__,
+    }
+    write_json(out_dir / "data_report.json", result)
+    return result
+
+
+def _labels(task: Task, examples: Sequence[Example]) -> dict[str, dict[str, int]]:
+    by: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in examples:
+        by[e.language or UNKNOWN_LANGUAGE][_label(task, e)] += 1
+    return {lang: dict(c.most_common()) for lang, c in sorted(by.items())}

@@ -1,0 +1,19 @@
+"""Domain errors. The CLI turns these into ``click.ClickException`` at its edge only."""
+
+from __future__ import annotations
+
+
+class LingoforgeError(Exception):
+    """Base class for errors a user can act on; the message says what to do."""
+
+
+class TaskNotFound(LingoforgeError):
+    """A task name or path did not resolve to a task."""
+
+
+class TaskDefinitionError(LingoforgeError):
+    """A task (Python or YAML) is malformed; the message names the file and key path."""
+
+
+class DataError(LingoforgeError):
+    """User data cannot be read or does not fit the task; the message names file, line and field."""

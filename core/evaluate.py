@@ -1,0 +1,412 @@
+"""Per-language evaluation: generate → parse → validate → score → report.
+
+The product promise is per-language accuracy you can trust on the model you deploy, so every number is
+broken down by language, and the same code scores the HF model, the GGUF file and the Ollama model.
+
+``evaluate(...)`` returns the report as a dict; ``report.json`` holds it without ``predictions`` (those go
+to ``predictions.jsonl``). Its keys are stable (``format`` changes when they do):
+
+- ``format``: ``"lingoforge.eval/1"``.
+- ``model``: ``spec``, ``backend``, ``model`` (what the backend loaded), ``constrained``, plus ``host`` for Ollama.
+- ``task``: ``name``, ``version``, ``primary_metric``, ``fields`` (label fields), ``text_fields``.
+- ``data``: ``n`` items evaluated, ``languages`` (sorted), ``source`` (file path or ``null``).
+- ``overall`` and ``languages[LANG]``: one *slice* each, with
+  ``n``; ``primary`` (mean of the task's primary metric); ``metrics`` (mean of every ``task.score`` key);
+  ``schema_valid_rate`` (answers that parse and satisfy the schema); ``parse_failure_rate`` (no JSON object
+  recovered); ``lenient_parse_rate`` (JSON recovered only after stripping chatter/fences);
+  ``fields[FIELD]``: ``accuracy``, ``macro_f1``, ``confusion`` = {``labels`` (rows, gold), ``predicted``
+  (columns; ``(invalid)`` last when an answer was unusable), ``matrix``};
+  ``wrong_language_rate[TEXT_FIELD]``: {``rate`` (``null`` when nothing checkable), ``checked``};
+  ``latency``: {``p50_s``, ``p95_s``}.
+- ``primary_mean``: mean over languages of ``languages[*].primary`` (each language weighs the same).
+- ``lagging``: list of {``language``, ``value``, ``mean``, ``gap``, ``threshold``, ``n_test``,
+  ``training_examples`` (``null`` = unknown), ``add_examples``, ``advice``}.
+- ``consistency``: ``null`` without parallel groups (``meta.group``), else {``groups``, ``score``,
+  ``languages`` {LANG: score}, ``inconsistent_groups`` (up to 20 group ids)}.
+- ``throughput``: {``p50_s``, ``p95_s`` (per item), ``items_per_s``, ``total_s``, ``batch_size``}.
+- ``comparison`` and ``compared``: only with ``--compare``: see :func:`compare_reports`; ``compared`` is
+  the second model's full report.
+
+Schema-invalid answers score as misses (``task.score(None, gold)``): an application cannot use them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, ModelSpec, get_backend, resolve_model
+from .errors import DataError
+from .prompts import prompt_messages
+from .schema import parse_output
+from .task import Example, Task
+
+FORMAT = "lingoforge.eval/1"
+INVALID = "(invalid)"
+LAG_POINTS = 0.05  # a language lags when its primary metric is more than 5 points under the mean
+MIN_TEXT_CHARS = 12  # shorter free text (a name, "n/a") says too little about its language
+
+
+# --------------------------------------------------------------------------- metrics (pure functions)
+
+def confusion_matrix(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] = ()) -> dict[str, Any]:
+    """Counts of (gold, predicted). Rows: ``labels`` first (the schema's order), then other gold values;
+    columns: the row labels, other predicted values, and ``(invalid)`` last when any answer was unusable."""
+    rows = list(dict.fromkeys([*labels, *sorted(set(gold) - set(labels))]))
+    extra = sorted(set(pred) - set(rows) - {INVALID})
+    cols = rows + extra + ([INVALID] if INVALID in pred else [])
+    index_r, index_c = {v: i for i, v in enumerate(rows)}, {v: i for i, v in enumerate(cols)}
+    matrix = [[0] * len(cols) for _ in rows]
+    for g, p in zip(gold, pred, strict=True):
+        matrix[index_r[g]][index_c[p]] += 1
+    return {"labels": rows, "predicted": cols, "matrix": matrix}
+
+
+def macro_f1(gold: Sequence[str], pred: Sequence[str]) -> float:
+    """Unweighted mean F1 over the classes seen in gold or (usable) predictions of this slice.
+
+    An unusable answer (``(invalid)``) is a miss for its gold class but not a class of its own, so it
+    lowers recall without adding a zero-F1 class to the mean."""
+    classes = sorted((set(gold) | set(pred)) - {INVALID})
+    if not classes:
+        return 0.0
+    scores = []
+    for c in classes:
+        tp = sum(1 for g, p in zip(gold, pred, strict=True) if g == c and p == c)
+        fp = sum(1 for g, p in zip(gold, pred, strict=True) if g != c and p == c)
+        fn = sum(1 for g, p in zip(gold, pred, strict=True) if g == c and p != c)
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile (numpy's default method); ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def examples_to_add(gap: float) -> int:
+    """The recipe's advice for a lagging language: 20-30 more examples, more the larger the gap.
+
+    5 points under → 20, 15+ points under → 30, linear between, rounded to 5 (11 points → 25)."""
+    points = gap * 100
+    return int(5 * round(min(30.0, max(20.0, 20 + (points - 5))) / 5))
+
+
+def lagging_languages(primary: Mapping[str, float], training_counts: Mapping[str, int] | None = None,
+                      n_test: Mapping[str, int] | None = None, threshold: float | None = None,
+                      lag_points: float = LAG_POINTS) -> tuple[float | None, list[dict[str, Any]]]:
+    """(mean, lagging): languages more than ``lag_points`` under the mean of ``primary``, or under
+    ``threshold``, each with advice in numbers. Worst first."""
+    if not primary:
+        return None, []
+    mean = sum(primary.values()) / len(primary)
+    out = []
+    for lang, value in primary.items():
+        gap = max(mean - value, (threshold - value) if threshold is not None else 0.0)
+        if not (mean - value > lag_points + 1e-12 or (threshold is not None and value < threshold)):
+            continue
+        count = None if training_counts is None else int(training_counts.get(lang, 0))
+        add = examples_to_add(gap)
+        reference = f"{mean:.0%} mean" if mean - value > lag_points else f"{threshold:.0%} threshold"
+        known = "training examples unknown" if count is None else f"{count} training examples"
+        advice = f"{lang}: {value:.0%} vs {reference}; {known} — add about {add} more {lang} examples and retrain"
+        out.append({"language": lang, "value": value, "mean": mean, "gap": gap, "threshold": threshold,
+                    "n_test": (n_test or {}).get(lang), "training_examples": count, "add_examples": add,
+                    "advice": advice})
+    return mean, sorted(out, key=lambda r: r["value"])
+
+
+# --------------------------------------------------------------------------- language identification
+
+def detect_languages(texts: Sequence[str], candidates: Sequence[str]) -> list[str | None]:
+    """ISO 639-1 code of each text, ``None`` where the detector is unsure (short or ambiguous text), so an
+    unsure guess never counts as a wrong-language answer."""
+    from .data.langid import LanguageDetector
+
+    return [d.language if d.sure else None for d in LanguageDetector(candidates).detect(texts)]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def field_value(value: Mapping[str, Any] | None, dotted: str) -> Any:
+    """The value at a dotted path of a (possibly nested) answer; ``None`` where missing."""
+    node: Any = value
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def label(value: Any) -> str:
+    """A label as a confusion-matrix key (JSON text for non-strings, so ``null`` and ``true`` stay distinct)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def stratified(examples: Sequence[Example], limit: int | None) -> list[Example]:
+    """The first ``limit`` examples taken round-robin over languages, so ``--limit`` keeps every language."""
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    by_lang: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        by_lang[ex.language].append(ex)
+    out: list[Example] = []
+    queues = [iter(v) for v in by_lang.values()]
+    while len(out) < limit and queues:
+        for q in list(queues):
+            item = next(q, None)
+            if item is None:
+                queues.remove(q)
+            elif len(out) < limit:
+                out.append(item)
+    return out
+
+
+def predict_examples(backend: Backend, task: Task, examples: Sequence[Example], *, constrained: bool = False,
+                     batch_size: int = 8, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                     console: Console | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Run the model over ``examples`` and parse each answer; returns (prediction records, generation seconds)."""
+    schema = task.schema
+    records: list[dict[str, Any]] = []
+    total = 0.0
+    with progress_bar(console) as progress:
+        bar = progress.add_task(f"eval {backend.name}", total=len(examples))
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            began = time.perf_counter()
+            gens = backend.generate([prompt_messages(task, ex.input, ex.instruction or None) for ex in chunk],
+                                    schema=schema if constrained else None, max_new_tokens=max_new_tokens)
+            total += time.perf_counter() - began
+            for offset, (ex, gen) in enumerate(zip(chunk, gens, strict=True)):
+                parsed = parse_output(gen.text, schema)
+                pred = parsed.value if parsed.valid else None
+                records.append({
+                    "index": start + offset, "language": ex.language, "input": ex.input, "gold": dict(ex.output),
+                    "raw": gen.text, "output": parsed.value, "valid": parsed.valid, "lenient": parsed.lenient,
+                    "error": parsed.error, "scores": task.score(pred, ex.output), "latency_s": gen.latency_s,
+                    "n_tokens": gen.n_tokens, "group": ex.meta.get("group"),
+                })
+            progress.advance(bar, len(chunk))
+    return records, total
+
+
+def summarize(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One report slice (see the module docstring) over ``records``."""
+    n = len(records)
+    metric_names = list(dict.fromkeys(k for r in records for k in r["scores"]))
+    metrics = {m: sum(r["scores"].get(m, 0.0) for r in records) / n for m in metric_names} if n else {}
+    fields = {}
+    for f in task.fields:
+        gold = [label(field_value(r["gold"], f)) for r in records]
+        pred = [label(field_value(r["output"], f)) if r["valid"] else INVALID for r in records]
+        fields[f] = {
+            "accuracy": sum(g == p for g, p in zip(gold, pred, strict=True)) / n if n else 0.0,
+            "macro_f1": macro_f1(gold, pred),
+            "confusion": confusion_matrix(gold, pred, [label(v) for v in task.label_values(f)]),
+        }
+    latencies = [r["latency_s"] for r in records]
+    return {
+        "n": n,
+        "primary": metrics.get(task.primary_metric, 0.0),
+        "metrics": metrics,
+        "schema_valid_rate": sum(r["valid"] for r in records) / n if n else 0.0,
+        "parse_failure_rate": sum(r["output"] is None for r in records) / n if n else 0.0,
+        "lenient_parse_rate": sum(bool(r["lenient"]) for r in records) / n if n else 0.0,
+        "fields": fields,
+        "wrong_language_rate": {f: wrong_language(records, f, task.languages) for f in task.text_fields},
+        "latency": {"p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95)},
+    }
+
+
+def wrong_language(records: Sequence[Mapping[str, Any]], text_field: str, languages: Sequence[str]) -> dict[str, Any]:
+    """Share of usable answers whose free-text ``text_field`` is not in the input's language (texts
+    under ``MIN_TEXT_CHARS`` characters or with an unsure detection are not checked)."""
+    pairs = [(text, r["language"]) for r in records if r["valid"]
+             for text in [field_value(r["output"], text_field)] if isinstance(text, str) and len(text.strip()) >= MIN_TEXT_CHARS]
+    detected = detect_languages([t for t, _ in pairs], [*languages, *{lang for _, lang in pairs}]) if pairs else []
+    checked = [(d, lang) for d, (_, lang) in zip(detected, pairs, strict=True) if d is not None]
+    wrong = sum(d != lang for d, lang in checked)
+    return {"rate": wrong / len(checked) if checked else None, "checked": len(checked)}
+
+
+def consistency(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Agreement of answers across the languages of a parallel group (examples sharing ``meta.group``).
+
+    Uses ``task.consistency`` when the task defines it; otherwise a group agrees when every member gave a
+    usable answer with identical label fields. ``None`` when the data has no group of two or more."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("group") is not None:
+            groups[str(r["group"])].append(r)
+    groups = {g: members for g, members in groups.items() if len(members) > 1}
+    if not groups or (task.consistency is None and not task.fields):
+        return None
+    scores: dict[str, float] = {}
+    for g, members in groups.items():
+        preds = [m["output"] if m["valid"] else None for m in members]
+        if task.consistency is not None:
+            scores[g] = float(task.consistency(preds))
+        else:
+            keys = {tuple(label(field_value(p, f)) for f in task.fields) if p is not None else None for p in preds}
+            scores[g] = float(len(keys) == 1 and None not in keys)
+    per_lang: dict[str, list[float]] = defaultdict(list)
+    for g, members in groups.items():
+        for lang in {m["language"] for m in members}:
+            per_lang[lang].append(scores[g])
+    return {
+        "groups": len(groups),
+        "score": sum(scores.values()) / len(scores),
+        "languages": {lang: sum(v) / len(v) for lang, v in sorted(per_lang.items())},
+        "inconsistent_groups": sorted(g for g, s in scores.items() if s < 1.0)[:20],
+    }
+
+
+def build_report(task: Task, records: Sequence[Mapping[str, Any]], *, model: Mapping[str, Any], seconds: float,
+                 batch_size: int, training_counts: Mapping[str, int] | None = None, threshold: float | None = None,
+                 source: str | None = None) -> dict[str, Any]:
+    """The full report dict (without predictions) from scored prediction records."""
+    by_lang: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_lang[r["language"]].append(r)
+    languages = {lang: summarize(task, rs) for lang, rs in sorted(by_lang.items())}
+    primary = {lang: s["primary"] for lang, s in languages.items()}
+    mean, lagging = lagging_languages(primary, training_counts, {lang: s["n"] for lang, s in languages.items()},
+                                      threshold)
+    overall = summarize(task, records)
+    return {
+        "format": FORMAT,
+        "model": dict(model),
+        "task": {"name": task.name, "version": task.version, "primary_metric": task.primary_metric,
+                 "fields": list(task.fields), "text_fields": list(task.text_fields)},
+        "data": {"n": len(records), "languages": sorted(by_lang), "source": source},
+        "overall": overall,
+        "languages": languages,
+        "primary_mean": mean,
+        "lagging": lagging,
+        "consistency": consistency(task, records),
+        "throughput": {**overall["latency"], "items_per_s": len(records) / seconds if seconds else None,
+                       "total_s": seconds, "batch_size": batch_size},
+    }
+
+
+def training_counts_of(spec: ModelSpec) -> dict[str, int] | None:
+    """Training examples per language from a run folder's data/train.jsonl (``None`` when unknown)."""
+    if spec.run is None or not (spec.run.data / "train.jsonl").is_file():
+        return None
+    counts: Counter[str] = Counter()
+    with open(spec.run.data / "train.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                counts[str(json.loads(line).get("language") or "unknown")] += 1
+    return dict(counts)
+
+
+def evaluate(model: str | Backend, task: Task, examples: Sequence[Example], *, backend: str | None = None,
+             constrained: bool = False, batch_size: int = 8, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+             host: str | None = None, limit: int | None = None, threshold: float | None = None,
+             training_counts: Mapping[str, int] | None = None, source: str | None = None,
+             console: Console | None = None) -> dict[str, Any]:
+    """Evaluate ``model`` (a MODEL spec, or an open Backend) on ``examples``; returns the report with the
+    per-item ``predictions`` under that key. Training counts come from a run folder unless given."""
+    examples = stratified(examples, limit)
+    if not examples:
+        raise DataError("no examples to evaluate: the test data is empty")
+    if isinstance(model, Backend):
+        opened, spec_text, counts = model, model.model, training_counts
+    else:
+        spec = resolve_model(model)
+        opened = get_backend(spec, backend, host=host, concurrency=batch_size)
+        spec_text, counts = model, training_counts if training_counts is not None else training_counts_of(spec)
+    try:
+        records, seconds = predict_examples(opened, task, examples, constrained=constrained, batch_size=batch_size,
+                                            max_new_tokens=max_new_tokens, console=console)
+        described = {"spec": spec_text, **opened.describe(), "constrained": constrained}
+    finally:
+        if not isinstance(model, Backend):
+            opened.close()
+    report = build_report(task, records, model=described, seconds=seconds, batch_size=batch_size,
+                          training_counts=counts, threshold=threshold, source=source)
+    report["predictions"] = records
+    return report
+
+
+def _delta(a: float | None, b: float | None) -> dict[str, float | None]:
+    return {"a": a, "b": b, "delta": None if a is None or b is None else b - a}
+
+
+def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Side by side, ``delta = b - a`` (positive: the second model is better/faster):
+    ``a``/``b`` (model blocks), ``primary_metric``, ``overall`` and ``languages[LANG]`` with ``primary``,
+    ``schema_valid_rate`` and ``fields[FIELD]`` accuracy, each {a, b, delta}; ``throughput`` p50 and items/s."""
+    def block(sa: Mapping[str, Any] | None, sb: Mapping[str, Any] | None) -> dict[str, Any]:
+        sa, sb = sa or {}, sb or {}
+        names = list(dict.fromkeys([*sa.get("fields", {}), *sb.get("fields", {})]))
+        return {
+            "primary": _delta(sa.get("primary"), sb.get("primary")),
+            "schema_valid_rate": _delta(sa.get("schema_valid_rate"), sb.get("schema_valid_rate")),
+            "fields": {f: _delta((sa.get("fields", {}).get(f) or {}).get("accuracy"),
+                                 (sb.get("fields", {}).get(f) or {}).get("accuracy")) for f in names},
+        }
+
+    langs = sorted(set(a["languages"]) | set(b["languages"]))
+    return {
+        "a": a["model"], "b": b["model"], "primary_metric": a["task"]["primary_metric"],
+        "overall": block(a["overall"], b["overall"]),
+        "languages": {lang: block(a["languages"].get(lang), b["languages"].get(lang)) for lang in langs},
+        "throughput": {"p50_s": _delta(a["throughput"]["p50_s"], b["throughput"]["p50_s"]),
+                       "items_per_s": _delta(a["throughput"]["items_per_s"], b["throughput"]["items_per_s"])},
+    }
+
+
+def compare(model_a: str | Backend, model_b: str | Backend, task: Task, examples: Sequence[Example], *,
+            backend_a: str | None = None, backend_b: str | None = None, **options: Any) -> dict[str, Any]:
+    """Evaluate two models on the same examples: model A's report with ``comparison`` (per-language
+    deltas, b - a) and ``compared`` (B's report) added. Used for base vs fine-tuned and export parity."""
+    a = evaluate(model_a, task, examples, backend=backend_a, **options)
+    b = evaluate(model_b, task, examples, backend=backend_b, **options)
+    a["comparison"] = compare_reports(a, b)
+    a["compared"] = b
+    return a
+
+
+# --------------------------------------------------------------------------- data and progress
+
+def load_examples(path: str | Path, task: Task) -> list[Example]:
+    """Test data in any format ``lingoforge data`` reads; every example must say its language."""
+    from .data.io import read_examples
+
+    examples = read_examples(path, task)
+    unlabelled = sum(not ex.language for ex in examples)
+    if unlabelled:
+        raise DataError(f"{path}: {unlabelled} example(s) without a language; per-language evaluation needs one "
+                        f"per example (run `lingoforge data check {path} --task {task.name}` to detect them)")
+    return examples
+
+
+class ItemsPerSecond(ProgressColumn):
+    """items/s since the bar started (rich's own speed column is for bytes)."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f} items/s" if speed else "-- items/s", style="progress.data.speed")
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """The progress bar of eval and predict, on stderr so ``--json`` output stays clean."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ItemsPerSecond(),
+                    TimeRemainingColumn(), console=console or Console(stderr=True), transient=False)
+

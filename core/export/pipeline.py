@@ -1,0 +1,184 @@
+"""``export_run``: run folder → merged HF model → F16 GGUF → quantized GGUF → Modelfile → parity report.
+
+Each step writes into ``export/`` atomically; the manifest ``export/export.json`` is written last, so a
+folder with a manifest is a complete, parity-checked export that ``deploy`` can trust.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import LingoforgeError
+from ..fsutil import write_json, write_text
+from ..runfolder import RunFolder
+from ..task import Example, Task
+from .gguf import convert
+from .lora import base_config, convert_adapter
+from .merge import merge
+from .modelfile import ServingConfig, check_template, default_system, go_template, probe_messages
+from .parity import (
+    GGUFModel,
+    HFReference,
+    ParityError,
+    ParityResult,
+    check_f16,
+    compare_accuracy,
+    conversations_for,
+)
+from .quantize import QUANTS, quantize
+
+DEFAULT_NUM_CTX = 2048
+MANIFEST = "export.json"
+
+
+def run_task(run: dict[str, Any]) -> Task:
+    """The task named in run.json (``task`` is a name or ``{"name": ...}``)."""
+    from .. import get_task
+
+    spec = run.get("task")
+    name = spec.get("name") if isinstance(spec, dict) else spec
+    if not name:
+        raise LingoforgeError("run.json has no task name; was this run created by `lingoforge train`?")
+    return get_task(str(name))
+
+
+def test_examples(folder: RunFolder, n: int) -> list[Example]:
+    """The first ``n`` examples of ``data/test.jsonl`` (the split training never saw)."""
+    path = folder.data / "test.jsonl"
+    if not path.is_file():
+        raise LingoforgeError(f"{path} is missing; parity needs test examples (run `lingoforge data split`)")
+    examples: list[Example] = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip() and len(examples) < n:
+                examples.append(Example.from_record(json.loads(line)))
+    if not examples:
+        raise LingoforgeError(f"{path} has no examples; parity needs at least one")
+    return examples
+
+
+def context_length(folder: RunFolder, model_dir: Path) -> tuple[int, str]:
+    """``num_ctx`` from the token report (``data/tokens.json``), capped at the model's context length."""
+    limit = int(json.loads((model_dir / "config.json").read_text())["max_position_embeddings"])
+    report = folder.data / "tokens.json"
+    if report.is_file():
+        data = json.loads(report.read_text(encoding="utf-8"))
+        value = data.get("num_ctx") or data.get("max_seq_length")
+        if value:
+            return min(int(value), limit), "data/tokens.json"
+    return min(DEFAULT_NUM_CTX, limit), f"default {DEFAULT_NUM_CTX} (no token report in data/tokens.json)"
+
+
+def serving_config(task: Task, hf: HFReference, conversations: Sequence[Sequence[dict[str, str]]],
+                   model_file: str, num_ctx: int) -> ServingConfig:
+    """The Ollama TEMPLATE/SYSTEM/PARAMETERs, after checking the template renders the training prompts exactly."""
+    system_default = default_system(hf.render(probe_messages()))
+    check_template([(m, hf.render(m)) for m in conversations], system_default)
+    return ServingConfig(model_file, go_template(system_default), task.system_prompt, num_ctx)
+
+
+def _check_embedded_template(gguf: GGUFModel, hf: HFReference, path: Path) -> None:
+    embedded = gguf.llm.metadata.get("tokenizer.chat_template")
+    if embedded != hf.tokenizer.chat_template:
+        raise ParityError(f"{path}: the chat template in the GGUF differs from the training tokenizer's")
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: str = "q5_k_m", parity_n: int = 8,
+               adapter_only: bool = False, examples: Sequence[Example] | None = None,
+               max_new_tokens: int = 96, progress: bool = True) -> dict[str, Any]:
+    """Export a trained run for Ollama and prove parity; returns (and writes) the export manifest.
+
+    Raises ``ParityError`` (after writing ``parity.json``) when the F16 GGUF does not reproduce HF.
+    """
+    if quant not in QUANTS:
+        raise LingoforgeError(f"unknown --quant {quant!r}; choose one of {', '.join(QUANTS)}")
+    folder = RunFolder(Path(run_dir))
+    run = folder.require()
+    task = run_task(run)
+    base_location = str((run.get("base") or {}).get("location") or "")
+    if not base_location:
+        raise LingoforgeError(f"{folder.run_json} has no base.location; cannot find the base model to merge into")
+    out = Path(out_dir) if out_dir else folder.export
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    chosen = list(examples) if examples is not None else test_examples(folder, parity_n)
+    timings: dict[str, float] = {}
+
+    def step(name: str, started: float) -> None:
+        timings[name] = round(time.perf_counter() - started, 2)
+
+    t = time.perf_counter()
+    if adapter_only:
+        reference_dir = out / "merged"  # HF reference for parity: base + adapter, merged in memory
+        merge(base_location, folder.adapter, reference_dir)
+        step("merge", t)
+        t = time.perf_counter()
+        base_gguf = convert(base_location, out / "base-f16.gguf", progress=progress).path
+        adapter_gguf = convert_adapter(folder.adapter, base_config(base_location), out / "adapter-lora.gguf")
+        f16_path, lora = base_gguf, adapter_gguf
+        step("convert", t)
+    else:
+        reference_dir = merge(base_location, folder.adapter, out / "merged")
+        step("merge", t)
+        t = time.perf_counter()
+        f16_path, lora = convert(reference_dir, out / "model-f16.gguf", progress=progress).path, None
+        step("convert", t)
+
+    t = time.perf_counter()
+    quant_name = "base" if adapter_only else "model"
+    quantized = quantize(f16_path, out / f"{quant_name}-{quant}.gguf", quant)
+    step("quantize", t)
+
+    t = time.perf_counter()
+    hf = HFReference(reference_dir)
+    conversations = conversations_for(task, chosen)
+    num_ctx, num_ctx_source = context_length(folder, reference_dir)
+    serving = serving_config(task, hf, conversations, quantized.path.name, num_ctx)
+    n_ctx = max(num_ctx, 512)
+    f16_model = GGUFModel(f16_path, n_ctx=n_ctx, lora_path=lora)
+    _check_embedded_template(f16_model, hf, f16_path)
+    result, hf_tokens = check_f16(hf, f16_model, conversations, max_new_tokens)
+    f16_model.close()
+    if not result.failures:
+        quant_model = GGUFModel(quantized.path, n_ctx=n_ctx, lora_path=lora)
+        quant_texts = [quant_model.text(quant_model.greedy(quant_model.prompt_ids(hf.render(m)), max_new_tokens))
+                       for m in conversations]
+        quant_model.close()
+        result.accuracy, result.warnings = compare_accuracy(task, chosen, [hf.text(x) for x in hf_tokens], quant_texts)
+    step("parity", t)
+    write_json(out / "parity.json", {"quant": quant, **result.as_dict()})
+    if result.failures:
+        raise ParityError("the F16 GGUF does not reproduce the merged HF model: "
+                          + "; ".join(str(d) for d in result.failures[:3])
+                          + f" (details in {out / 'parity.json'})")
+
+    modelfile = serving.modelfile()
+    if lora is not None:
+        modelfile = modelfile.replace("\nTEMPLATE", f"\nADAPTER ./{lora.name}\nTEMPLATE", 1)
+    write_text(out / "Modelfile", modelfile)
+    manifest = _manifest(task, quant, quantized.as_dict(), serving, lora, num_ctx_source, result, timings, adapter_only)
+    write_json(out / MANIFEST, manifest)
+    folder.update(export={"dir": str(out), "quant": quant, "f16_parity": True, "warnings": result.warnings})
+    return manifest
+
+
+def _manifest(task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig, lora: Path | None,
+              num_ctx_source: str, result: ParityResult, timings: dict[str, float], adapter_only: bool) -> dict[str, Any]:
+    return {
+        "task": {"name": task.name, "version": task.version},
+        "quant": quant,
+        "adapter_only": adapter_only,
+        "model_file": serving.model_file,
+        "adapter_file": lora.name if lora else None,
+        "quantization": quant_report,
+        "serving": serving.as_dict(),
+        "num_ctx_source": num_ctx_source,
+        "parity": {"examples": result.examples, "compared_tokens": result.compared_tokens,
+                   "numerical_ties": len(result.ties), "accuracy": result.accuracy, "warnings": result.warnings},
+        "timings_s": timings,
+    }
+

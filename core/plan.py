@@ -1,0 +1,249 @@
+"""Memory and time estimates for QLoRA training of a base model, before anything is downloaded or loaded.
+
+The estimate adds up what the recipe in ``train.py`` actually keeps on the device at its peak (the backward of
+one transformer layer, late in the step):
+
+- base linear weights in 4-bit NF4 plus their quantization constants (blocks of 64 with an 8-bit absmax; with
+  double quantization a second-level fp32 constant per 256 blocks): 4.127 bits per weight;
+- embeddings and the LM head in 16 bits (one matrix when tied), norms and biases in 16 bits;
+- LoRA A/B weights, their gradients and two AdamW moments (bf16 for a 4-bit base, as trl casts them; fp32
+  otherwise);
+- activations with gradient checkpointing: every layer's input is kept, and one layer's full working set is
+  rebuilt during its backward (including the per-module LoRA dropout copies);
+- the LM head's output: trl's chunked head scores at most 32,768 vocabulary columns at a time instead of the
+  (tokens x vocab) logits that plain transformers builds and upcasts to fp32;
+- a fixed CUDA context and 5% allocator fragmentation.
+
+Time per epoch counts 2 FLOPs per weight per token forward, 2 backward (frozen weights get no weight
+gradient), 2 more for the recomputation under checkpointing, plus attention, divided by an effective
+throughput (peak bf16 TFLOP/s x utilisation). These are estimates: ``bench/gpu_train.py`` measures a real
+Qwen2.5-7B-shaped model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LingoforgeError
+from .models import PRESETS, Preset, resolve_base
+
+GB = 1e9
+NF4_BITS_DOUBLE_QUANT = 4 + 8 / 64 + 32 / (64 * 256)
+NF4_BITS = 4 + 32 / 64
+FUSED_HEAD_CHUNK = 32_768  # trl's _CHUNKED_LOGPROB_CHUNK_SIZE
+CUDA_CONTEXT_GB = 0.5
+FRAGMENTATION = 0.05
+DEFAULT_UTILISATION = 0.3  # measured QLoRA runs land around 25-40% of peak bf16 (dequantization costs)
+
+# What users are told (guides and model cards), printed beside our estimate so they can compare.
+PUBLISHED_GB = {
+    "qwen2.5-7b": {"train_qlora_r32": 12.0, "train_qlora_r16": 10.0, "infer_q5_k_m": 5.0, "infer_q4_k_m": 4.5, "infer_f16": 16.0},
+}
+# Average bits per weight of llama.cpp quantization types (weights only; KV cache excluded).
+INFERENCE_BITS = {"f16": 16.0, "q8_0": 8.5, "q5_k_m": 5.69, "q4_k_m": 4.89}
+# Peak dense bf16 TFLOP/s by GPU name fragment, for the time estimate.
+GPU_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0, "4090": 165.0,
+              "3090": 71.0, "V100": 125.0, "T4": 65.0}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The architecture figures the estimate needs."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    tied: bool
+    qkv_bias: bool
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * (self.hidden // self.heads)
+
+    @property
+    def linear_params(self) -> int:
+        per_layer = 2 * self.hidden * self.hidden + 2 * self.hidden * self.kv_dim + 3 * self.hidden * self.intermediate
+        return self.layers * per_layer
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def small_params(self) -> int:
+        """Norm weights and q/k/v biases."""
+        bias = (self.hidden + 2 * self.kv_dim) if self.qkv_bias else 0
+        return self.layers * (2 * self.hidden + bias) + self.hidden
+
+    @property
+    def parameters(self) -> int:
+        return self.linear_params + self.embedding_params + self.small_params
+
+    def lora_params(self, rank: int) -> int:
+        """LoRA A (in x r) + B (r x out) for q, k, v, o, gate, up, down of every layer."""
+        h, kv, i = self.hidden, self.kv_dim, self.intermediate
+        per_layer = (h + h) + (h + kv) * 2 + (h + h) + (h + i) * 2 + (i + h)
+        return self.layers * per_layer * rank
+
+
+def shape_of(model: str | Preset | Any) -> Shape:
+    """Architecture figures from a preset name, a Preset, a local folder/hub id (its config) or a transformers config."""
+    if isinstance(model, str):
+        key = model.lower()
+        if key in PRESETS:
+            model = PRESETS[key]
+        else:
+            base = resolve_base(model)
+            if base.preset is not None:
+                model = base.preset
+            elif base.kind == "local":
+                from transformers import AutoConfig
+
+                model = AutoConfig.from_pretrained(base.location)
+            else:
+                raise LingoforgeError(f"cannot plan {model!r} without downloading it: use a preset ({', '.join(sorted(PRESETS))}) "
+                                      "or a local model folder")
+    if isinstance(model, Preset):
+        return Shape(model.layers, model.hidden, model.intermediate, model.heads, model.kv_heads, model.vocab,
+                     model.tied_embeddings, model.architecture == "qwen2")
+    config = model.get_text_config() if hasattr(model, "get_text_config") else model
+    return Shape(config.num_hidden_layers, config.hidden_size, config.intermediate_size, config.num_attention_heads,
+                 getattr(config, "num_key_value_heads", None) or config.num_attention_heads, config.vocab_size,
+                 bool(getattr(config, "tie_word_embeddings", False)), getattr(config, "model_type", "") == "qwen2")
+
+
+def device_memory_gb(cuda: bool) -> float | None:
+    """Total memory of GPU 0, or of the machine on CPU; ``None`` when it cannot be read."""
+    if cuda:
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory / GB
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def gpu_tflops() -> float | None:
+    """Peak bf16 TFLOP/s of the visible GPU from its name, if known."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        name = torch.cuda.get_device_name(0)
+    except Exception:
+        return None
+    return next((tf for frag, tf in GPU_TFLOPS.items() if frag in name), None)
+
+
+def plan(model: str | Preset | Any, *, rank: int = 32, max_len: int = 2048, batch_size: int = 4, load_in_4bit: bool = True,
+         double_quant: bool = True, gradient_checkpointing: bool = True, fused_head: bool = True, padding_free: bool = True,
+         examples: int | None = None, mean_tokens: float | None = None, longest_batch_tokens: int | None = None,
+         epochs: float = 1.0, gpu_mem: float | None = None, tflops: float | None = None,
+         utilisation: float = DEFAULT_UTILISATION, weight_bytes: int = 2) -> dict[str, Any]:
+    """Peak training memory (GB, 1e9 bytes) by component, and time per epoch when a throughput is known.
+
+    ``longest_batch_tokens`` is the token count of the longest possible micro-batch; without data it is
+    ``batch_size x max_len``. ``weight_bytes`` is the size of unquantized weights (2 for bf16, 4 for fp32 on CPU).
+    """
+    s = shape_of(model)
+    tokens = longest_batch_tokens or batch_size * max_len
+    h, i = s.hidden, s.intermediate
+    act = weight_bytes
+
+    bits = (NF4_BITS_DOUBLE_QUANT if double_quant else NF4_BITS) if load_in_4bit else weight_bytes * 8
+    lora_bytes = (2 if load_in_4bit else 4) * 4  # weight + gradient + two AdamW moments
+    per_layer_working = tokens * (act * (18 * h + 6 * i) + (6 * h + i))  # saved tensors + dropout masks of one layer
+    if gradient_checkpointing:
+        activations = s.layers * tokens * h * act + per_layer_working
+    else:
+        activations = s.layers * per_layer_working
+    backward_transient = 2 * tokens * max(h, i) * act
+    if fused_head:
+        head = tokens * min(s.vocab, FUSED_HEAD_CHUNK) * 4 * 2  # one fp32 chunk and its gradient
+    else:
+        head = tokens * s.vocab * (act + 4 + 4)  # logits, fp32 upcast for the loss, and its gradient
+
+    parts = {
+        "base_weights_4bit" if load_in_4bit else "base_weights": s.linear_params * bits / 8,
+        "embeddings_and_head": s.embedding_params * weight_bytes,
+        "norms_and_biases": s.small_params * weight_bytes,
+        "lora_weights_grads_adamw": s.lora_params(rank) * lora_bytes,
+        "activations": activations + backward_transient,
+        "lm_head_output": head,
+        "cuda_context": CUDA_CONTEXT_GB * GB,
+    }
+    subtotal = sum(parts.values())
+    parts["fragmentation"] = subtotal * FRAGMENTATION
+    peak = sum(parts.values())
+
+    result: dict[str, Any] = {
+        "parameters": s.parameters,
+        "lora_parameters": s.lora_params(rank),
+        "settings": {"rank": rank, "max_len": max_len, "batch_size": batch_size, "tokens_per_micro_batch": tokens,
+                     "load_in_4bit": load_in_4bit, "double_quant": double_quant, "gradient_checkpointing": gradient_checkpointing,
+                     "fused_head": fused_head, "padding_free": padding_free},
+        "memory_gb": {k: round(v / GB, 3) for k, v in parts.items()},
+        "peak_gb": round(peak / GB, 2),
+        "inference_gb": {q: round((s.linear_params + s.embedding_params) * b / 8 / GB, 2) for q, b in INFERENCE_BITS.items()},
+    }
+
+    # Time per epoch: FLOPs per token (weights + attention) over an effective throughput.
+    seq = mean_tokens or max_len
+    passes = 6 if gradient_checkpointing else 4
+    flops_per_token = passes * (s.linear_params + s.vocab * h) + passes * 2 * s.layers * seq * h
+    throughput = tflops or gpu_tflops()
+    result["flops_per_token"] = flops_per_token
+    if examples is not None and throughput:
+        epoch_tokens = examples * seq
+        seconds = epoch_tokens * flops_per_token / (throughput * 1e12 * utilisation)
+        result["time"] = {"tokens_per_epoch": int(epoch_tokens), "tflops": throughput, "utilisation": utilisation,
+                          "tokens_per_second": round(throughput * 1e12 * utilisation / flops_per_token, 1),
+                          "seconds_per_epoch": round(seconds, 1), "seconds_total": round(seconds * epochs, 1)}
+
+    if gpu_mem is not None:
+        result["gpu_mem_gb"] = gpu_mem
+        result["fits"] = peak / GB <= gpu_mem
+    published = _published(model)
+    if published:
+        result["published_gb"] = published
+    result["summary"] = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in result["memory_gb"].items() if v >= 0.05) + " GB"
+    return result
+
+
+def _published(model: Any) -> dict[str, float] | None:
+    name = model if isinstance(model, str) else getattr(model, "name", "")
+    return PUBLISHED_GB.get(str(name).lower().removesuffix("-instruct"))
+
+
+def format_plan(result: Mapping[str, Any]) -> str:
+    """A readable table: components, peak, fit, time, and the published figures beside ours."""
+    st = result["settings"]
+    lines = [f"{result['parameters'] / 1e9:.2f}B parameters, LoRA rank {st['rank']} = {result['lora_parameters'] / 1e6:.1f}M trainable; "
+             f"micro-batch {st['batch_size']} x max length {st['max_len']} ({st['tokens_per_micro_batch']:,} tokens at most)"]
+    width = max(len(k) for k in result["memory_gb"])
+    lines += [f"  {k.replace('_', ' '):<{width}}  {v:8.2f} GB" for k, v in result["memory_gb"].items()]
+    lines.append(f"  {'peak (estimate)':<{width}}  {result['peak_gb']:8.2f} GB")
+    if "fits" in result:
+        verdict = "fits" if result["fits"] else "does NOT fit"
+        lines.append(f"  {verdict} in {result['gpu_mem_gb']:.1f} GB")
+    inf = result["inference_gb"]
+    lines.append("inference weights: " + ", ".join(f"{q.upper()} {v:.1f} GB" for q, v in inf.items()))
+    if "time" in result:
+        t = result["time"]
+        lines.append(f"time: ~{t['tokens_per_second']:,.0f} tokens/s at {t['utilisation']:.0%} of {t['tflops']:.0f} TFLOP/s -> "
+                     f"{t['seconds_per_epoch'] / 60:.1f} min per epoch ({t['tokens_per_epoch']:,} tokens), {t['seconds_total'] / 60:.1f} min in all")
+    else:
+        lines.append("time: pass --tflops (peak bf16 TFLOP/s of the GPU) and --examples for a time estimate")
+    if "published_gb" in result:
+        p = result["published_gb"]
+        lines.append(f"users are told (Qwen2.5-7B): QLoRA r32 ~{p['train_qlora_r32']:.0f} GB, r16 ~{p['train_qlora_r16']:.0f} GB; "
+                     f"inference Q5_K_M ~{p['infer_q5_k_m']:.0f} GB, Q4_K_M ~{p['infer_q4_k_m']} GB, FP16 ~{p['infer_f16']:.0f} GB")
+    return "\n".join(lines)

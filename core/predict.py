@@ -1,0 +1,180 @@
+"""Batch prediction to JSONL: resumable, crash-safe, one output line per input.
+
+Each output line is ``{"id", "output", "valid", "retried"}`` (+ ``language`` when the input gave one, + ``raw``
+for an unusable answer). The output is append-only: whole lines, flushed and fsynced per batch, so a
+killed run loses at most the batch in flight. On start, a partial trailing line (a kill in the middle of
+a write) is cut off and ids already written are skipped, so rerunning the same command finishes the job.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+
+from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, get_backend
+from .errors import DataError
+from .evaluate import progress_bar
+from .prompts import prompt_messages
+from .schema import parse_output
+from .task import Task
+
+TEXT_KEYS = ("input", "text")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: its id (the ``id`` field, else its line/row number), text and optional instruction/language."""
+
+    id: Any
+    text: str
+    instruction: str | None = None
+    language: str | None = None
+
+
+def _item(record: Any, number: int, where: str) -> Item:
+    if isinstance(record, str):
+        return Item(number, record)
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object with an `input` (or `text`) field, got {type(record).__name__}")
+    text = next((record[k] for k in TEXT_KEYS if isinstance(record.get(k), str)), None)
+    if text is None:
+        raise DataError(f"{where}: no `input` (or `text`) string field; found keys {sorted(record)}")
+    return Item(record.get("id", number), text, record.get("instruction") or None, record.get("language") or None)
+
+
+def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[Item]:
+    """Items from JSONL (one object or string per line) or CSV with a header (``input``/``text`` column,
+    optional ``id``, ``language``). ``csv_format=None`` guesses from the first non-blank character."""
+    if csv_format is None:
+        csv_format = not text.lstrip().startswith(("{", '"'))
+    items: list[Item] = []
+    if csv_format:
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or not set(TEXT_KEYS) & set(reader.fieldnames):
+            raise DataError(f"{name}: CSV needs an `input` (or `text`) column; header is {reader.fieldnames}")
+        for row_number, row in enumerate(reader, 1):
+            items.append(_item(dict(row), row_number, f"{name}: row {row_number}"))
+    else:
+        for line_number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{name}:{line_number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+            items.append(_item(record, line_number, f"{name}:{line_number}"))
+    seen: dict[str, int] = {}
+    for position, item in enumerate(items, 1):
+        key = str(item.id)
+        if key in seen:
+            raise DataError(f"{name}: id {item.id!r} appears twice (items {seen[key]} and {position}); ids must be "
+                            "unique for resuming to know what is done")
+        seen[key] = position
+    return items
+
+
+def read_inputs(source: str | Path, stdin: IO[str] | None = None) -> list[Item]:
+    """Items from a file path, or from stdin when ``source`` is ``-``."""
+    if str(source) == "-":
+        return parse_inputs((stdin or sys.stdin).read(), "<stdin>")
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"input {path} does not exist")
+    suffix = path.suffix.lower()
+    csv_format = True if suffix in (".csv", ".tsv") else False if suffix in (".jsonl", ".json", ".ndjson") else None
+    return parse_inputs(path.read_text(encoding="utf-8-sig"), str(path), csv_format)
+
+
+def completed_ids(out: Path) -> set[str]:
+    """Ids already in ``out``; a partial trailing line (a kill mid-write) is truncated away first."""
+    if not out.is_file():
+        return set()
+    with open(out, "rb+") as fh:
+        data = fh.read()
+        keep = data.rfind(b"\n") + 1
+        if keep != len(data):
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+    done = set()
+    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                done.add(str(json.loads(line)["id"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(f"{out}:{number}: not a prediction line; is {out} the output of another command? "
+                                "Choose a new -o file") from None
+    return done
+
+
+def _line(item: Item, text: str, task: Task, retried: bool) -> tuple[dict[str, Any], bool]:
+    parsed = parse_output(text, task.schema)
+    record: dict[str, Any] = {"id": item.id, "output": parsed.value if parsed.valid else None, "valid": parsed.valid,
+                              "retried": retried}
+    if item.language:
+        record["language"] = item.language
+    if not parsed.valid:
+        record["raw"] = text
+        record["error"] = parsed.error
+    return record, parsed.valid
+
+
+def predict(model: str | Backend, task: Task, source: str | Path, out: str | Path, *, backend: str | None = None,
+            constrained: bool = False, concurrency: int = 8, host: str | None = None,
+            max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, stdin: IO[str] | None = None,
+            console: Console | None = None) -> dict[str, Any]:
+    """Predict every input not yet in ``out``; returns counts (``total``, ``skipped``, ``written``, ``valid``,
+    ``retried``, ``invalid``), ``seconds``, ``items_per_s`` and ``out``.
+
+    ``concurrency`` is the batch size for hf, parallel requests for ollama; llama.cpp answers one at a time.
+    An answer that is not valid against the schema is asked again once with constrained decoding."""
+    out = Path(out)
+    items = read_inputs(source, stdin)
+    done = completed_ids(out)
+    todo = [item for item in items if str(item.id) not in done]
+    summary = {"total": len(items), "skipped": len(items) - len(todo), "written": 0, "valid": 0, "retried": 0,
+               "invalid": 0, "seconds": 0.0, "items_per_s": None, "out": str(out)}
+    if not todo:
+        return summary
+    opened = model if isinstance(model, Backend) else get_backend(model, backend, host=host, concurrency=concurrency)
+    schema = task.schema
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        with open(out, "a", encoding="utf-8") as fh, progress_bar(console) as progress:
+            bar = progress.add_task(f"predict {opened.name}", total=len(todo))
+            for start in range(0, len(todo), max(1, concurrency)):
+                chunk = todo[start:start + max(1, concurrency)]
+                gens = opened.generate([prompt_messages(task, it.text, it.instruction) for it in chunk],
+                                       schema=schema if constrained else None, max_new_tokens=max_new_tokens)
+                lines = [_line(it, g.text, task, False) for it, g in zip(chunk, gens, strict=True)]
+                retry = [i for i, (_, ok) in enumerate(lines) if not ok]
+                if retry and not constrained and opened.supports_constrained:
+                    again = opened.generate([prompt_messages(task, chunk[i].text, chunk[i].instruction) for i in retry],
+                                            schema=schema, max_new_tokens=max_new_tokens)
+                    for i, g in zip(retry, again, strict=True):
+                        lines[i] = _line(chunk[i], g.text, task, True)
+                    summary["retried"] += len(retry)
+                fh.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r, _ in lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+                summary["written"] += len(lines)
+                summary["valid"] += sum(ok for _, ok in lines)
+                progress.advance(bar, len(chunk))
+    finally:
+        if not isinstance(model, Backend):
+            opened.close()
+    summary["invalid"] = summary["written"] - summary["valid"]
+    summary["seconds"] = time.perf_counter() - started
+    summary["items_per_s"] = summary["written"] / summary["seconds"] if summary["seconds"] else None
+    return summary
+

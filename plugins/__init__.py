@@ -1,0 +1,1 @@
+"""The built-in lingoforge task plugins, registered through the `lingoforge` entry-point group."""

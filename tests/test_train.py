@@ -1,0 +1,252 @@
+"""Fast tests of the training recipe's pieces: settings, data checks, the loss mask, OOM retry, packing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lingoforge.errors import DataError, LingoforgeError
+from lingoforge.runfolder import RunFolder
+from lingoforge.task import Example, Task
+from lingoforge.train import (
+    Located,
+    TrainConfig,
+    check_masks,
+    check_outputs,
+    complete_checkpoints,
+    encode,
+    load_config_file,
+    load_data,
+    make_config,
+    resolve,
+    with_oom_retry,
+)
+
+CATEGORIES = ["shipping", "billing", "refund"]
+TEXTS = {
+    "en": ["Where is my parcel? It was due on Monday.", "I was charged twice for order 1182.", "Please refund the broken kettle."],
+    "de": ["Wo ist mein Paket? Es sollte am Montag kommen.", "Mir wurde die Bestellung 1182 doppelt berechnet.", "Bitte erstatten Sie den defekten Wasserkocher."],
+    "fr": ["Où est mon colis ? Il devait arriver lundi.", "J'ai été débité deux fois pour la commande 1182.", "Remboursez la bouilloire cassée, s'il vous plaît."],
+    "zh": ["我的包裹在哪里？本应周一送到。", "订单1182被扣了两次款。", "请为坏掉的水壶退款。"],
+}
+
+
+def tiny_task() -> Task:
+    """A short-prompt ticket task (category + priority) so CPU training steps stay small."""
+    schema = {
+        "type": "object",
+        "properties": {"category": {"enum": CATEGORIES}, "priority": {"enum": ["low", "high"]}},
+        "required": ["category", "priority"],
+        "additionalProperties": False,
+    }
+    return Task(name="mini_tickets", version="1", description="tiny ticket triage", languages=tuple(TEXTS),
+                system_prompt="Triage the ticket.", instruction="Answer with JSON: category, priority.",
+                output_schema=schema, scorer=lambda pred, gold: {"exact": float(pred == gold)}, primary_metric="exact",
+                fields=("category", "priority"))
+
+
+def tiny_examples(n: int, seed: int = 0) -> list[Example]:
+    """``n`` examples cycling through languages and categories (a short order number varies the text)."""
+    out = []
+    langs = list(TEXTS)
+    for i in range(n):
+        lang = langs[i % len(langs)]
+        k = (i // len(langs) + seed) % len(CATEGORIES)
+        out.append(Example(instruction="", input=f"{TEXTS[lang][k]} #{100 + i}", language=lang,
+                           output={"category": CATEGORIES[k], "priority": "high" if k == 1 else "low"}))
+    return out
+
+
+def located(examples: list[Example]) -> list[Located]:
+    return [Located(e, f"data.jsonl:{i + 1}") for i, e in enumerate(examples)]
+
+
+# --- settings -------------------------------------------------------------------------------------------------
+
+
+def test_defaults_are_the_published_recipe() -> None:
+    cfg = TrainConfig()
+    assert (cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules) == (32, 64, 0.05, "all-linear")
+    assert (cfg.lr, cfg.scheduler, cfg.warmup, cfg.epochs, cfg.effective_batch) == (1.5e-4, "cosine", 0.05, 4.0, 4)
+
+
+def test_flags_override_the_file_and_none_flags_do_not(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("rank: 16\nlr: 2.0e-4\nbatch-size: 2\ngrad_accum: 2\n")
+    cfg = make_config(load_config_file(path), {"rank": 8, "lr": None, "max_len": 512})
+    assert (cfg.rank, cfg.lr, cfg.batch_size, cfg.grad_accum, cfg.max_len) == (8, 2.0e-4, 2, 2, 512)
+
+
+def test_every_bad_setting_is_listed_at_once() -> None:
+    with pytest.raises(LingoforgeError) as err:
+        make_config({"rnak": 4, "lr": "fast", "epochs": -1})
+    text = str(err.value)
+    assert "rnak: unknown setting" in text and "lr: expected float" in text
+    with pytest.raises(LingoforgeError, match="epochs: must be > 0"):
+        make_config({"epochs": -1})
+    with pytest.raises(LingoforgeError, match="multiple of eval_steps"):
+        make_config({"save_steps": 10, "eval_steps": 3})
+
+
+def test_config_file_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(LingoforgeError, match="expected a mapping"):
+        load_config_file(path)
+
+
+def test_max_len_comes_from_the_token_report_and_device_picks_precision(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    cpu = resolve(TrainConfig(), run, cuda=False)
+    assert (cpu.max_len, cpu.load_in_4bit, cpu.gradient_checkpointing, cpu.eval_steps) == (2048, False, False, 50)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tokens.json").write_text(json.dumps({"max_seq_length": 384}))
+    gpu = resolve(TrainConfig(), run, cuda=True)
+    assert (gpu.max_len, gpu.load_in_4bit, gpu.gradient_checkpointing) == (384, True, True)
+    assert resolve(TrainConfig(max_len=128, load_in_4bit=True), run, cuda=False).max_len == 128
+
+
+# --- data -----------------------------------------------------------------------------------------------------
+
+
+def test_single_file_holds_out_validation_per_language(tmp_path: Path) -> None:
+    path = tmp_path / "all.jsonl"
+    path.write_text("".join(json.dumps(e.to_record()) + "\n" for e in tiny_examples(40)))
+    train, val, sources = load_data(path, tiny_task(), 0.1, seed=0)
+    assert len(train) + len(val) == 40
+    assert {i.example.language for i in val} == set(TEXTS)
+    assert sources == {"train+val": str(path)}
+    assert train[0].where.startswith(f"{path}:")
+
+
+def test_folder_without_val_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text(json.dumps(tiny_examples(1)[0].to_record()) + "\n")
+    with pytest.raises(DataError, match="no val.jsonl"):
+        load_data(tmp_path, tiny_task(), 0.1, 0)
+
+
+def test_unreadable_lines_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(tiny_examples(1)[0].to_record()) + "\n{not json\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2"):
+        load_data(path, tiny_task(), 0.1, 0)
+
+
+def test_data_for_another_task_is_rejected_with_lines() -> None:
+    wrong = [Example("", "hello", {"sentiment": "positive"}, "en"), *tiny_examples(2)]
+    with pytest.raises(DataError) as err:
+        check_outputs(tiny_task(), located(wrong))
+    assert "data.jsonl:1" in str(err.value) and "another task" in str(err.value)
+    assert "data.jsonl:2" not in str(err.value)
+
+
+# --- tokenization and the loss mask (real Qwen2 tokenizer) -------------------------------------------------------
+
+
+def test_only_the_answer_and_end_token_are_trained(qwen2_tokenizer) -> None:
+    task = tiny_task()
+    items = located(tiny_examples(8))
+    encoded = encode(task, items, qwen2_tokenizer, 512)
+    for item, enc in zip(items, encoded, strict=True):
+        trained = qwen2_tokenizer.decode([t for t in enc.labels if t != -100])
+        assert trained == json.dumps(dict(item.example.output), ensure_ascii=False) + "<|im_end|>"
+        from lingoforge.prompts import prompt_messages
+
+        prompt = qwen2_tokenizer.apply_chat_template(prompt_messages(task, item.example.input, item.example.instruction),
+                                                     tokenize=False, add_generation_prompt=True)
+        n_prompt = enc.labels.index(next(t for t in enc.labels if t != -100))
+        assert enc.input_ids[:n_prompt] == qwen2_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    report = check_masks(encoded, qwen2_tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    assert set(report) == set(TEXTS) and all(r["examples"] == 2 and r["trainable_tokens"] > 2 for r in report.values())
+
+
+def test_broken_masks_are_caught(qwen2_tokenizer) -> None:
+    enc = encode(tiny_task(), located(tiny_examples(2)), qwen2_tokenizer, 512)
+    end = qwen2_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    masked = [type(enc[0])(enc[0].input_ids, [-100] * len(enc[0].labels), "en", "data.jsonl:1"), enc[1]]
+    with pytest.raises(LingoforgeError, match="data.jsonl:1: no trainable tokens"):
+        check_masks(masked, end)
+    no_end = [type(enc[1])(enc[1].input_ids, [t if t != end else -100 for t in enc[1].labels], "de", "data.jsonl:2")]
+    with pytest.raises(LingoforgeError, match="end token is not among the trained labels"):
+        check_masks(no_end, end)
+
+
+def test_max_len_below_the_longest_prompt_names_the_example(qwen2_tokenizer) -> None:
+    items = located(tiny_examples(4))
+    with pytest.raises(DataError) as err:
+        encode(tiny_task(), items, qwen2_tokenizer, 24)
+    text = str(err.value)
+    assert "data.jsonl:1 (en): prompt alone is" in text and ">= max length 24" in text and "raise --max-len" in text
+
+
+def test_an_answer_that_would_be_cut_is_an_error_not_truncation(qwen2_tokenizer) -> None:
+    items = located(tiny_examples(1))
+    full = len(encode(tiny_task(), items, qwen2_tokenizer, 512)[0].input_ids)
+    with pytest.raises(DataError, match=rf"answer .* = {full} tokens > max length {full - 2}"):
+        encode(tiny_task(), items, qwen2_tokenizer, full - 2)
+
+
+# --- resume bookkeeping, OOM retry, packing ---------------------------------------------------------------------
+
+
+def test_half_written_checkpoints_are_not_resumed_from(tmp_path: Path) -> None:
+    for step, state in ((2, "{}"), (4, "{}"), (6, '{"global_st')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-8").mkdir()
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_oom_halves_the_micro_batch_and_keeps_the_effective_batch() -> None:
+    import torch
+
+    calls: list[tuple[int, int]] = []
+    said: list[str] = []
+
+    def attempt(batch: int, accum: int) -> str:
+        calls.append((batch, accum))
+        if batch > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "trained"
+
+    result = with_oom_retry(attempt, 4, 1, said.append)
+    assert result == ("trained", 1, 4)
+    assert calls == [(4, 1), (2, 2), (1, 4)]
+    assert said[0] == "out of GPU memory at micro-batch 4 x accumulation 1; retrying with 2 x 2 (effective batch 4)"
+
+
+def test_oom_at_micro_batch_one_and_other_errors_are_final() -> None:
+    import torch
+
+    def oom(batch: int, accum: int) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(LingoforgeError, match="even at micro-batch 1; lower --max-len"):
+        with_oom_retry(oom, 1, 4, lambda _: None)
+
+    def broken(batch: int, accum: int) -> None:
+        raise ValueError("not memory")
+
+    with pytest.raises(ValueError, match="not memory"):
+        with_oom_retry(broken, 4, 1, lambda _: None)
+
+
+def test_padding_free_rows_do_not_attend_to_each_other() -> None:
+    """The packed micro-batch must score each example exactly as alone (block-diagonal mask on CPU sdpa)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]}, {"input_ids": [11, 12, 13, 14], "labels": [-100, -100, 13, 14]}]
+    packed = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
+    with torch.no_grad():
+        logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
+        alone = [model(input_ids=torch.tensor([r["input_ids"]]), use_cache=False).logits[0] for r in rows]
+    torch.testing.assert_close(logits[:6], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[6:], alone[1], atol=1e-5, rtol=1e-5)
+    assert packed["labels"][0, 6].item() == -100  # no loss across the boundary

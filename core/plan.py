@@ -40,13 +40,29 @@ DEFAULT_UTILISATION = 0.3  # measured QLoRA runs land around 25-40% of peak bf16
 
 # What users are told (guides and model cards), printed beside our estimate so they can compare.
 PUBLISHED_GB = {
-    "qwen2.5-7b": {"train_qlora_r32": 12.0, "train_qlora_r16": 10.0, "infer_q5_k_m": 5.0, "infer_q4_k_m": 4.5, "infer_f16": 16.0},
+    "qwen2.5-7b": {
+        "train_qlora_r32": 12.0,
+        "train_qlora_r16": 10.0,
+        "infer_q5_k_m": 5.0,
+        "infer_q4_k_m": 4.5,
+        "infer_f16": 16.0,
+    },
 }
 # Average bits per weight of llama.cpp quantization types (weights only; KV cache excluded).
 INFERENCE_BITS = {"f16": 16.0, "q8_0": 8.5, "q5_k_m": 5.69, "q4_k_m": 4.89}
 # Peak dense bf16 TFLOP/s by GPU name fragment, for the time estimate.
-GPU_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0, "4090": 165.0,
-              "3090": 71.0, "V100": 125.0, "T4": 65.0}
+GPU_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10G": 125.0,
+    "L4": 121.0,
+    "4090": 165.0,
+    "3090": 71.0,
+    "V100": 125.0,
+    "T4": 65.0,
+}
 
 
 @dataclass(frozen=True)
@@ -107,15 +123,32 @@ def shape_of(model: str | Preset | Any) -> Shape:
 
                 model = AutoConfig.from_pretrained(base.location)
             else:
-                raise LingoforgeError(f"cannot plan {model!r} without downloading it: use a preset ({', '.join(sorted(PRESETS))}) "
-                                      "or a local model folder")
+                raise LingoforgeError(
+                    f"cannot plan {model!r} without downloading it: use a preset ({', '.join(sorted(PRESETS))}) "
+                    "or a local model folder"
+                )
     if isinstance(model, Preset):
-        return Shape(model.layers, model.hidden, model.intermediate, model.heads, model.kv_heads, model.vocab,
-                     model.tied_embeddings, model.architecture == "qwen2")
+        return Shape(
+            model.layers,
+            model.hidden,
+            model.intermediate,
+            model.heads,
+            model.kv_heads,
+            model.vocab,
+            model.tied_embeddings,
+            model.architecture == "qwen2",
+        )
     config = model.get_text_config() if hasattr(model, "get_text_config") else model
-    return Shape(config.num_hidden_layers, config.hidden_size, config.intermediate_size, config.num_attention_heads,
-                 getattr(config, "num_key_value_heads", None) or config.num_attention_heads, config.vocab_size,
-                 bool(getattr(config, "tie_word_embeddings", False)), getattr(config, "model_type", "") == "qwen2")
+    return Shape(
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_attention_heads,
+        getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+        config.vocab_size,
+        bool(getattr(config, "tie_word_embeddings", False)),
+        getattr(config, "model_type", "") == "qwen2",
+    )
 
 
 def device_memory_gb(cuda: bool) -> float | None:
@@ -143,11 +176,26 @@ def gpu_tflops() -> float | None:
     return next((tf for frag, tf in GPU_TFLOPS.items() if frag in name), None)
 
 
-def plan(model: str | Preset | Any, *, rank: int = 32, max_len: int = 2048, batch_size: int = 4, load_in_4bit: bool = True,
-         double_quant: bool = True, gradient_checkpointing: bool = True, fused_head: bool = True, padding_free: bool = True,
-         examples: int | None = None, mean_tokens: float | None = None, longest_batch_tokens: int | None = None,
-         epochs: float = 1.0, gpu_mem: float | None = None, tflops: float | None = None,
-         utilisation: float = DEFAULT_UTILISATION, weight_bytes: int = 2) -> dict[str, Any]:
+def plan(
+    model: str | Preset | Any,
+    *,
+    rank: int = 32,
+    max_len: int = 2048,
+    batch_size: int = 4,
+    load_in_4bit: bool = True,
+    double_quant: bool = True,
+    gradient_checkpointing: bool = True,
+    fused_head: bool = True,
+    padding_free: bool = True,
+    examples: int | None = None,
+    mean_tokens: float | None = None,
+    longest_batch_tokens: int | None = None,
+    epochs: float = 1.0,
+    gpu_mem: float | None = None,
+    tflops: float | None = None,
+    utilisation: float = DEFAULT_UTILISATION,
+    weight_bytes: int = 2,
+) -> dict[str, Any]:
     """Peak training memory (GB, 1e9 bytes) by component, and time per epoch when a throughput is known.
 
     ``longest_batch_tokens`` is the token count of the longest possible micro-batch; without data it is
@@ -187,12 +235,22 @@ def plan(model: str | Preset | Any, *, rank: int = 32, max_len: int = 2048, batc
     result: dict[str, Any] = {
         "parameters": s.parameters,
         "lora_parameters": s.lora_params(rank),
-        "settings": {"rank": rank, "max_len": max_len, "batch_size": batch_size, "tokens_per_micro_batch": tokens,
-                     "load_in_4bit": load_in_4bit, "double_quant": double_quant, "gradient_checkpointing": gradient_checkpointing,
-                     "fused_head": fused_head, "padding_free": padding_free},
+        "settings": {
+            "rank": rank,
+            "max_len": max_len,
+            "batch_size": batch_size,
+            "tokens_per_micro_batch": tokens,
+            "load_in_4bit": load_in_4bit,
+            "double_quant": double_quant,
+            "gradient_checkpointing": gradient_checkpointing,
+            "fused_head": fused_head,
+            "padding_free": padding_free,
+        },
         "memory_gb": {k: round(v / GB, 3) for k, v in parts.items()},
         "peak_gb": round(peak / GB, 2),
-        "inference_gb": {q: round((s.linear_params + s.embedding_params) * b / 8 / GB, 2) for q, b in INFERENCE_BITS.items()},
+        "inference_gb": {
+            q: round((s.linear_params + s.embedding_params) * b / 8 / GB, 2) for q, b in INFERENCE_BITS.items()
+        },
     }
 
     # Time per epoch: FLOPs per token (weights + attention) over an effective throughput.
@@ -204,9 +262,14 @@ def plan(model: str | Preset | Any, *, rank: int = 32, max_len: int = 2048, batc
     if examples is not None and throughput:
         epoch_tokens = examples * seq
         seconds = epoch_tokens * flops_per_token / (throughput * 1e12 * utilisation)
-        result["time"] = {"tokens_per_epoch": int(epoch_tokens), "tflops": throughput, "utilisation": utilisation,
-                          "tokens_per_second": round(throughput * 1e12 * utilisation / flops_per_token, 1),
-                          "seconds_per_epoch": round(seconds, 1), "seconds_total": round(seconds * epochs, 1)}
+        result["time"] = {
+            "tokens_per_epoch": int(epoch_tokens),
+            "tflops": throughput,
+            "utilisation": utilisation,
+            "tokens_per_second": round(throughput * 1e12 * utilisation / flops_per_token, 1),
+            "seconds_per_epoch": round(seconds, 1),
+            "seconds_total": round(seconds * epochs, 1),
+        }
 
     if gpu_mem is not None:
         result["gpu_mem_gb"] = gpu_mem
@@ -214,7 +277,9 @@ def plan(model: str | Preset | Any, *, rank: int = 32, max_len: int = 2048, batc
     published = _published(model)
     if published:
         result["published_gb"] = published
-    result["summary"] = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in result["memory_gb"].items() if v >= 0.05) + " GB"
+    result["summary"] = (
+        ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in result["memory_gb"].items() if v >= 0.05) + " GB"
+    )
     return result
 
 
@@ -226,8 +291,10 @@ def _published(model: Any) -> dict[str, float] | None:
 def format_plan(result: Mapping[str, Any]) -> str:
     """A readable table: components, peak, fit, time, and the published figures beside ours."""
     st = result["settings"]
-    lines = [f"{result['parameters'] / 1e9:.2f}B parameters, LoRA rank {st['rank']} = {result['lora_parameters'] / 1e6:.1f}M trainable; "
-             f"micro-batch {st['batch_size']} x max length {st['max_len']} ({st['tokens_per_micro_batch']:,} tokens at most)"]
+    lines = [
+        f"{result['parameters'] / 1e9:.2f}B parameters, LoRA rank {st['rank']} = {result['lora_parameters'] / 1e6:.1f}M trainable; "
+        f"micro-batch {st['batch_size']} x max length {st['max_len']} ({st['tokens_per_micro_batch']:,} tokens at most)"
+    ]
     width = max(len(k) for k in result["memory_gb"])
     lines += [f"  {k.replace('_', ' '):<{width}}  {v:8.2f} GB" for k, v in result["memory_gb"].items()]
     lines.append(f"  {'peak (estimate)':<{width}}  {result['peak_gb']:8.2f} GB")
@@ -238,12 +305,16 @@ def format_plan(result: Mapping[str, Any]) -> str:
     lines.append("inference weights: " + ", ".join(f"{q.upper()} {v:.1f} GB" for q, v in inf.items()))
     if "time" in result:
         t = result["time"]
-        lines.append(f"time: ~{t['tokens_per_second']:,.0f} tokens/s at {t['utilisation']:.0%} of {t['tflops']:.0f} TFLOP/s -> "
-                     f"{t['seconds_per_epoch'] / 60:.1f} min per epoch ({t['tokens_per_epoch']:,} tokens), {t['seconds_total'] / 60:.1f} min in all")
+        lines.append(
+            f"time: ~{t['tokens_per_second']:,.0f} tokens/s at {t['utilisation']:.0%} of {t['tflops']:.0f} TFLOP/s -> "
+            f"{t['seconds_per_epoch'] / 60:.1f} min per epoch ({t['tokens_per_epoch']:,} tokens), {t['seconds_total'] / 60:.1f} min in all"
+        )
     else:
         lines.append("time: pass --tflops (peak bf16 TFLOP/s of the GPU) and --examples for a time estimate")
     if "published_gb" in result:
         p = result["published_gb"]
-        lines.append(f"users are told (Qwen2.5-7B): QLoRA r32 ~{p['train_qlora_r32']:.0f} GB, r16 ~{p['train_qlora_r16']:.0f} GB; "
-                     f"inference Q5_K_M ~{p['infer_q5_k_m']:.0f} GB, Q4_K_M ~{p['infer_q4_k_m']} GB, FP16 ~{p['infer_f16']:.0f} GB")
+        lines.append(
+            f"users are told (Qwen2.5-7B): QLoRA r32 ~{p['train_qlora_r32']:.0f} GB, r16 ~{p['train_qlora_r16']:.0f} GB; "
+            f"inference Q5_K_M ~{p['infer_q5_k_m']:.0f} GB, Q4_K_M ~{p['infer_q4_k_m']} GB, FP16 ~{p['infer_f16']:.0f} GB"
+        )
     return "\n".join(lines)

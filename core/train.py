@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 from .errors import DataError, LingoforgeError
 from .fsutil import write_jsonl
 from .models import BaseModel, materialize, resolve_base
-from .prompts import example_messages, prompt_messages
+from .prompts import example_messages
 from .runfolder import RunFolder, file_sha256
 from .schema import validate
 from .task import Example, Task
@@ -125,7 +125,9 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise LingoforgeError(f"{p}: expected a mapping of settings (rank: 16, lr: 2e-4, ...), got {type(data).__name__}")
+        raise LingoforgeError(
+            f"{p}: expected a mapping of settings (rank: 16, lr: 2e-4, ...), got {type(data).__name__}"
+        )
     return data
 
 
@@ -191,11 +193,16 @@ def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
             (cfg.max_len is None or cfg.max_len >= 16, "max_len: must be >= 16"),
             (cfg.save_steps > 0, "save_steps: must be > 0"),
             (cfg.eval_steps is None or cfg.eval_steps > 0, "eval_steps: must be > 0"),
-            (cfg.eval_steps is None or cfg.save_steps % cfg.eval_steps == 0,
-             "save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated checkpoints)"),
+            (
+                cfg.eval_steps is None or cfg.save_steps % cfg.eval_steps == 0,
+                "save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated checkpoints)",
+            ),
             (0 < cfg.val_fraction < 1, "val_fraction: must be in (0, 1)"),
             (cfg.save_total_limit >= 1, "save_total_limit: must be >= 1"),
-            (cfg.scheduler in ("cosine", "linear", "constant", "constant_with_warmup"), "scheduler: cosine, linear, constant or constant_with_warmup"),
+            (
+                cfg.scheduler in ("cosine", "linear", "constant", "constant_with_warmup"),
+                "scheduler: cosine, linear, constant or constant_with_warmup",
+            ),
         ]
         problems += [msg for ok, msg in checks if not ok]
     if problems:
@@ -213,11 +220,15 @@ def resolve(config: TrainConfig, run: RunFolder, cuda: bool) -> TrainConfig:
             try:
                 max_len = int(json.loads(report.read_text(encoding="utf-8"))["max_seq_length"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise LingoforgeError(f"{report}: no usable max_seq_length ({exc}); rerun `lingoforge tokens` or pass --max-len") from None
+                raise LingoforgeError(
+                    f"{report}: no usable max_seq_length ({exc}); rerun `lingoforge tokens` or pass --max-len"
+                ) from None
     four_bit = cuda if config.load_in_4bit is None else config.load_in_4bit
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
     eval_steps = config.eval_steps or config.save_steps
-    return replace(config, max_len=max_len, load_in_4bit=four_bit, gradient_checkpointing=checkpointing, eval_steps=eval_steps)
+    return replace(
+        config, max_len=max_len, load_in_4bit=four_bit, gradient_checkpointing=checkpointing, eval_steps=eval_steps
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -242,8 +253,13 @@ def read_examples(path: Path, task: Task) -> list[Located]:
         raise DataError(f"data file {path} does not exist")
     result = read_records(path, task)
     if result.findings:
-        raise DataError(_listed(f"{path}: {len(result.findings)} unusable line(s) (`lingoforge data check {path} --task {task.name} "
-                                "--fix CLEAN.jsonl` drops them)", [str(f) for f in result.findings]))
+        raise DataError(
+            _listed(
+                f"{path}: {len(result.findings)} unusable line(s) (`lingoforge data check {path} --task {task.name} "
+                "--fix CLEAN.jsonl` drops them)",
+                [str(f) for f in result.findings],
+            )
+        )
     if not result.records:
         raise DataError(f"{path} holds no examples")
     return [Located(r.example, f"{path}:{r.line}") for r in result.records]
@@ -254,7 +270,9 @@ def _listed(head: str, problems: Sequence[str], limit: int = 10) -> str:
     return head + ":\n  " + "\n  ".join(problems[:limit]) + more
 
 
-def load_data(data: Path, task: Task, val_fraction: float, seed: int) -> tuple[list[Located], list[Located], dict[str, str]]:
+def load_data(
+    data: Path, task: Task, val_fraction: float, seed: int
+) -> tuple[list[Located], list[Located], dict[str, str]]:
     """Train and validation examples from a split folder (train.jsonl + val.jsonl) or one file.
 
     A single file gets a validation split held out per language (at least one example each when a language
@@ -265,8 +283,14 @@ def load_data(data: Path, task: Task, val_fraction: float, seed: int) -> tuple[l
         if not train_file.is_file():
             raise DataError(f"{data} has no train.jsonl; run `lingoforge data split` or pass a JSONL file")
         if not val_file.is_file():
-            raise DataError(f"{data} has train.jsonl but no val.jsonl; run `lingoforge data split` or pass a JSONL file")
-        return read_examples(train_file, task), read_examples(val_file, task), {"train": str(train_file), "val": str(val_file)}
+            raise DataError(
+                f"{data} has train.jsonl but no val.jsonl; run `lingoforge data split` or pass a JSONL file"
+            )
+        return (
+            read_examples(train_file, task),
+            read_examples(val_file, task),
+            {"train": str(train_file), "val": str(val_file)},
+        )
     items = read_examples(data, task)
     by_lang: dict[str, list[Located]] = defaultdict(list)
     for item in items:
@@ -281,7 +305,9 @@ def load_data(data: Path, task: Task, val_fraction: float, seed: int) -> tuple[l
         val_items += group[:n_val]
         train_items += group[n_val:]
     if not val_items:
-        raise DataError(f"{data}: too few examples to hold out a validation split; add examples or pass a folder with val.jsonl")
+        raise DataError(
+            f"{data}: too few examples to hold out a validation split; add examples or pass a folder with val.jsonl"
+        )
     return train_items, val_items, {"train+val": str(data)}
 
 
@@ -293,10 +319,16 @@ def check_outputs(task: Task, items: Sequence[Located]) -> None:
         if issues:
             problems.append(f"{item.where}: {'; '.join(str(i) for i in issues[:3])}")
         elif not item.example.language:
-            problems.append(f"{item.where}: no language (add \"language\": \"<ISO 639-1>\"; `lingoforge data check` can detect it)")
+            problems.append(
+                f'{item.where}: no language (add "language": "<ISO 639-1>"; `lingoforge data check` can detect it)'
+            )
     if problems:
-        raise DataError(_listed(
-            f"{len(problems)} of {len(items)} examples do not fit task {task.name!r} (is this data for another task?)", problems))
+        raise DataError(
+            _listed(
+                f"{len(problems)} of {len(items)} examples do not fit task {task.name!r} (is this data for another task?)",
+                problems,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -319,7 +351,9 @@ def end_token(tokenizer: Any) -> str:
     if "<|im_end|>" in vocab and "<|im_end|>" in (tokenizer.chat_template or ""):
         return "<|im_end|>"
     if tokenizer.eos_token is None:
-        raise LingoforgeError("the tokenizer has neither <|im_end|> nor an eos token; the model could not learn to stop")
+        raise LingoforgeError(
+            "the tokenizer has neither <|im_end|> nor an eos token; the model could not learn to stop"
+        )
     return str(tokenizer.eos_token)
 
 
@@ -332,7 +366,9 @@ def encode(task: Task, items: Sequence[Located], tokenizer: Any, max_len: int) -
     would teach the model to stop mid-JSON.
     """
     if not getattr(tokenizer, "chat_template", None):
-        raise LingoforgeError("the base model's tokenizer has no chat template; use an instruct/chat model or a folder with chat_template.jinja")
+        raise LingoforgeError(
+            "the base model's tokenizer has no chat template; use an instruct/chat model or a folder with chat_template.jinja"
+        )
     stop = end_token(tokenizer)
     stop_id = tokenizer.convert_tokens_to_ids(stop)
     encoded: list[Encoded] = []
@@ -342,25 +378,39 @@ def encode(task: Task, items: Sequence[Located], tokenizer: Any, max_len: int) -
         prompt_text = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
         full_text = tokenizer.apply_chat_template(messages, tokenize=False)
         if not full_text.startswith(prompt_text):
-            raise LingoforgeError("the chat template renders the prompt differently once the answer is added; "
-                                  "training and inference prompts would differ. Use a template without that behaviour.")
+            raise LingoforgeError(
+                "the chat template renders the prompt differently once the answer is added; "
+                "training and inference prompts would differ. Use a template without that behaviour."
+            )
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-        answer_ids = tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
         if stop_id not in answer_ids:
-            raise LingoforgeError(f"{item.where}: the chat template does not close the answer with {stop}; "
-                                  "the model would never learn to stop")
+            raise LingoforgeError(
+                f"{item.where}: the chat template does not close the answer with {stop}; "
+                "the model would never learn to stop"
+            )
         answer_ids = answer_ids[: answer_ids.index(stop_id) + 1]  # the template's trailing newline is not trained
         total = len(prompt_ids) + len(answer_ids)
         if len(prompt_ids) >= max_len:
-            too_long.append(f"{item.where} ({item.example.language}): prompt alone is {len(prompt_ids)} tokens >= max length {max_len}")
+            too_long.append(
+                f"{item.where} ({item.example.language}): prompt alone is {len(prompt_ids)} tokens >= max length {max_len}"
+            )
         elif total > max_len:
-            too_long.append(f"{item.where} ({item.example.language}): prompt {len(prompt_ids)} + answer {len(answer_ids)} = {total} tokens > max length {max_len}")
-        encoded.append(Encoded(prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids, item.example.language, item.where))
+            too_long.append(
+                f"{item.where} ({item.example.language}): prompt {len(prompt_ids)} + answer {len(answer_ids)} = {total} tokens > max length {max_len}"
+            )
+        encoded.append(
+            Encoded(prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids, item.example.language, item.where)
+        )
     if too_long:
         longest = max(len(e.input_ids) for e in encoded)
-        raise DataError(_listed(
-            f"{len(too_long)} example(s) do not fit max length {max_len} (longest sequence: {longest} tokens); "
-            f"raise --max-len to at least {longest}, or shorten those inputs — answers are never truncated", too_long))
+        raise DataError(
+            _listed(
+                f"{len(too_long)} example(s) do not fit max length {max_len} (longest sequence: {longest} tokens); "
+                f"raise --max-len to at least {longest}, or shorten those inputs — answers are never truncated",
+                too_long,
+            )
+        )
     return encoded
 
 
@@ -407,7 +457,9 @@ def _trainer_class() -> type:
     class LingoTrainer(SFTTrainer):
         """SFTTrainer + mixed-language sampler + exact per-language validation loss + checkpoint cleanup."""
 
-        def __init__(self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any], **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any], **kwargs: Any
+        ) -> None:
             self.train_languages = list(train_languages)
             self.val_by_language = dict(val_by_language)
             super().__init__(*args, **kwargs)
@@ -418,11 +470,15 @@ def _trainer_class() -> type:
             try:
                 from .data.interleave import MixedLanguageSampler
             except ImportError as exc:
-                raise LingoforgeError(f"mixed-language batches need lingoforge.data.interleave, which does not import ({exc}); "
-                                      "reinstall lingoforge") from None
+                raise LingoforgeError(
+                    f"mixed-language batches need lingoforge.data.interleave, which does not import ({exc}); "
+                    "reinstall lingoforge"
+                ) from None
             return MixedLanguageSampler(self.train_languages, self.args.per_device_train_batch_size, self.args.seed)
 
-        def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        def evaluate(
+            self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+        ) -> dict[str, float]:
             """Token-weighted loss per language and overall, in one pass over each language's examples.
 
             The Trainer's own eval loss averages batch means, which weights a short-answer language the same
@@ -459,7 +515,8 @@ def _trainer_class() -> type:
                 hint = "free some disk space" if exc.errno == errno.ENOSPC else "check the folder's permissions"
                 raise CheckpointWriteError(
                     f"could not write checkpoint {folder}: {exc.strerror or exc} ({free:.1f} GiB free there); {hint}, "
-                    "then rerun with --resume to continue from the last complete checkpoint") from exc
+                    "then rerun with --resume to continue from the last complete checkpoint"
+                ) from exc
 
     return LingoTrainer
 
@@ -475,9 +532,9 @@ def complete_checkpoints(folder: Path) -> list[Path]:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if path.name[len(CHECKPOINT_PREFIX):].isdigit():
+        if path.name[len(CHECKPOINT_PREFIX) :].isdigit():
             found.append(path)
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -506,12 +563,21 @@ def _progress_callback(quiet: bool) -> Any:
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                                TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+            self.bar = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task("", total=state.max_steps, completed=state.global_step)
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+        ) -> None:
             logs = logs or {}
             elapsed = time.perf_counter() - self.start
             if "num_tokens" in logs and "loss" in logs:
@@ -520,11 +586,18 @@ def _progress_callback(quiet: bool) -> Any:
                 steps = state.global_step - self.start_step
                 self.seconds_per_step = elapsed / steps if steps else 0.0
                 if self.bar is not None:
-                    self.bar.update(self.task, completed=state.global_step,
-                                    description=f"loss {logs['loss']:.4f}  {self.tokens_per_second:,.0f} tok/s")
+                    self.bar.update(
+                        self.task,
+                        completed=state.global_step,
+                        description=f"loss {logs['loss']:.4f}  {self.tokens_per_second:,.0f} tok/s",
+                    )
             elif "eval_loss" in logs and self.bar is not None:
-                per_lang = "  ".join(f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_"))
-                self.bar.console.print(f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})")
+                per_lang = "  ".join(
+                    f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_")
+                )
+                self.bar.console.print(
+                    f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
+                )
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if self.bar is not None:
@@ -543,11 +616,18 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA out-of-memory errors (torch raises ``torch.OutOfMemoryError``, a RuntimeError)."""
     import torch
 
-    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
 
 
-def with_oom_retry(attempt: Callable[[int, int], _T], batch_size: int, grad_accum: int,
-                   say: Callable[[str], None] = print, on_retry: Callable[[], None] | None = None) -> tuple[_T, int, int]:
+def with_oom_retry(
+    attempt: Callable[[int, int], _T],
+    batch_size: int,
+    grad_accum: int,
+    say: Callable[[str], None] = print,
+    on_retry: Callable[[], None] | None = None,
+) -> tuple[_T, int, int]:
     """Run ``attempt(batch_size, grad_accum)``; on out-of-memory halve the micro-batch and double accumulation.
 
     Returns the result and the micro-batch and accumulation that worked. At micro-batch 1 the error is final,
@@ -560,13 +640,17 @@ def with_oom_retry(attempt: Callable[[int, int], _T], batch_size: int, grad_accu
             if not is_out_of_memory(exc):
                 raise
             if batch_size == 1:
-                raise LingoforgeError("out of GPU memory even at micro-batch 1; lower --max-len, lower --rank, use a smaller base "
-                                      "model, or check `lingoforge plan`") from exc
+                raise LingoforgeError(
+                    "out of GPU memory even at micro-batch 1; lower --max-len, lower --rank, use a smaller base "
+                    "model, or check `lingoforge plan`"
+                ) from exc
             # Exactly 2x accumulation for an even micro-batch; an odd one rounds the effective batch up.
             new_batch = batch_size // 2
             new_accum = math.ceil(batch_size * grad_accum / new_batch)
-            say(f"out of GPU memory at micro-batch {batch_size} x accumulation {grad_accum}; retrying with "
-                f"{new_batch} x {new_accum} (effective batch {new_batch * new_accum})")
+            say(
+                f"out of GPU memory at micro-batch {batch_size} x accumulation {grad_accum}; retrying with "
+                f"{new_batch} x {new_accum} (effective batch {new_batch * new_accum})"
+            )
             if on_retry is not None:
                 on_retry()
             batch_size, grad_accum = new_batch, new_accum
@@ -616,10 +700,20 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return say
 
 
-def train(task: Task, train_examples: Sequence[Example | Located], val_examples: Sequence[Example | Located],
-          base: str | BaseModel, out_dir: str | os.PathLike[str], config: TrainConfig | None = None, *,
-          resume: bool = False, force: bool = False, quiet: bool = False, sources: Mapping[str, Any] | None = None,
-          callbacks: Sequence[Any] = ()) -> TrainResult:
+def train(
+    task: Task,
+    train_examples: Sequence[Example | Located],
+    val_examples: Sequence[Example | Located],
+    base: str | BaseModel,
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    sources: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
     """Train one LoRA adapter for ``task`` and write ``adapter/`` and ``run.json`` in the run folder ``out_dir``.
 
     ``resume`` continues from the last complete checkpoint in ``adapter/checkpoints``; ``force`` trains even
@@ -632,15 +726,22 @@ def train(task: Task, train_examples: Sequence[Example | Located], val_examples:
     say = _say(quiet)
     run = RunFolder(Path(out_dir))
     cuda = torch.cuda.is_available()
+    main = int(os.environ.get("RANK", "0")) == 0  # under DDP only process 0 writes run.json and the adapter
 
     # 1. Settings: defaults < config file < flags (merged by the caller), then device and token-report defaults.
     cfg = resolve(config or TrainConfig(), run, cuda)
 
     # 2. Data: tag plain Examples with their position, check every output against the task schema.
-    train_items = [e if isinstance(e, Located) else Located(e, f"train example {i + 1}") for i, e in enumerate(train_examples)]
-    val_items = [e if isinstance(e, Located) else Located(e, f"validation example {i + 1}") for i, e in enumerate(val_examples)]
+    train_items = [
+        e if isinstance(e, Located) else Located(e, f"train example {i + 1}") for i, e in enumerate(train_examples)
+    ]
+    val_items = [
+        e if isinstance(e, Located) else Located(e, f"validation example {i + 1}") for i, e in enumerate(val_examples)
+    ]
     if not train_items or not val_items:
-        raise DataError(f"training needs both training and validation examples (got {len(train_items)} and {len(val_items)})")
+        raise DataError(
+            f"training needs both training and validation examples (got {len(train_items)} and {len(val_items)})"
+        )
     check_outputs(task, train_items + val_items)
     data_hashes = {"train": examples_sha256(train_items), "val": examples_sha256(val_items)}
 
@@ -649,13 +750,19 @@ def train(task: Task, train_examples: Sequence[Example | Located], val_examples:
     checkpoints = complete_checkpoints(run.checkpoints)
     if resume:
         if not checkpoints:
-            raise LingoforgeError(f"nothing to resume: no complete checkpoint in {run.checkpoints}; run without --resume")
+            raise LingoforgeError(
+                f"nothing to resume: no complete checkpoint in {run.checkpoints}; run without --resume"
+            )
         recorded = (previous.get("train") or {}).get("data_sha256")
         if recorded and recorded != data_hashes:
-            raise LingoforgeError(f"--resume with different data than {run.run_json} records; use the same --data or start a new run folder")
+            raise LingoforgeError(
+                f"--resume with different data than {run.run_json} records; use the same --data or start a new run folder"
+            )
     elif checkpoints or (run.adapter / "adapter_config.json").is_file():
-        raise LingoforgeError(f"{run.root} already holds a trained adapter or checkpoints; pass --resume to continue, "
-                              "or choose another -o folder")
+        raise LingoforgeError(
+            f"{run.root} already holds a trained adapter or checkpoints; pass --resume to continue, "
+            "or choose another -o folder"
+        )
 
     # 4. Base model and tokenizer: presets and GGUF files resolve to a local folder (GGUF is dequantized once).
     base_model = base if isinstance(base, BaseModel) else resolve_base(base)
@@ -672,39 +779,68 @@ def train(task: Task, train_examples: Sequence[Example | Located], val_examples:
     val_enc = encode(task, val_items, tokenizer, cfg.max_len)  # type: ignore[arg-type]
     train_report = check_masks(train_enc, tokenizer.convert_tokens_to_ids(stop))
     val_report = check_masks(val_enc, tokenizer.convert_tokens_to_ids(stop))
-    say("trainable tokens per language (train): " + ", ".join(
-        f"{lang} {row['trainable_tokens']:,} in {row['examples']} examples" for lang, row in train_report.items()))
+    say(
+        "trainable tokens per language (train): "
+        + ", ".join(
+            f"{lang} {row['trainable_tokens']:,} in {row['examples']} examples" for lang, row in train_report.items()
+        )
+    )
     prepare_seconds = time.perf_counter() - t0
 
     # 6. Memory plan before loading anything big: refuse with the numbers unless --force.
     from .plan import device_memory_gb, plan
 
     lengths = sorted((len(e.input_ids) for e in train_enc), reverse=True)
-    estimate = plan(model_config, rank=cfg.rank, max_len=cfg.max_len, batch_size=cfg.batch_size,  # type: ignore[arg-type]
-                    load_in_4bit=bool(cfg.load_in_4bit), gradient_checkpointing=bool(cfg.gradient_checkpointing),
-                    examples=len(train_enc), mean_tokens=sum(lengths) / len(lengths), epochs=cfg.epochs,
-                    longest_batch_tokens=sum(lengths[: cfg.batch_size]), weight_bytes=2 if cuda else 4)
+    estimate = plan(
+        model_config,
+        rank=cfg.rank,
+        max_len=cfg.max_len,
+        batch_size=cfg.batch_size,  # type: ignore[arg-type]
+        load_in_4bit=bool(cfg.load_in_4bit),
+        gradient_checkpointing=bool(cfg.gradient_checkpointing),
+        examples=len(train_enc),
+        mean_tokens=sum(lengths) / len(lengths),
+        epochs=cfg.epochs,
+        longest_batch_tokens=sum(lengths[: cfg.batch_size]),
+        weight_bytes=2 if cuda else 4,
+    )
     available = device_memory_gb(cuda)
     if available is not None and estimate["peak_gb"] > available:
-        message = (f"the plan needs about {estimate['peak_gb']:.1f} GB but the {'GPU' if cuda else 'machine'} has {available:.1f} GB: "
-                   f"{estimate['summary']}. Lower --batch-size (accumulation keeps the effective batch), --max-len or --rank, "
-                   "or pass --force to try anyway")
+        message = (
+            f"the plan needs about {estimate['peak_gb']:.1f} GB but the {'GPU' if cuda else 'machine'} has {available:.1f} GB: "
+            f"{estimate['summary']}. Lower --batch-size (accumulation keeps the effective batch), --max-len or --rank, "
+            "or pass --force to try anyway"
+        )
         if not force:
             raise LingoforgeError(message)
         say("warning: " + message)
 
     # 7. Record the run before training, so a killed run still says what it was doing.
     run.root.mkdir(parents=True, exist_ok=True)
-    run.update(
-        task={"name": task.name, "version": task.version},
-        base={"spec": base_model.spec, "kind": base_model.kind, "location": location,
-              "preset": base_model.preset.name if base_model.preset else None,
-              "gguf": str(base_model.gguf) if base_model.gguf else None},
-        chat_template=tokenizer.chat_template,
-        train={"status": "running", "config": asdict(cfg), "data_sha256": data_hashes, "data_sources": dict(sources or {}),
-               "examples": {"train": len(train_enc), "val": len(val_enc)}, "end_token": stop,
-               "tokens_by_language": {"train": train_report, "val": val_report}, "plan": estimate, "versions": _versions(), "device": "cuda" if cuda else "cpu"},
-    )
+    if main:
+        run.update(
+            task={"name": task.name, "version": task.version},
+            base={
+                "spec": base_model.spec,
+                "kind": base_model.kind,
+                "location": location,
+                "preset": base_model.preset.name if base_model.preset else None,
+                "gguf": str(base_model.gguf) if base_model.gguf else None,
+            },
+            chat_template=tokenizer.chat_template,
+            train={
+                "status": "running",
+                "config": asdict(cfg),
+                "data_sha256": data_hashes,
+                "data_sources": dict(sources or {}),
+                "examples": {"train": len(train_enc), "val": len(val_enc)},
+                "end_token": stop,
+                "tokens_by_language": {"train": train_report, "val": val_report},
+                "plan": estimate,
+                "versions": _versions(),
+                "device": "cuda" if cuda else "cpu",
+            },
+        )
 
     # 8. Datasets: input_ids + labels only; languages travel beside them for the sampler and the validation split.
     from datasets import Dataset
@@ -713,7 +849,9 @@ def train(task: Task, train_examples: Sequence[Example | Located], val_examples:
         return Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
 
     train_ds = as_dataset(train_enc)
-    val_by_language = {lang: as_dataset([r for r in val_enc if r.language == lang]) for lang in sorted({r.language for r in val_enc})}
+    val_by_language = {
+        lang: as_dataset([r for r in val_enc if r.language == lang]) for lang in sorted({r.language for r in val_enc})
+    }
 
     # 9. Model, trainer, training, with the out-of-memory retry around them (each retry reloads the model).
     trainer_cls = _trainer_class()
@@ -735,7 +873,8 @@ def train(task: Task, train_examples: Sequence[Example | Located], val_examples:
             val_by_language=val_by_language,
         )
         done = complete_checkpoints(run.checkpoints)
-        _remove_partial_checkpoints(run.checkpoints, done)
+        if main:
+            _remove_partial_checkpoints(run.checkpoints, done)
         trainer.train(resume_from_checkpoint=str(done[-1]) if (resume or retried) and done else None)
         return trainer
 
@@ -750,36 +889,57 @@ def train(task: Task, train_examples: Sequence[Example | Located], val_examples:
     try:
         trainer, batch_size, grad_accum = with_oom_retry(attempt, cfg.batch_size, cfg.grad_accum, say, on_retry)
     except BaseException as exc:
-        run.update(train={"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        if main:
+            run.update(train={"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         raise
     train_seconds = time.perf_counter() - t1
 
     # 10. Save the best adapter (the Trainer loaded it at the end) atomically, with the tokenizer and template.
-    if trainer.is_world_process_zero():
+    if main:
         save_adapter(trainer, run.adapter)
     history = [dict(entry) for entry in trainer.state.log_history]
     evals = [h for h in history if "eval_loss" in h]
     best = min(evals, key=lambda h: h["eval_loss"]) if evals else {}
     train_losses = [h["loss"] for h in history if "loss" in h]
     result = TrainResult(
-        adapter_dir=run.adapter, run_json=run.run_json, steps=trainer.state.global_step,
-        train_loss=train_losses[-1] if train_losses else None, best_eval_loss=best.get("eval_loss"),
+        adapter_dir=run.adapter,
+        run_json=run.run_json,
+        steps=trainer.state.global_step,
+        train_loss=train_losses[-1] if train_losses else None,
+        best_eval_loss=best.get("eval_loss"),
         eval_loss_by_language={k.removeprefix("eval_loss_"): v for k, v in best.items() if k.startswith("eval_loss_")},
         trainable_tokens_by_language={k: v["trainable_tokens"] for k, v in train_report.items()},
-        batch_size=batch_size, grad_accum=grad_accum, seconds=time.perf_counter() - started,
-        tokens_per_second=progress.tokens_per_second, seconds_per_step=progress.seconds_per_step, history=history)
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        seconds=time.perf_counter() - started,
+        tokens_per_second=progress.tokens_per_second,
+        seconds_per_step=progress.seconds_per_step,
+        history=history,
+    )
 
     # 11. run.json: outcome, history and timings (the adapter is complete before this says "done").
-    if trainer.is_world_process_zero():
-        run.update(train={
-            "status": "done", "steps": result.steps, "best_step": best.get("step"), "best_eval_loss": result.best_eval_loss,
-            "eval_loss_by_language": result.eval_loss_by_language, "final_train_loss": result.train_loss,
-            "batch_size": batch_size, "grad_accum": grad_accum, "history": history,
-            "adapter": {"dir": str(run.adapter), "sha256": file_sha256(run.adapter / "adapter_model.safetensors")},
-            "timings": {"prepare_s": round(prepare_seconds, 2), "train_s": round(train_seconds, 2),
-                        "total_s": round(result.seconds, 2), "seconds_per_step": round(result.seconds_per_step, 3),
-                        "tokens_per_second": round(result.tokens_per_second, 1)},
-        })
+    if main:
+        run.update(
+            train={
+                "status": "done",
+                "steps": result.steps,
+                "best_step": best.get("step"),
+                "best_eval_loss": result.best_eval_loss,
+                "eval_loss_by_language": result.eval_loss_by_language,
+                "final_train_loss": result.train_loss,
+                "batch_size": batch_size,
+                "grad_accum": grad_accum,
+                "history": history,
+                "adapter": {"dir": str(run.adapter), "sha256": file_sha256(run.adapter / "adapter_model.safetensors")},
+                "timings": {
+                    "prepare_s": round(prepare_seconds, 2),
+                    "train_s": round(train_seconds, 2),
+                    "total_s": round(result.seconds, 2),
+                    "seconds_per_step": round(result.seconds_per_step, 3),
+                    "tokens_per_second": round(result.tokens_per_second, 1),
+                },
+            }
+        )
     return result
 
 
@@ -825,8 +985,14 @@ def lora_config(cfg: TrainConfig) -> Any:
     """LoRA on every linear layer except the LM head (the "all-linear" QLoRA recipe)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
-                      bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def load_model(location: str, cfg: TrainConfig, cuda: bool) -> Any:
@@ -843,7 +1009,8 @@ def load_model(location: str, cfg: TrainConfig, cuda: bool) -> Any:
     kwargs: dict[str, Any] = {"dtype": dtype}
     if cfg.load_in_4bit:
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
         if cuda:
             from accelerate import PartialState
 
@@ -880,8 +1047,17 @@ def save_adapter(trainer: Any, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def train_from_files(task: Task, data: str | os.PathLike[str], base: str, out_dir: str | os.PathLike[str],
-                     config: TrainConfig, *, resume: bool = False, force: bool = False, quiet: bool = False) -> TrainResult:
+def train_from_files(
+    task: Task,
+    data: str | os.PathLike[str],
+    base: str,
+    out_dir: str | os.PathLike[str],
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+) -> TrainResult:
     """The CLI's entry: read DATA (a split folder or one JSONL file), hold out validation if needed, train.
 
     A single file's split is written to the run folder's ``data/`` (train.jsonl, val.jsonl) so evaluation and a
@@ -891,8 +1067,9 @@ def train_from_files(task: Task, data: str | os.PathLike[str], base: str, out_di
     run = RunFolder(Path(out_dir))
     train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed)
     files = {name: {"path": path, "sha256": file_sha256(path)} for name, path in sources.items()}
-    if not data_path.is_dir() and not (run.data / "train.jsonl").exists():
+    if not data_path.is_dir() and not (run.data / "train.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
         write_jsonl(run.data / "train.jsonl", (i.example.to_record() for i in train_items))
         write_jsonl(run.data / "val.jsonl", (i.example.to_record() for i in val_items))
-    return train(task, train_items, val_items, base, out_dir, config, resume=resume, force=force, quiet=quiet, sources=files)
-
+    return train(
+        task, train_items, val_items, base, out_dir, config, resume=resume, force=force, quiet=quiet, sources=files
+    )

@@ -154,9 +154,14 @@ def test_length_from_half_a_page_to_about_eight_pages(examples: list[Any]) -> No
     assert lengths[-1] >= 18_000
 
 
+_UNDERTAKING = {"en": " shall ", "fr": " s'engage à ", "de": " verpflichtet sich, ", "es": " se obliga a "}
+
+
 def test_gold_output_is_grounded_in_the_text(examples: list[Any]) -> None:
     for e in examples:
         out = e.output
+        # Every undertaking formula in the text is an extracted obligation, and none is invented.
+        assert e.input.count(_UNDERTAKING[e.language]) == len(out["obligations"])
         assert all(p["name"] in e.input for p in out["parties"])
         names = {p["name"] for p in out["parties"]}
         assert all(o["party"] in names and o["obligation"] in e.input for o in out["obligations"])

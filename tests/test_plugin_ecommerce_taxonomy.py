@@ -259,6 +259,7 @@ OK = '  - {id: smartphone, path: "Phones > Smartphones"}\n'
         ('leaves:\n  - {id: laptop, pth: "A > B"}\n' + OK, "leaves[0].pth: unknown key"),
         ('leaves:\n  - {id: Laptop!, path: "A > B"}\n' + OK, "leaves[0].id: expected an id"),
         ('leaves:\n  - {id: laptop, path: "Phones > Smartphones > Big"}\n' + OK, "is a parent of leaf"),
+        ('leaves:\n  - {id: laptop, path: "A > B | C"}\n' + OK, "leaves[0].path: 'A > B | C' contains '|'"),
         ("leaves: [\n", "line 2"),
     ],
 )

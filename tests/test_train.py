@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from lingoforge.errors import DataError, LingoforgeError
 from lingoforge.runfolder import RunFolder
 from lingoforge.task import Example, Task
@@ -26,9 +25,21 @@ from lingoforge.train import (
 
 CATEGORIES = ["shipping", "billing", "refund"]
 TEXTS = {
-    "en": ["Where is my parcel? It was due on Monday.", "I was charged twice for order 1182.", "Please refund the broken kettle."],
-    "de": ["Wo ist mein Paket? Es sollte am Montag kommen.", "Mir wurde die Bestellung 1182 doppelt berechnet.", "Bitte erstatten Sie den defekten Wasserkocher."],
-    "fr": ["Où est mon colis ? Il devait arriver lundi.", "J'ai été débité deux fois pour la commande 1182.", "Remboursez la bouilloire cassée, s'il vous plaît."],
+    "en": [
+        "Where is my parcel? It was due on Monday.",
+        "I was charged twice for order 1182.",
+        "Please refund the broken kettle.",
+    ],
+    "de": [
+        "Wo ist mein Paket? Es sollte am Montag kommen.",
+        "Mir wurde die Bestellung 1182 doppelt berechnet.",
+        "Bitte erstatten Sie den defekten Wasserkocher.",
+    ],
+    "fr": [
+        "Où est mon colis ? Il devait arriver lundi.",
+        "J'ai été débité deux fois pour la commande 1182.",
+        "Remboursez la bouilloire cassée, s'il vous plaît.",
+    ],
     "zh": ["我的包裹在哪里？本应周一送到。", "订单1182被扣了两次款。", "请为坏掉的水壶退款。"],
 }
 
@@ -41,10 +52,18 @@ def tiny_task() -> Task:
         "required": ["category", "priority"],
         "additionalProperties": False,
     }
-    return Task(name="mini_tickets", version="1", description="tiny ticket triage", languages=tuple(TEXTS),
-                system_prompt="Triage the ticket.", instruction="Answer with JSON: category, priority.",
-                output_schema=schema, scorer=lambda pred, gold: {"exact": float(pred == gold)}, primary_metric="exact",
-                fields=("category", "priority"))
+    return Task(
+        name="mini_tickets",
+        version="1",
+        description="tiny ticket triage",
+        languages=tuple(TEXTS),
+        system_prompt="Triage the ticket.",
+        instruction="Answer with JSON: category, priority.",
+        output_schema=schema,
+        scorer=lambda pred, gold: {"exact": float(pred == gold)},
+        primary_metric="exact",
+        fields=("category", "priority"),
+    )
 
 
 def tiny_examples(n: int, seed: int = 0) -> list[Example]:
@@ -54,8 +73,14 @@ def tiny_examples(n: int, seed: int = 0) -> list[Example]:
     for i in range(n):
         lang = langs[i % len(langs)]
         k = (i // len(langs) + seed) % len(CATEGORIES)
-        out.append(Example(instruction="", input=f"{TEXTS[lang][k]} #{100 + i}", language=lang,
-                           output={"category": CATEGORIES[k], "priority": "high" if k == 1 else "low"}))
+        out.append(
+            Example(
+                instruction="",
+                input=f"{TEXTS[lang][k]} #{100 + i}",
+                language=lang,
+                output={"category": CATEGORIES[k], "priority": "high" if k == 1 else "low"},
+            )
+        )
     return out
 
 
@@ -154,8 +179,11 @@ def test_only_the_answer_and_end_token_are_trained(qwen2_tokenizer) -> None:
         assert trained == json.dumps(dict(item.example.output), ensure_ascii=False) + "<|im_end|>"
         from lingoforge.prompts import prompt_messages
 
-        prompt = qwen2_tokenizer.apply_chat_template(prompt_messages(task, item.example.input, item.example.instruction),
-                                                     tokenize=False, add_generation_prompt=True)
+        prompt = qwen2_tokenizer.apply_chat_template(
+            prompt_messages(task, item.example.input, item.example.instruction),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
         n_prompt = enc.labels.index(next(t for t in enc.labels if t != -100))
         assert enc.input_ids[:n_prompt] == qwen2_tokenizer(prompt, add_special_tokens=False)["input_ids"]
     report = check_masks(encoded, qwen2_tokenizer.convert_tokens_to_ids("<|im_end|>"))
@@ -240,9 +268,20 @@ def test_padding_free_rows_do_not_attend_to_each_other() -> None:
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                                         num_attention_heads=4, num_key_value_heads=2)).eval()
-    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]}, {"input_ids": [11, 12, 13, 14], "labels": [-100, -100, 13, 14]}]
+    model = AutoModelForCausalLM.from_config(
+        Qwen2Config(
+            vocab_size=300,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    ).eval()
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+        {"input_ids": [11, 12, 13, 14], "labels": [-100, -100, 13, 14]},
+    ]
     packed = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)(rows)
     with torch.no_grad():
         logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits[0]
@@ -250,3 +289,34 @@ def test_padding_free_rows_do_not_attend_to_each_other() -> None:
     torch.testing.assert_close(logits[:6], alone[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits[6:], alone[1], atol=1e-5, rtol=1e-5)
     assert packed["labels"][0, 6].item() == -100  # no loss across the boundary
+
+
+# --- train() refuses bad input before loading a model --------------------------------------------------------------
+
+
+def test_unknown_preset_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    from lingoforge.train import train
+
+    with pytest.raises(LingoforgeError, match=r"unknown base model 'qwen9-13b'.*qwen2.5-7b-instruct"):
+        train(tiny_task(), tiny_examples(8), tiny_examples(4, seed=1), "qwen9-13b", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_task_data_mismatch_stops_training_before_anything_is_written(tmp_path: Path) -> None:
+    from lingoforge.train import train
+
+    other = [Example("", "great product", {"sentiment": "positive"}, "en")] * 4
+    with pytest.raises(DataError, match="do not fit task 'mini_tickets'"):
+        train(tiny_task(), other, other, "qwen2.5-0.5b", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_trained_run_is_never_overwritten_without_resume(tmp_path: Path) -> None:
+    from lingoforge.train import train
+
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(LingoforgeError, match="already holds a trained adapter"):
+        train(tiny_task(), tiny_examples(8), tiny_examples(4, seed=1), "qwen2.5-0.5b", tmp_path)
+    with pytest.raises(LingoforgeError, match="nothing to resume"):
+        train(tiny_task(), tiny_examples(8), tiny_examples(4, seed=1), "qwen2.5-0.5b", tmp_path / "new", resume=True)

@@ -15,6 +15,8 @@ from typing import Any
 from ..errors import LingoforgeError
 
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+# Ollama's default repeat penalty (1.1) changes greedy answers; training and evaluation decode without one.
+REPEAT_PENALTY = 1.0
 _SYSTEM_OPEN = "<|im_start|>system\n"
 _PROBE = "lingoforge-template-probe"
 
@@ -97,7 +99,8 @@ class ServingConfig:
 
     def parameters(self) -> dict[str, Any]:
         """The ``parameters`` of Ollama's create API (same values as the Modelfile's PARAMETER lines)."""
-        return {"stop": list(self.stop), "temperature": self.temperature, "num_ctx": self.num_ctx}
+        return {"stop": list(self.stop), "temperature": self.temperature, "repeat_penalty": REPEAT_PENALTY,
+                "num_ctx": self.num_ctx}
 
     def modelfile(self) -> str:
         """The Modelfile text (``FROM`` is relative to the Modelfile's folder)."""
@@ -105,7 +108,8 @@ class ServingConfig:
         if self.system:
             lines.append(f'SYSTEM """{self.system}"""')
         lines += [f'PARAMETER stop "{s}"' for s in self.stop]
-        lines += [f"PARAMETER temperature {self.temperature:g}", f"PARAMETER num_ctx {self.num_ctx}"]
+        lines += [f"PARAMETER temperature {self.temperature:g}", f"PARAMETER repeat_penalty {REPEAT_PENALTY:g}",
+                  f"PARAMETER num_ctx {self.num_ctx}"]
         return "\n".join(lines) + "\n"
 
     def as_dict(self) -> dict[str, Any]:

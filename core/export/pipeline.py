@@ -160,15 +160,16 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     if lora is not None:
         modelfile = modelfile.replace("\nTEMPLATE", f"\nADAPTER ./{lora.name}\nTEMPLATE", 1)
     write_text(out / "Modelfile", modelfile)
-    manifest = _manifest(task, quant, quantized.as_dict(), serving, lora, num_ctx_source, result, timings, adapter_only)
+    manifest = _manifest(folder.root, task, quant, quantized.as_dict(), serving, lora, num_ctx_source, result, timings, adapter_only)
     write_json(out / MANIFEST, manifest)
     folder.update(export={"dir": str(out), "quant": quant, "f16_parity": True, "warnings": result.warnings})
     return manifest
 
 
-def _manifest(task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig, lora: Path | None,
+def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig, lora: Path | None,
               num_ctx_source: str, result: ParityResult, timings: dict[str, float], adapter_only: bool) -> dict[str, Any]:
     return {
+        "run_dir": str(run_dir.resolve()),
         "task": {"name": task.name, "version": task.version},
         "quant": quant,
         "adapter_only": adapter_only,

@@ -96,7 +96,8 @@ def generate(n: int, seed: int, languages: Sequence[str], taxonomy: Taxonomy | N
 
     ``taxonomy`` defaults to the registered one; the task binds it with ``functools.partial``.
     """
-    taxonomy = taxonomy or default_taxonomy()
+    if taxonomy is None:
+        taxonomy = default_taxonomy()
     langs = tuple(languages)
     if n <= 0 or not langs:
         return []

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -137,20 +138,23 @@ class _Reader:
         segments = [s.strip() for s in raw.split(">")]
         if len(segments) < 2 or not all(segments):
             raise self.fail(key, f"{raw!r} needs at least two non-empty segments joined by '>'")
+        if "|" in raw:
+            raise self.fail(key, f"{raw!r} contains '|', which separates leaves in the system prompt's category list")
         return SEPARATOR.join(segments)
 
-    def terms(self, raw: Any, key: str) -> dict[str, tuple[str, ...]]:
+    def terms(self, raw: Any, key: str) -> Mapping[str, tuple[str, ...]]:
         if raw is None:
-            return {}
+            return MappingProxyType({})
         if not isinstance(raw, Mapping):
             raise self.fail(key, f"expected a mapping of language to nouns, got {type(raw).__name__}")
         for lang in raw:
             if lang not in LANGUAGES:
                 raise self.fail(f"{key}.{lang}", f"unknown language; the task covers {', '.join(LANGUAGES)}")
         # LANGUAGES order, not file order, so equal files give equal taxonomies.
-        return {
+        terms = {
             lang: tuple(self.strings(raw[lang], f"{key}.{lang}", required=True)) for lang in LANGUAGES if lang in raw
         }
+        return MappingProxyType(terms)
 
     def strings(self, raw: Any, key: str, required: bool = False) -> list[str]:
         if not isinstance(raw, list) or (required and not raw):

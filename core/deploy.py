@@ -1,0 +1,181 @@
+"""Create an exported model on an Ollama server and prove it answers like llama.cpp on the same GGUF.
+
+Steps: validate the name (before any upload), upload the GGUF blobs (skipped when the server already
+has the digest, so an interrupted deploy reruns cheaply), create the model with the export's TEMPLATE,
+SYSTEM and PARAMETERs, read it back with ``show``, then ask a few test inputs with ``format=<schema>``
+through Ollama and through llama.cpp and compare the parsed answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import LingoforgeError
+from .export.modelfile import STOP_TOKENS, ServingConfig
+from .export.pipeline import MANIFEST, run_task, test_examples
+from .runfolder import RunFolder
+from .schema import parse_output
+from .task import Example, Task
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
+_NAME = re.compile(rf"^(?:[A-Za-z0-9_][A-Za-z0-9_-]{{0,79}}/)?{_PART}(?::{_PART})?$")
+
+
+class DeployError(LingoforgeError):
+    """The deployment failed or the deployed model does not answer like the exported GGUF."""
+
+
+def validate_name(name: str) -> str:
+    """Ollama's model-name rules (``[namespace/]model[:tag]``), checked before anything is uploaded."""
+    if not _NAME.match(name):
+        raise DeployError(f"invalid Ollama model name {name!r}: use [namespace/]model[:tag] with letters, digits, "
+                          "'_', '-' and '.' (no leading punctuation, at most 80 characters per part)")
+    return name
+
+
+def normalize_host(host: str | None) -> str:
+    """``--host``, else ``$OLLAMA_HOST``, else the local default, as a full URL."""
+    value = (host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST).strip().rstrip("/")
+    if "://" not in value:
+        value = f"http://{value}"
+    scheme, rest = value.split("://", 1)
+    if ":" not in rest.split("/", 1)[0]:
+        rest = rest.replace("/", ":11434/", 1) if "/" in rest else f"{rest}:11434"
+    return f"{scheme}://{rest}"
+
+
+def find_export(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """An export folder (or a run folder holding ``export/``) and its manifest."""
+    root = Path(path)
+    for candidate in (root, root / "export"):
+        if (candidate / MANIFEST).is_file():
+            return candidate, json.loads((candidate / MANIFEST).read_text(encoding="utf-8"))
+    raise DeployError(f"no {MANIFEST} in {root} or {root / 'export'}; run `lingoforge export` first "
+                      "(a manifest is written only after parity passed)")
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def upload(client: Any, host: str, path: Path) -> tuple[str, bool]:
+    """Upload one blob unless the server already has it; returns (digest, uploaded)."""
+    import httpx
+
+    digest = _digest(path)
+    if httpx.head(f"{host}/api/blobs/{digest}", timeout=30).status_code == 200:
+        return digest, False
+    return client.create_blob(path), True
+
+
+def _connect(host: str) -> Any:
+    import ollama
+
+    client = ollama.Client(host=host)
+    try:
+        client.list()
+    except ConnectionError:
+        raise DeployError(f"cannot reach the Ollama server at {host}: start it (`ollama serve`) or pass --host") from None
+    return client
+
+
+def _check_show(client: Any, name: str, serving: ServingConfig) -> None:
+    shown = client.show(name)
+    problems = []
+    if (shown.template or "") != serving.template:
+        problems.append("TEMPLATE differs")
+    modelfile = shown.modelfile or ""
+    if serving.system and serving.system not in modelfile:
+        problems.append("SYSTEM missing")
+    problems += [f"stop {s!r} missing" for s in serving.stop if s not in (shown.parameters or "")]
+    if problems:
+        raise DeployError(f"the model {name} on the server does not match the export: {', '.join(problems)}")
+
+
+def _llama_answers(export_dir: Path, manifest: dict[str, Any], task: Task, examples: Sequence[Example],
+                   num_ctx: int) -> list[str]:
+    """Schema-constrained greedy answers of llama.cpp on the very GGUF file Ollama serves."""
+    from llama_cpp import Llama, LlamaGrammar
+
+    from .prompts import prompt_messages
+
+    lora = manifest.get("adapter_file")
+    llm = Llama(model_path=str(export_dir / manifest["model_file"]), n_ctx=num_ctx, verbose=False,
+                **({"lora_path": str(export_dir / lora)} if lora else {}))
+    grammar = LlamaGrammar.from_json_schema(json.dumps(task.output_schema), verbose=False)
+    answers = []
+    for example in examples:
+        llm.reset()
+        response: Any = llm.create_chat_completion(
+            messages=prompt_messages(task, example.input, example.instruction), temperature=0.0, top_k=1,
+            repeat_penalty=1.0, max_tokens=256, grammar=grammar, stop=list(STOP_TOKENS),
+        )
+        answers.append(response["choices"][0]["message"]["content"] or "")
+    llm.close()
+    return answers
+
+
+def deploy(export_dir: str | Path, name: str, host: str | None = None, examples: Sequence[Example] | None = None,
+           n_check: int = 5) -> dict[str, Any]:
+    """Create ``name`` on the Ollama server at ``host`` from an export and check it; returns a summary.
+
+    Raises ``DeployError`` when the server is unreachable, the name is invalid, ``show`` disagrees with
+    the export, or Ollama's schema-constrained answers differ from llama.cpp's on the same GGUF.
+    """
+    validate_name(name)
+    url = normalize_host(host)
+    folder, manifest = find_export(export_dir)
+    serving = ServingConfig.from_dict(manifest["serving"])
+    task = run_task({"task": manifest["task"]})
+    client = _connect(url)
+
+    from tqdm import tqdm
+
+    files = {manifest["model_file"]: folder / manifest["model_file"]}
+    adapter = manifest.get("adapter_file")
+    uploaded: dict[str, bool] = {}
+    digests: dict[str, str] = {}
+    for label, path in tqdm([*files.items(), *([(adapter, folder / adapter)] if adapter else [])],
+                            desc="upload blobs", unit="file"):
+        digests[label], uploaded[label] = upload(client, url, path)
+    client.create(model=name, files={manifest["model_file"]: digests[manifest["model_file"]]},
+                  adapters={adapter: digests[adapter]} if adapter else None, template=serving.template,
+                  system=serving.system or None, parameters=serving.parameters(), stream=False)
+    _check_show(client, name, serving)
+
+    chosen = list(examples) if examples is not None else test_examples(RunFolder(Path(manifest["run_dir"])), n_check)
+    ollama_texts = [
+        client.chat(model=name, messages=[{"role": "user", "content": _user(task, ex)}], format=task.output_schema,
+                    options={"temperature": 0, "num_predict": 256}).message.content or ""
+        for ex in chosen
+    ]
+    llama_texts = _llama_answers(folder, manifest, task, chosen, serving.num_ctx)
+    checks = []
+    for i, (a, b) in enumerate(zip(ollama_texts, llama_texts, strict=True)):
+        pa, pb = parse_output(a, task.output_schema), parse_output(b, task.output_schema)
+        checks.append({"example": i, "ollama": a, "llama_cpp": b, "ollama_valid": pa.valid,
+                       "same": pa.valid and pa.value == pb.value})
+    bad = [c for c in checks if not c["same"]]
+    run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
+    if bad:
+        raise DeployError(f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
+                          f"example {bad[0]['example']}: Ollama {bad[0]['ollama']!r} vs llama.cpp {bad[0]['llama_cpp']!r}")
+    return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "run": run_line}
+
+
+def _user(task: Task, example: Example) -> str:
+    """Only the user turn is sent: the model's SYSTEM (from the Modelfile) must supply the system prompt."""
+    from .prompts import user_text
+
+    return user_text(example.instruction or task.instruction, example.input)

@@ -1,0 +1,248 @@
+"""Real training on CPU: tiny Qwen2 QLoRA, kill -9 and resume, full disk, SmolLM2-135M, two-process DDP."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lingoforge.train import CheckpointWriteError, TrainConfig, complete_checkpoints, train
+from test_train import tiny_examples, tiny_task
+
+pytestmark = pytest.mark.slow
+TESTS = Path(__file__).resolve().parent
+
+
+def weight_watcher() -> Any:
+    """A callback snapshotting base and LoRA weights at train begin and comparing them at train end."""
+    import torch
+    from transformers import TrainerCallback
+
+    class Watcher(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+        def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            after = dict(model.named_parameters())
+            self.changed = {n for n, p in self.before.items() if not torch.equal(p, after[n].detach())}
+            self.lora = {n for n in self.before if "lora_" in n}
+            self.quantized = any(type(p).__name__ == "Params4bit" for p in after.values())
+
+    return Watcher()
+
+
+def test_tiny_qwen2_qlora_on_cpu(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    watcher = weight_watcher()
+    out = tmp_path / "run"
+    result = train(
+        tiny_task(),
+        tiny_examples(32),
+        tiny_examples(8, seed=1),
+        str(tiny_qwen2_dir),
+        out,
+        TrainConfig(load_in_4bit=True, lr=5e-3, max_steps=8, save_steps=4),
+        quiet=True,
+        callbacks=[watcher],
+    )
+
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    evals = [h["eval_loss"] for h in result.history if "eval_loss" in h]
+    assert len(losses) == 8 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert evals[-1] < evals[0]
+    assert watcher.quantized, "the base model should be 4-bit NF4"
+    assert watcher.lora and watcher.lora <= watcher.changed | {n for n in watcher.lora if "lora_A" in n}
+    assert any("lora_B" in n for n in watcher.changed)
+    assert watcher.changed <= watcher.lora, f"base weights changed: {sorted(watcher.changed - watcher.lora)[:3]}"
+
+    adapter = out / "adapter"
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json", "chat_template.jinja"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as fh:
+        assert fh.keys() and all("lora_" in k for k in fh.keys())
+    run = json.loads((out / "run.json").read_text())
+    t = run["train"]
+    assert t["status"] == "done" and t["config"]["load_in_4bit"] is True and t["steps"] == 8
+    assert set(t["eval_loss_by_language"]) == {"en", "de", "fr", "zh"}
+    assert t["tokens_by_language"]["train"]["zh"]["trainable_tokens"] > 0
+    assert run["chat_template"] and "<|im_end|>" in run["chat_template"]
+    assert {"torch", "transformers", "peft", "trl", "bitsandbytes"} <= set(t["versions"])
+    assert t["timings"]["tokens_per_second"] > 0 and len(t["data_sha256"]["train"]) == 64
+    assert run["base"]["location"] == str(tiny_qwen2_dir)
+
+
+def _train_script(tmp_path: Path, model: Path, out: Path, resume: bool) -> Path:
+    script = tmp_path / f"train_{out.name}_{int(resume)}.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from lingoforge.train import TrainConfig, train
+        from test_train import tiny_examples, tiny_task
+        train(tiny_task(), tiny_examples(32), tiny_examples(8, seed=1), {str(model)!r}, {str(out)!r},
+              TrainConfig(lr=5e-3, max_steps=8, save_steps=2, save_total_limit=3), resume={resume}, quiet=True)
+    """)
+    )
+    return script
+
+
+def _final(out: Path) -> tuple[float, float]:
+    train_section = json.loads((out / "run.json").read_text())["train"]
+    history = train_section["history"]
+    last_loss = [h["loss"] for h in history if "loss" in h and h.get("step") == 8]
+    return last_loss[-1], train_section["best_eval_loss"]
+
+
+def test_kill_9_then_resume_reaches_the_same_loss(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(
+        [sys.executable, _train_script(tmp_path, tiny_qwen2_dir, straight, False)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=900,
+    )
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, _train_script(tmp_path, tiny_qwen2_dir, killed, False)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        done = complete_checkpoints(killed / "adapter" / "checkpoints")
+        if done and int(done[-1].name.split("-")[1]) >= 4:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((killed / "run.json").read_text())["train"]["status"] == "running"
+
+    subprocess.run(
+        [sys.executable, _train_script(tmp_path, tiny_qwen2_dir, killed, True)],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=900,
+    )
+    (loss_a, eval_a), (loss_b, eval_b) = _final(straight), _final(killed)
+    assert loss_b == pytest.approx(loss_a, rel=1e-3)
+    assert eval_b == pytest.approx(eval_a, rel=1e-3)
+
+
+def test_full_disk_on_checkpoint_write_leaves_nothing_half_written(
+    tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from transformers import Trainer
+
+    def disk_full(self: Any, output_dir: str) -> None:
+        Path(output_dir, "optimizer.pt").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", disk_full)
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointWriteError) as err:
+        train(
+            tiny_task(),
+            tiny_examples(16),
+            tiny_examples(4, seed=1),
+            str(tiny_qwen2_dir),
+            out,
+            TrainConfig(max_steps=2, save_steps=1),
+            quiet=True,
+        )
+    assert (
+        "No space left on device" in str(err.value)
+        and "free some disk space" in str(err.value)
+        and "--resume" in str(err.value)
+    )
+    assert not list((out / "adapter" / "checkpoints").glob("checkpoint-*"))
+    assert not (out / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((out / "run.json").read_text())["train"]["status"] == "failed"
+
+
+def test_smollm2_loss_falls_over_one_short_epoch(smollm2_dir: Path, tmp_path: Path) -> None:
+    from lingoforge import Example, Task, get_task
+
+    tickets = get_task("support_tickets")
+    schema = tickets.schema
+    short = Task(
+        name="ticket_triage",
+        version="1",
+        description="category + priority",
+        languages=tickets.languages,
+        system_prompt="You triage customer support tickets.",
+        instruction="Answer with JSON: category and priority.",
+        output_schema={
+            "type": "object",
+            "properties": {k: schema["properties"][k] for k in ("category", "priority")},
+            "required": ["category", "priority"],
+        },
+        scorer=lambda p, g: {"exact": float(p == g)},
+        primary_metric="exact",
+    )
+
+    def shorten(examples: list[Example]) -> list[Example]:
+        return [Example("", e.input, {k: e.output[k] for k in ("category", "priority")}, e.language) for e in examples]
+
+    started = time.perf_counter()
+    result = train(
+        short,
+        shorten(tickets.generate(80, seed=0)),
+        shorten(tickets.generate(10, seed=1)),
+        str(smollm2_dir),
+        tmp_path / "run",
+        TrainConfig(lr=5e-4, epochs=1, save_steps=10),
+        quiet=True,
+    )
+    losses = [h["loss"] for h in result.history if "loss" in h]
+    assert result.steps == 20
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
+    assert len(result.eval_loss_by_language) == 10
+    print(
+        f"SmolLM2 one epoch: {time.perf_counter() - started:.0f} s, {result.seconds_per_step:.2f} s/step, "
+        f"{result.tokens_per_second:.0f} tokens/s, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+    )
+
+
+def test_two_cpu_processes_ddp_gloo(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """``torchrun --nproc_per_node 2`` (what ``accelerate launch`` does) on CPU: gloo, one adapter, one run.json."""
+    out = tmp_path / "ddp"
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(TESTS)!r})
+        from lingoforge.train import TrainConfig, train
+        from test_train import tiny_examples, tiny_task
+        r = train(tiny_task(), tiny_examples(32), tiny_examples(8, seed=1), {str(tiny_qwen2_dir)!r}, {str(out)!r},
+                  TrainConfig(lr=5e-3, max_steps=3, save_steps=3, batch_size=2), quiet=True)
+        import torch.distributed as dist
+        print("RANK", dist.get_rank(), "WORLD", dist.get_world_size(), "BACKEND", dist.get_backend(), "STEPS", r.steps)
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANK 0 WORLD 2 BACKEND gloo STEPS 3" in proc.stdout and "RANK 1 WORLD 2 BACKEND gloo STEPS 3" in proc.stdout
+    run = json.loads((out / "run.json").read_text())["train"]
+    assert run["status"] == "done" and (out / "adapter" / "adapter_model.safetensors").is_file()

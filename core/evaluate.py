@@ -398,10 +398,10 @@ def load_examples(path: str | Path, task: Task) -> list[Example]:
 
 
 class ItemsPerSecond(ProgressColumn):
-    """items/s since the bar started (rich's own speed column is for bytes)."""
+    """Mean items/s since the bar started (rich's speed column needs several updates and shows bytes)."""
 
     def render(self, task: Any) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.completed / task.elapsed if task.elapsed and task.completed else None
         return Text(f"{speed:.2f} items/s" if speed else "-- items/s", style="progress.data.speed")
 
 

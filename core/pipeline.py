@@ -1,0 +1,288 @@
+"""``lingoforge run``: task → deployed model in one command, every stage resumable.
+
+Stages run in order and each writes into the run folder. A stage is skipped when run.json records it
+with the same *key* — a hash of its settings and of the key of the stage before it — and its outputs
+exist, so an interrupted run continues where it stopped and a changed setting reruns what depends on it:
+
+    data → split → tokens → plan → train → eval → export → deploy
+
+``data`` generates examples (or imports ``--data``) into ``data/source.jsonl``; ``split`` checks and splits
+them (``lingoforge data split``); ``tokens`` measures sequence lengths with the base model's tokenizer
+(``data/tokens.json``, read by training and export); ``plan`` estimates memory; ``train`` resumes from
+its last checkpoint if it was killed; ``eval`` scores the base and the fine-tuned model side by side
+per language; ``export`` merges, converts, quantizes and proves GGUF parity; ``deploy`` (with
+``--deploy``) creates the model on an Ollama server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from .errors import LingoforgeError
+from .fsutil import write_json, write_jsonl
+from .runfolder import RunFolder, file_sha256
+from .task import Task
+
+STAGES = ("data", "split", "tokens", "plan", "train", "eval", "export", "deploy")
+
+
+@dataclass
+class Options:
+    """Everything ``lingoforge run`` was asked to do; all of it lands in run.json under ``pipeline``."""
+
+    task: Task
+    base: str
+    out: Path
+    data: Path | None = None
+    n: int = 400
+    seed: int = 0
+    languages: Sequence[str] | None = None
+    val: float = 0.1
+    test: float = 0.1
+    train: Mapping[str, Any] = field(default_factory=dict)
+    eval_limit: int | None = None
+    eval_batch_size: int = 8
+    eval_max_new_tokens: int = 256
+    quant: str = "q5_k_m"
+    parity_n: int = 8
+    deploy: bool = False
+    name: str | None = None
+    host: str | None = None
+    force: bool = False
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Pipeline:
+    """Runs the stages of one run folder; ``run()`` returns the summary also written to ``summary.json``."""
+
+    def __init__(self, options: Options, console: Console | None = None) -> None:
+        self.o = options
+        self.run = RunFolder(options.out)
+        self.console = console or Console(stderr=True)
+        self.keys: dict[str, str] = {}
+
+    # -- stage bookkeeping -------------------------------------------------------------------------
+    def _stage(self, name: str, settings: Any, outputs: Sequence[Path], action: Callable[[], Any], after: str | None) -> Any:
+        key = _key(name, settings, self.keys.get(after) if after else None)
+        self.keys[name] = key
+        recorded = (self.run.read().get("pipeline") or {}).get(name) or {}
+        if recorded.get("key") == key and all(p.exists() for p in outputs):
+            self.console.print(f"[dim]✓ {name}: up to date, skipped[/dim]")
+            return recorded.get("result")
+        self.console.rule(f"[bold]{name}")
+        started = time.perf_counter()
+        result = action()
+        seconds = round(time.perf_counter() - started, 1)
+        pipeline = self.run.read().get("pipeline") or {}
+        pipeline[name] = {"key": key, "seconds": seconds, "result": result}
+        self.run.update(pipeline=pipeline)
+        self.console.print(f"[green]✓ {name}[/green] in {seconds:.1f} s")
+        return result
+
+    # -- stages ------------------------------------------------------------------------------------
+    def data(self) -> Any:
+        source = self.run.data / "source.jsonl"
+        o = self.o
+        if o.data is not None:
+            if not o.data.is_file():
+                raise LingoforgeError(f"--data {o.data} does not exist")
+            settings: Any = {"file": str(o.data), "sha256": file_sha256(o.data), "task": o.task.name}
+
+            def action() -> Any:
+                from .data.io import read_examples
+
+                examples = read_examples(o.data, o.task)
+                write_jsonl(source, (e.to_record() for e in examples))
+                return {"imported": str(o.data), "examples": len(examples)}
+        else:
+            settings = {"task": o.task.name, "version": o.task.version, "n": o.n, "seed": o.seed,
+                        "languages": list(o.languages or o.task.languages)}
+
+            def action() -> Any:
+                from .generate import generate_file
+
+                stats = generate_file(o.task, o.n, o.seed, o.languages, source)
+                return {"generated": o.n, "languages": stats}
+        return self._stage("data", settings, [source], action, None)
+
+    def split(self) -> Any:
+        o = self.o
+
+        def action() -> Any:
+            from .data.split import split_dataset
+
+            report = split_dataset(self.run.data / "source.jsonl", o.task, self.run.data, o.val, o.test, o.seed)
+            return {k: report.get(k) for k in ("counts", "splits", "warnings") if k in report} or None
+
+        outputs = [self.run.data / f"{s}.jsonl" for s in ("train", "val", "test")]
+        return self._stage("split", {"val": o.val, "test": o.test, "seed": o.seed}, outputs, action, "data")
+
+    def tokens(self) -> Any:
+        o = self.o
+        out = self.run.data / "tokens.json"
+
+        def action() -> Any:
+            from .models import materialize, resolve_base
+            from .tokens import token_report
+
+            location = materialize(resolve_base(o.base))
+            files = [self.run.data / "train.jsonl", self.run.data / "val.jsonl"]
+            report = token_report(files, location, task=o.task)
+            write_json(out, report)
+            return {"max_seq_length": report["max_seq_length"], "num_ctx": report.get("num_ctx")}
+
+        return self._stage("tokens", {"base": o.base}, [out], action, "split")
+
+    def plan(self) -> Any:
+        o = self.o
+
+        def action() -> Any:
+            from .models import resolve_base
+            from .plan import plan
+            from .train import make_config
+
+            cfg = make_config(o.train)
+            tokens = json.loads((self.run.data / "tokens.json").read_text(encoding="utf-8"))
+            base = resolve_base(o.base)
+            import torch
+
+            cuda = torch.cuda.is_available()
+            four_bit = cuda if cfg.load_in_4bit is None else cfg.load_in_4bit
+            estimate = plan(base.preset or base.location, rank=cfg.rank, max_len=cfg.max_len or tokens["max_seq_length"],
+                            batch_size=cfg.batch_size, load_in_4bit=four_bit, epochs=cfg.epochs,
+                            weight_bytes=2 if cuda else 4)
+            return {k: v for k, v in estimate.items() if isinstance(v, (int, float, str, type(None)))}
+
+        return self._stage("plan", {"base": o.base, "train": dict(o.train)}, [], action, "tokens")
+
+    def train(self) -> Any:
+        o = self.o
+
+        def action() -> Any:
+            from .data.io import read_examples
+            from .train import complete_checkpoints, make_config, train
+
+            resume = bool(complete_checkpoints(self.run.checkpoints))
+            if not resume and (self.run.adapter / "adapter_config.json").exists():
+                # the settings changed since this adapter was trained: start over in this folder
+                import shutil
+
+                shutil.rmtree(self.run.adapter)
+            if resume:
+                self.console.print("resuming training from the last checkpoint")
+            result = train(o.task, read_examples(self.run.data / "train.jsonl", o.task),
+                           read_examples(self.run.data / "val.jsonl", o.task), o.base, self.run.root,
+                           make_config(o.train), resume=resume, force=o.force)
+            return {"steps": result.steps, "train_loss": result.train_loss, "best_eval_loss": result.best_eval_loss,
+                    "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
+                    "history_first_loss": result.history[0].get("loss") if result.history else None}
+
+        return self._stage("train", {"base": o.base, "train": dict(o.train)},
+                           [self.run.adapter / "adapter_config.json"], action, "tokens")
+
+    def eval(self) -> Any:
+        o = self.o
+        tuned_dir, base_dir = self.run.eval, self.run.eval / "base"
+
+        def action() -> Any:
+            from .evaluate import compare_reports, evaluate, load_examples
+            from .models import materialize, resolve_base
+            from .report import write_report
+
+            test = load_examples(self.run.data / "test.jsonl", o.task)
+            options = {"limit": o.eval_limit, "batch_size": o.eval_batch_size, "max_new_tokens": o.eval_max_new_tokens}
+            self.console.print("base model")
+            base = evaluate(materialize(resolve_base(o.base)), o.task, test, backend="hf", **options)
+            write_report(base, base_dir)
+            self.console.print("fine-tuned model")
+            tuned = evaluate(str(self.run.root), o.task, test, backend="hf", **options)
+            tuned["comparison"] = compare_reports(base, tuned)
+            write_report(tuned, tuned_dir)
+            return {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"],
+                    "primary_metric": o.task.primary_metric}
+
+        return self._stage("eval", {"limit": o.eval_limit, "max_new_tokens": o.eval_max_new_tokens},
+                           [tuned_dir / "report.json", base_dir / "report.json"], action, "train")
+
+    def export(self) -> Any:
+        o = self.o
+
+        def action() -> Any:
+            from .export.pipeline import export_run
+
+            manifest = export_run(self.run.root, quant=o.quant, parity_n=o.parity_n)
+            return {"model_file": manifest["model_file"], "parity": manifest["parity"]}
+
+        return self._stage("export", {"quant": o.quant, "parity_n": o.parity_n},
+                           [self.run.export / "Modelfile"], action, "train")
+
+    def deploy(self) -> Any:
+        o = self.o
+        if not o.deploy:
+            return None
+        name = o.name or f"{o.task.name.replace('_', '-')}-{self.run.root.name}".lower()
+
+        def action() -> Any:
+            from .deploy import deploy
+
+            return deploy(self.run.export, name, o.host)
+
+        return self._stage("deploy", {"name": name, "host": o.host}, [], action, "export")
+
+    # -- everything --------------------------------------------------------------------------------
+    def run_all(self) -> dict[str, Any]:
+        """Run every stage (skipping those up to date) and write ``summary.json``."""
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        for stage in STAGES:
+            getattr(self, stage)()
+        summary = build_summary(self.run, self.o)
+        summary["seconds_this_invocation"] = round(time.perf_counter() - started, 1)
+        write_json(self.run.root / "summary.json", summary)
+        return summary
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
+    """The final summary, read back from the files in the run folder (so it can only say what is there)."""
+    tuned = json.loads((run.eval / "report.json").read_text(encoding="utf-8"))
+    base = json.loads((run.eval / "base" / "report.json").read_text(encoding="utf-8"))
+    manifest_path = run.export / "export.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    parity_acc = (manifest.get("parity") or {}).get("accuracy") or {}
+    languages = {}
+    for lang in sorted(set(base["languages"]) | set(tuned["languages"])):
+        b = (base["languages"].get(lang) or {}).get("primary")
+        t = (tuned["languages"].get(lang) or {}).get("primary")
+        gguf = (parity_acc.get(lang) or {}).get("gguf")  # parity reports points (0-100) on its own sample
+        languages[lang] = {"base": b, "fine_tuned": t, "gguf_parity_sample": None if gguf is None else gguf / 100}
+    pipeline = run.read().get("pipeline") or {}
+    files = {p.name: _size(p) for p in sorted(run.export.glob("*.gguf"))}
+    deploy = (pipeline.get("deploy") or {}).get("result")
+    return {
+        "task": o.task.name,
+        "base": o.base,
+        "primary_metric": tuned["task"]["primary_metric"],
+        "overall": {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]},
+        "languages": languages,
+        "lagging": tuned.get("lagging", []),
+        "parity": manifest.get("parity"),
+        "files": files,
+        "modelfile": str(run.export / "Modelfile") if (run.export / "Modelfile").is_file() else None,
+        "ollama_run": f"ollama run {deploy['name']}" if deploy and deploy.get("name") else None,
+        "stage_seconds": {k: v.get("seconds") for k, v in pipeline.items()},
+    }

@@ -124,16 +124,27 @@ def run_plain(folder: Path, rows: list[dict[str, list[int]]], steps: int, warmup
 
     batch, accum, notes = 4, 1, []
     while True:
-        model = get_peft_model(load_4bit(folder), LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules="all-linear",
-                                                              task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            load_4bit(folder),
+            LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
+        )
         meter = Meter(warmup)
         with tempfile.TemporaryDirectory() as out:
             trainer = Trainer(
                 model=model,
-                args=TrainingArguments(output_dir=out, per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
-                                       learning_rate=1.5e-4, max_steps=warmup + steps, bf16=True, logging_steps=1,
-                                       save_strategy="no", report_to="none", train_sampling_strategy="sequential",
-                                       disable_tqdm=True),
+                args=TrainingArguments(
+                    output_dir=out,
+                    per_device_train_batch_size=batch,
+                    gradient_accumulation_steps=accum,
+                    learning_rate=1.5e-4,
+                    max_steps=warmup + steps,
+                    bf16=True,
+                    logging_steps=1,
+                    save_strategy="no",
+                    report_to="none",
+                    train_sampling_strategy="sequential",
+                    disable_tqdm=True,
+                ),
                 train_dataset=Dataset.from_list(rows),
                 data_collator=_pad_collator,
                 callbacks=[meter.callback()],
@@ -178,18 +189,30 @@ def run_ours(folder: Path, rows: list[dict[str, list[int]]], steps: int, warmup:
     """(b) the settings of ``lingoforge.train.sft_config`` (checkpointing, padding-free, chunked LM head)."""
     import torch
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
     from lingoforge.train import TrainConfig, lora_config
+    from trl import SFTConfig, SFTTrainer
 
     meter = Meter(warmup)
     with tempfile.TemporaryDirectory() as out:
         trainer = SFTTrainer(
             model=load_4bit(folder),
-            args=SFTConfig(output_dir=out, per_device_train_batch_size=4, gradient_accumulation_steps=1, learning_rate=1.5e-4,
-                           max_steps=warmup + steps, bf16=True, gradient_checkpointing=True, padding_free=True, max_length=None,
-                           dataset_kwargs={"skip_prepare_dataset": True}, logging_steps=1, save_strategy="no",
-                           report_to="none", train_sampling_strategy="sequential", disable_tqdm=True),
+            args=SFTConfig(
+                output_dir=out,
+                per_device_train_batch_size=4,
+                gradient_accumulation_steps=1,
+                learning_rate=1.5e-4,
+                max_steps=warmup + steps,
+                bf16=True,
+                gradient_checkpointing=True,
+                padding_free=True,
+                max_length=None,
+                dataset_kwargs={"skip_prepare_dataset": True},
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                train_sampling_strategy="sequential",
+                disable_tqdm=True,
+            ),
             train_dataset=Dataset.from_list(rows),
             peft_config=lora_config(TrainConfig()),
             processing_class=_tokenizer_stub(),
@@ -219,10 +242,18 @@ def _tokenizer_stub() -> Any:
 def _figures(name: str, batch: int, accum: int, meter: Meter, tokens: int, notes: list[str]) -> dict[str, Any]:
     import torch
 
-    return {"run": name, "micro_batch": batch, "grad_accum": accum, "steps": meter.steps, "seconds": round(meter.seconds, 2),
-            "tokens": tokens, "tokens_per_second": round(tokens / meter.seconds, 1) if meter.seconds else None,
-            "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2),
-            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 1e9, 2), "notes": notes}
+    return {
+        "run": name,
+        "micro_batch": batch,
+        "grad_accum": accum,
+        "steps": meter.steps,
+        "seconds": round(meter.seconds, 2),
+        "tokens": tokens,
+        "tokens_per_second": round(tokens / meter.seconds, 1) if meter.seconds else None,
+        "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2),
+        "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 1e9, 2),
+        "notes": notes,
+    }
 
 
 def main() -> None:
@@ -251,12 +282,23 @@ def main() -> None:
 
     mean_len = sum(len(r["input_ids"]) for r in rows) / len(rows)
     result = {
-        "gpu": torch.cuda.get_device_name(0), "model": "Qwen2.5-7B-shaped, random weights, 4-bit NF4 double-quant, bf16 compute",
-        "lora": "r32 alpha 64 dropout 0.05 all-linear", "lengths": "uniform 512-2048", "mean_length": round(mean_len),
-        "answer_tokens": ANSWER_TOKENS, "build_seconds": round(built, 1), "plain": plain, "ours": ours,
-        "speedup": round(ours["tokens_per_second"] / plain["tokens_per_second"], 2) if plain.get("tokens_per_second") else None,
-        "plan_estimate_gb": plan("qwen2.5-7b", rank=32, max_len=2048, batch_size=4, longest_batch_tokens=4 * 2048)["peak_gb"],
-        "targets": {"ours_peak_gb_max": 12.0, "speedup_min": 1.5}, "total_seconds": round(time.perf_counter() - started, 1),
+        "gpu": torch.cuda.get_device_name(0),
+        "model": "Qwen2.5-7B-shaped, random weights, 4-bit NF4 double-quant, bf16 compute",
+        "lora": "r32 alpha 64 dropout 0.05 all-linear",
+        "lengths": "uniform 512-2048",
+        "mean_length": round(mean_len),
+        "answer_tokens": ANSWER_TOKENS,
+        "build_seconds": round(built, 1),
+        "plain": plain,
+        "ours": ours,
+        "speedup": round(ours["tokens_per_second"] / plain["tokens_per_second"], 2)
+        if plain.get("tokens_per_second")
+        else None,
+        "plan_estimate_gb": plan("qwen2.5-7b", rank=32, max_len=2048, batch_size=4, longest_batch_tokens=4 * 2048)[
+            "peak_gb"
+        ],
+        "targets": {"ours_peak_gb_max": 12.0, "speedup_min": 1.5},
+        "total_seconds": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -265,10 +307,14 @@ def main() -> None:
         if "error" in r:
             print(f"{'plain HF defaults':<22} {r['error']}")
             continue
-        print(f"{r['run']:<22} {r['micro_batch']:>6} x {r['grad_accum']:<4} {r['tokens_per_second']:>9,.0f} "
-              f"{r['peak_allocated_gb']:>13.2f} {r['peak_reserved_gb']:>16.2f}")
-    print(f"speedup {result['speedup']}x; plan estimate for the worst case (4 x 2048 tokens): {result['plan_estimate_gb']} GB; "
-          f"total {result['total_seconds']:.0f} s; wrote {args.out}")
+        print(
+            f"{r['run']:<22} {r['micro_batch']:>6} x {r['grad_accum']:<4} {r['tokens_per_second']:>9,.0f} "
+            f"{r['peak_allocated_gb']:>13.2f} {r['peak_reserved_gb']:>16.2f}"
+        )
+    print(
+        f"speedup {result['speedup']}x; plan estimate for the worst case (4 x 2048 tokens): {result['plan_estimate_gb']} GB; "
+        f"total {result['total_seconds']:.0f} s; wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

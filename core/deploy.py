@@ -18,12 +18,14 @@ from typing import Any
 
 from .errors import LingoforgeError
 from .export.modelfile import STOP_TOKENS, ServingConfig
-from .export.pipeline import MANIFEST, run_task, test_examples
+from .export.pipeline import MANIFEST, load_test_examples, run_task
 from .runfolder import RunFolder
 from .schema import parse_output
 from .task import Example, Task
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
+# Room for the longest answer the built-in schemas allow (a 400-character free-text field plus the JSON).
+MAX_ANSWER_TOKENS = 640
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
 _NAME = re.compile(rf"^(?:[A-Za-z0-9_][A-Za-z0-9_-]{{0,79}}/)?{_PART}(?::{_PART})?$")
 
@@ -86,7 +88,8 @@ def _connect(host: str) -> Any:
     try:
         client.list()
     except ConnectionError:
-        raise DeployError(f"cannot reach the Ollama server at {host}: start it (`ollama serve`) or pass --host") from None
+        raise DeployError(f"cannot reach the Ollama server at {host}: start it (`ollama serve`) "
+                          "or pass --host") from None
     return client
 
 
@@ -103,6 +106,29 @@ def _check_show(client: Any, name: str, serving: ServingConfig) -> None:
         raise DeployError(f"the model {name} on the server does not match the export: {', '.join(problems)}")
 
 
+# llama.cpp's C++ json-schema-to-grammar (what Ollama and llama-server use) and llama-cpp-python's Python
+# port differ in two primitive rules: the C++ one lets JSON have up to two newlines plus indentation between
+# tokens and keeps control characters out of strings; the port allows one optional space and raw control
+# characters. Both sides must decode under the same grammar for their answers to be comparable.
+_SERVER_RULES = {
+    "space": r'| " " | "\n"{1,2} [ \t]{0,20}',
+    "char": r'[^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})',
+}
+
+
+def server_grammar(schema: dict[str, Any]) -> str:
+    """GBNF for ``schema`` as the Ollama server builds it: llama-cpp-python's conversion with the server's
+    ``space`` and ``char`` rules."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    lines = json_schema_to_gbnf(json.dumps(schema)).splitlines()
+    for i, line in enumerate(lines):
+        name = line.split(" ::= ", 1)[0]
+        if name in _SERVER_RULES:
+            lines[i] = f"{name} ::= {_SERVER_RULES[name]}"
+    return "\n".join(lines) + "\n"
+
+
 def _llama_answers(export_dir: Path, manifest: dict[str, Any], task: Task, examples: Sequence[Example],
                    num_ctx: int) -> list[str]:
     """Schema-constrained greedy answers of llama.cpp on the very GGUF file Ollama serves."""
@@ -113,13 +139,13 @@ def _llama_answers(export_dir: Path, manifest: dict[str, Any], task: Task, examp
     lora = manifest.get("adapter_file")
     llm = Llama(model_path=str(export_dir / manifest["model_file"]), n_ctx=num_ctx, verbose=False,
                 **({"lora_path": str(export_dir / lora)} if lora else {}))
-    grammar = LlamaGrammar.from_json_schema(json.dumps(task.output_schema), verbose=False)
+    grammar = LlamaGrammar.from_string(server_grammar(task.output_schema), verbose=False)
     answers = []
     for example in examples:
         llm.reset()
         response: Any = llm.create_chat_completion(
             messages=prompt_messages(task, example.input, example.instruction), temperature=0.0, top_k=1,
-            repeat_penalty=1.0, max_tokens=256, grammar=grammar, stop=list(STOP_TOKENS),
+            repeat_penalty=1.0, max_tokens=MAX_ANSWER_TOKENS, grammar=grammar, stop=list(STOP_TOKENS),
         )
         answers.append(response["choices"][0]["message"]["content"] or "")
     llm.close()
@@ -142,22 +168,21 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
 
     from tqdm import tqdm
 
-    files = {manifest["model_file"]: folder / manifest["model_file"]}
     adapter = manifest.get("adapter_file")
     uploaded: dict[str, bool] = {}
     digests: dict[str, str] = {}
-    for label, path in tqdm([*files.items(), *([(adapter, folder / adapter)] if adapter else [])],
-                            desc="upload blobs", unit="file"):
-        digests[label], uploaded[label] = upload(client, url, path)
+    for label in tqdm([manifest["model_file"], *([adapter] if adapter else [])], desc="upload blobs", unit="file"):
+        digests[label], uploaded[label] = upload(client, url, folder / label)
     client.create(model=name, files={manifest["model_file"]: digests[manifest["model_file"]]},
                   adapters={adapter: digests[adapter]} if adapter else None, template=serving.template,
                   system=serving.system or None, parameters=serving.parameters(), stream=False)
     _check_show(client, name, serving)
 
-    chosen = list(examples) if examples is not None else test_examples(RunFolder(Path(manifest["run_dir"])), n_check)
+    run_folder = RunFolder(Path(manifest["run_dir"]))
+    chosen = list(examples) if examples is not None else load_test_examples(run_folder, n_check)
     ollama_texts = [
         client.chat(model=name, messages=[{"role": "user", "content": _user(task, ex)}], format=task.output_schema,
-                    options={"temperature": 0, "num_predict": 256}).message.content or ""
+                    options={"temperature": 0, "num_predict": MAX_ANSWER_TOKENS}).message.content or ""
         for ex in chosen
     ]
     llama_texts = _llama_answers(folder, manifest, task, chosen, serving.num_ctx)
@@ -170,7 +195,8 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
     run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
     if bad:
         raise DeployError(f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
-                          f"example {bad[0]['example']}: Ollama {bad[0]['ollama']!r} vs llama.cpp {bad[0]['llama_cpp']!r}")
+                          f"example {bad[0]['example']}: Ollama {bad[0]['ollama']!r} "
+                          f"vs llama.cpp {bad[0]['llama_cpp']!r}")
     return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "run": run_line}
 
 

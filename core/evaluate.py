@@ -58,6 +58,7 @@ MIN_TEXT_CHARS = 12  # shorter free text (a name, "n/a") says too little about i
 
 # --------------------------------------------------------------------------- metrics (pure functions)
 
+
 def confusion_matrix(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] = ()) -> dict[str, Any]:
     """Counts of (gold, predicted). Rows: ``labels`` first (the schema's order), then other gold values;
     columns: the row labels, other predicted values, and ``(invalid)`` last when any answer was unusable."""
@@ -106,9 +107,13 @@ def examples_to_add(gap: float) -> int:
     return int(5 * round(min(30.0, max(20.0, 20 + (points - 5))) / 5))
 
 
-def lagging_languages(primary: Mapping[str, float], training_counts: Mapping[str, int] | None = None,
-                      n_test: Mapping[str, int] | None = None, threshold: float | None = None,
-                      lag_points: float = LAG_POINTS) -> tuple[float | None, list[dict[str, Any]]]:
+def lagging_languages(
+    primary: Mapping[str, float],
+    training_counts: Mapping[str, int] | None = None,
+    n_test: Mapping[str, int] | None = None,
+    threshold: float | None = None,
+    lag_points: float = LAG_POINTS,
+) -> tuple[float | None, list[dict[str, Any]]]:
     """(mean, lagging): languages more than ``lag_points`` under the mean of ``primary``, or under
     ``threshold``, each with advice in numbers. Worst first."""
     if not primary:
@@ -124,13 +129,24 @@ def lagging_languages(primary: Mapping[str, float], training_counts: Mapping[str
         reference = f"{mean:.0%} mean" if mean - value > lag_points else f"{threshold:.0%} threshold"
         known = "training examples unknown" if count is None else f"{count} training examples"
         advice = f"{lang}: {value:.0%} vs {reference}; {known} — add about {add} more {lang} examples and retrain"
-        out.append({"language": lang, "value": value, "mean": mean, "gap": gap, "threshold": threshold,
-                    "n_test": (n_test or {}).get(lang), "training_examples": count, "add_examples": add,
-                    "advice": advice})
+        out.append(
+            {
+                "language": lang,
+                "value": value,
+                "mean": mean,
+                "gap": gap,
+                "threshold": threshold,
+                "n_test": (n_test or {}).get(lang),
+                "training_examples": count,
+                "add_examples": add,
+                "advice": advice,
+            }
+        )
     return mean, sorted(out, key=lambda r: r["value"])
 
 
 # --------------------------------------------------------------------------- language identification
+
 
 def detect_languages(texts: Sequence[str], candidates: Sequence[str]) -> list[str | None]:
     """ISO 639-1 code of each text, ``None`` where the detector is unsure (short or ambiguous text), so an
@@ -141,6 +157,7 @@ def detect_languages(texts: Sequence[str], candidates: Sequence[str]) -> list[st
 
 
 # --------------------------------------------------------------------------- evaluation
+
 
 def field_value(value: Mapping[str, Any] | None, dotted: str) -> Any:
     """The value at a dotted path of a (possibly nested) answer; ``None`` where missing."""
@@ -176,9 +193,16 @@ def stratified(examples: Sequence[Example], limit: int | None) -> list[Example]:
     return out
 
 
-def predict_examples(backend: Backend, task: Task, examples: Sequence[Example], *, constrained: bool = False,
-                     batch_size: int = 8, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                     console: Console | None = None) -> tuple[list[dict[str, Any]], float]:
+def predict_examples(
+    backend: Backend,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    constrained: bool = False,
+    batch_size: int = 8,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    console: Console | None = None,
+) -> tuple[list[dict[str, Any]], float]:
     """Run the model over ``examples`` and parse each answer; returns (prediction records, generation seconds)."""
     schema = task.schema
     records: list[dict[str, Any]] = []
@@ -186,20 +210,34 @@ def predict_examples(backend: Backend, task: Task, examples: Sequence[Example], 
     with progress_bar(console) as progress:
         bar = progress.add_task(f"eval {backend.name}", total=len(examples))
         for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
+            chunk = examples[start : start + batch_size]
             began = time.perf_counter()
-            gens = backend.generate([prompt_messages(task, ex.input, ex.instruction or None) for ex in chunk],
-                                    schema=schema if constrained else None, max_new_tokens=max_new_tokens)
+            gens = backend.generate(
+                [prompt_messages(task, ex.input, ex.instruction or None) for ex in chunk],
+                schema=schema if constrained else None,
+                max_new_tokens=max_new_tokens,
+            )
             total += time.perf_counter() - began
             for offset, (ex, gen) in enumerate(zip(chunk, gens, strict=True)):
                 parsed = parse_output(gen.text, schema)
                 pred = parsed.value if parsed.valid else None
-                records.append({
-                    "index": start + offset, "language": ex.language, "input": ex.input, "gold": dict(ex.output),
-                    "raw": gen.text, "output": parsed.value, "valid": parsed.valid, "lenient": parsed.lenient,
-                    "error": parsed.error, "scores": task.score(pred, ex.output), "latency_s": gen.latency_s,
-                    "n_tokens": gen.n_tokens, "group": ex.meta.get("group"),
-                })
+                records.append(
+                    {
+                        "index": start + offset,
+                        "language": ex.language,
+                        "input": ex.input,
+                        "gold": dict(ex.output),
+                        "raw": gen.text,
+                        "output": parsed.value,
+                        "valid": parsed.valid,
+                        "lenient": parsed.lenient,
+                        "error": parsed.error,
+                        "scores": task.score(pred, ex.output),
+                        "latency_s": gen.latency_s,
+                        "n_tokens": gen.n_tokens,
+                        "group": ex.meta.get("group"),
+                    }
+                )
             progress.advance(bar, len(chunk))
     return records, total
 
@@ -235,8 +273,13 @@ def summarize(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, Any
 def wrong_language(records: Sequence[Mapping[str, Any]], text_field: str, languages: Sequence[str]) -> dict[str, Any]:
     """Share of usable answers whose free-text ``text_field`` is not in the input's language (texts
     under ``MIN_TEXT_CHARS`` characters or with an unsure detection are not checked)."""
-    pairs = [(text, r["language"]) for r in records if r["valid"]
-             for text in [field_value(r["output"], text_field)] if isinstance(text, str) and len(text.strip()) >= MIN_TEXT_CHARS]
+    pairs = [
+        (text, r["language"])
+        for r in records
+        if r["valid"]
+        for text in [field_value(r["output"], text_field)]
+        if isinstance(text, str) and len(text.strip()) >= MIN_TEXT_CHARS
+    ]
     detected = detect_languages([t for t, _ in pairs], [*languages, *{lang for _, lang in pairs}]) if pairs else []
     checked = [(d, lang) for d, (_, lang) in zip(detected, pairs, strict=True) if d is not None]
     wrong = sum(d != lang for d, lang in checked)
@@ -275,31 +318,57 @@ def consistency(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, A
     }
 
 
-def build_report(task: Task, records: Sequence[Mapping[str, Any]], *, model: Mapping[str, Any], seconds: float,
-                 batch_size: int, training_counts: Mapping[str, int] | None = None, threshold: float | None = None,
-                 source: str | None = None) -> dict[str, Any]:
+def build_report(
+    task: Task,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    model: Mapping[str, Any],
+    seconds: float,
+    batch_size: int,
+    training_counts: Mapping[str, int] | None = None,
+    threshold: float | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
     """The full report dict (without predictions) from scored prediction records."""
     by_lang: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
         by_lang[r["language"]].append(r)
     languages = {lang: summarize(task, rs) for lang, rs in sorted(by_lang.items())}
     primary = {lang: s["primary"] for lang, s in languages.items()}
-    mean, lagging = lagging_languages(primary, training_counts, {lang: s["n"] for lang, s in languages.items()},
-                                      threshold)
+    mean, lagging = lagging_languages(
+        primary, training_counts, {lang: s["n"] for lang, s in languages.items()}, threshold
+    )
+    for lag in lagging:
+        # More data does not fix answers the parser cannot read: say so when that is the cause.
+        valid = languages[lag["language"]]["schema_valid_rate"]
+        if valid < 0.5:
+            lag["advice"] += (
+                f"; only {valid:.0%} of its answers are schema-valid — check the chat template "
+                "or evaluate with --constrained"
+            )
     overall = summarize(task, records)
     return {
         "format": FORMAT,
         "model": dict(model),
-        "task": {"name": task.name, "version": task.version, "primary_metric": task.primary_metric,
-                 "fields": list(task.fields), "text_fields": list(task.text_fields)},
+        "task": {
+            "name": task.name,
+            "version": task.version,
+            "primary_metric": task.primary_metric,
+            "fields": list(task.fields),
+            "text_fields": list(task.text_fields),
+        },
         "data": {"n": len(records), "languages": sorted(by_lang), "source": source},
         "overall": overall,
         "languages": languages,
         "primary_mean": mean,
         "lagging": lagging,
         "consistency": consistency(task, records),
-        "throughput": {**overall["latency"], "items_per_s": len(records) / seconds if seconds else None,
-                       "total_s": seconds, "batch_size": batch_size},
+        "throughput": {
+            **overall["latency"],
+            "items_per_s": len(records) / seconds if seconds else None,
+            "total_s": seconds,
+            "batch_size": batch_size,
+        },
     }
 
 
@@ -315,11 +384,22 @@ def training_counts_of(spec: ModelSpec) -> dict[str, int] | None:
     return dict(counts)
 
 
-def evaluate(model: str | Backend, task: Task, examples: Sequence[Example], *, backend: str | None = None,
-             constrained: bool = False, batch_size: int = 8, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-             host: str | None = None, limit: int | None = None, threshold: float | None = None,
-             training_counts: Mapping[str, int] | None = None, source: str | None = None,
-             console: Console | None = None) -> dict[str, Any]:
+def evaluate(
+    model: str | Backend,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    backend: str | None = None,
+    constrained: bool = False,
+    batch_size: int = 8,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    host: str | None = None,
+    limit: int | None = None,
+    threshold: float | None = None,
+    training_counts: Mapping[str, int] | None = None,
+    source: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
     """Evaluate ``model`` (a MODEL spec, or an open Backend) on ``examples``; returns the report with the
     per-item ``predictions`` under that key. Training counts come from a run folder unless given."""
     examples = stratified(examples, limit)
@@ -332,14 +412,29 @@ def evaluate(model: str | Backend, task: Task, examples: Sequence[Example], *, b
         opened = get_backend(spec, backend, host=host, concurrency=batch_size)
         spec_text, counts = model, training_counts if training_counts is not None else training_counts_of(spec)
     try:
-        records, seconds = predict_examples(opened, task, examples, constrained=constrained, batch_size=batch_size,
-                                            max_new_tokens=max_new_tokens, console=console)
+        records, seconds = predict_examples(
+            opened,
+            task,
+            examples,
+            constrained=constrained,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            console=console,
+        )
         described = {"spec": spec_text, **opened.describe(), "constrained": constrained}
     finally:
         if not isinstance(model, Backend):
             opened.close()
-    report = build_report(task, records, model=described, seconds=seconds, batch_size=batch_size,
-                          training_counts=counts, threshold=threshold, source=source)
+    report = build_report(
+        task,
+        records,
+        model=described,
+        seconds=seconds,
+        batch_size=batch_size,
+        training_counts=counts,
+        threshold=threshold,
+        source=source,
+    )
     report["predictions"] = records
     return report
 
@@ -352,28 +447,46 @@ def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any
     """Side by side, ``delta = b - a`` (positive: the second model is better/faster):
     ``a``/``b`` (model blocks), ``primary_metric``, ``overall`` and ``languages[LANG]`` with ``primary``,
     ``schema_valid_rate`` and ``fields[FIELD]`` accuracy, each {a, b, delta}; ``throughput`` p50 and items/s."""
+
     def block(sa: Mapping[str, Any] | None, sb: Mapping[str, Any] | None) -> dict[str, Any]:
         sa, sb = sa or {}, sb or {}
         names = list(dict.fromkeys([*sa.get("fields", {}), *sb.get("fields", {})]))
         return {
             "primary": _delta(sa.get("primary"), sb.get("primary")),
             "schema_valid_rate": _delta(sa.get("schema_valid_rate"), sb.get("schema_valid_rate")),
-            "fields": {f: _delta((sa.get("fields", {}).get(f) or {}).get("accuracy"),
-                                 (sb.get("fields", {}).get(f) or {}).get("accuracy")) for f in names},
+            "fields": {
+                f: _delta(
+                    (sa.get("fields", {}).get(f) or {}).get("accuracy"),
+                    (sb.get("fields", {}).get(f) or {}).get("accuracy"),
+                )
+                for f in names
+            },
         }
 
     langs = sorted(set(a["languages"]) | set(b["languages"]))
     return {
-        "a": a["model"], "b": b["model"], "primary_metric": a["task"]["primary_metric"],
+        "a": a["model"],
+        "b": b["model"],
+        "primary_metric": a["task"]["primary_metric"],
         "overall": block(a["overall"], b["overall"]),
         "languages": {lang: block(a["languages"].get(lang), b["languages"].get(lang)) for lang in langs},
-        "throughput": {"p50_s": _delta(a["throughput"]["p50_s"], b["throughput"]["p50_s"]),
-                       "items_per_s": _delta(a["throughput"]["items_per_s"], b["throughput"]["items_per_s"])},
+        "throughput": {
+            "p50_s": _delta(a["throughput"]["p50_s"], b["throughput"]["p50_s"]),
+            "items_per_s": _delta(a["throughput"]["items_per_s"], b["throughput"]["items_per_s"]),
+        },
     }
 
 
-def compare(model_a: str | Backend, model_b: str | Backend, task: Task, examples: Sequence[Example], *,
-            backend_a: str | None = None, backend_b: str | None = None, **options: Any) -> dict[str, Any]:
+def compare(
+    model_a: str | Backend,
+    model_b: str | Backend,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    backend_a: str | None = None,
+    backend_b: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """Evaluate two models on the same examples: model A's report with ``comparison`` (per-language
     deltas, b - a) and ``compared`` (B's report) added. Used for base vs fine-tuned and export parity."""
     a = evaluate(model_a, task, examples, backend=backend_a, **options)
@@ -385,6 +498,7 @@ def compare(model_a: str | Backend, model_b: str | Backend, task: Task, examples
 
 # --------------------------------------------------------------------------- data and progress
 
+
 def load_examples(path: str | Path, task: Task) -> list[Example]:
     """Test data in any format ``lingoforge data`` reads; every example must say its language."""
     from .data.io import read_examples
@@ -392,8 +506,10 @@ def load_examples(path: str | Path, task: Task) -> list[Example]:
     examples = read_examples(path, task)
     unlabelled = sum(not ex.language for ex in examples)
     if unlabelled:
-        raise DataError(f"{path}: {unlabelled} example(s) without a language; per-language evaluation needs one "
-                        f"per example (run `lingoforge data check {path} --task {task.name}` to detect them)")
+        raise DataError(
+            f"{path}: {unlabelled} example(s) without a language; per-language evaluation needs one "
+            f"per example (run `lingoforge data check {path} --task {task.name}` to detect them)"
+        )
     return examples
 
 
@@ -407,6 +523,12 @@ class ItemsPerSecond(ProgressColumn):
 
 def progress_bar(console: Console | None = None) -> Progress:
     """The progress bar of eval and predict, on stderr so ``--json`` output stays clean."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ItemsPerSecond(),
-                    TimeRemainingColumn(), console=console or Console(stderr=True), transient=False)
-
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        ItemsPerSecond(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=False,
+    )

@@ -133,12 +133,13 @@ class Pipeline:
         out = self.run.data / "tokens.json"
 
         def action() -> Any:
+            from .data.io import read_examples
             from .models import materialize, resolve_base
             from .tokens import token_report
 
             location = materialize(resolve_base(o.base))
-            files = [self.run.data / "train.jsonl", self.run.data / "val.jsonl"]
-            report = token_report(files, location, task=o.task)
+            examples = [e for split in ("train", "val") for e in read_examples(self.run.data / f"{split}.jsonl", o.task)]
+            report = token_report(examples, o.task, location)
             write_json(out, report)
             return {"max_seq_length": report["max_seq_length"], "num_ctx": report.get("num_ctx")}
 

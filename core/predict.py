@@ -44,11 +44,19 @@ def _item(record: Any, number: int, where: str) -> Item:
     if isinstance(record, str):
         return Item(number, record)
     if not isinstance(record, dict):
-        raise DataError(f"{where}: expected a JSON object with an `input` (or `text`) field, got {type(record).__name__}")
+        raise DataError(
+            f"{where}: expected a JSON object with an `input` (or `text`) field, got {type(record).__name__}"
+        )
     text = next((record[k] for k in TEXT_KEYS if isinstance(record.get(k), str)), None)
     if text is None:
         raise DataError(f"{where}: no `input` (or `text`) string field; found keys {sorted(record)}")
-    return Item(record.get("id", number), text, record.get("instruction") or None, record.get("language") or None)
+    given = record.get("id")
+    return Item(
+        number if given in (None, "") else given,
+        text,
+        record.get("instruction") or None,
+        record.get("language") or None,
+    )
 
 
 def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[Item]:
@@ -76,8 +84,10 @@ def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[I
     for position, item in enumerate(items, 1):
         key = str(item.id)
         if key in seen:
-            raise DataError(f"{name}: id {item.id!r} appears twice (items {seen[key]} and {position}); ids must be "
-                            "unique for resuming to know what is done")
+            raise DataError(
+                f"{name}: id {item.id!r} appears twice (items {seen[key]} and {position}); ids must be "
+                "unique for resuming to know what is done"
+            )
         seen[key] = position
     return items
 
@@ -111,15 +121,21 @@ def completed_ids(out: Path) -> set[str]:
             try:
                 done.add(str(json.loads(line)["id"]))
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{out}:{number}: not a prediction line; is {out} the output of another command? "
-                                "Choose a new -o file") from None
+                raise DataError(
+                    f"{out}:{number}: not a prediction line; is {out} the output of another command? "
+                    "Choose a new -o file"
+                ) from None
     return done
 
 
 def _line(item: Item, text: str, task: Task, retried: bool) -> tuple[dict[str, Any], bool]:
     parsed = parse_output(text, task.schema)
-    record: dict[str, Any] = {"id": item.id, "output": parsed.value if parsed.valid else None, "valid": parsed.valid,
-                              "retried": retried}
+    record: dict[str, Any] = {
+        "id": item.id,
+        "output": parsed.value if parsed.valid else None,
+        "valid": parsed.valid,
+        "retried": retried,
+    }
     if item.language:
         record["language"] = item.language
     if not parsed.valid:
@@ -128,10 +144,20 @@ def _line(item: Item, text: str, task: Task, retried: bool) -> tuple[dict[str, A
     return record, parsed.valid
 
 
-def predict(model: str | Backend, task: Task, source: str | Path, out: str | Path, *, backend: str | None = None,
-            constrained: bool = False, concurrency: int = 8, host: str | None = None,
-            max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, stdin: IO[str] | None = None,
-            console: Console | None = None) -> dict[str, Any]:
+def predict(
+    model: str | Backend,
+    task: Task,
+    source: str | Path,
+    out: str | Path,
+    *,
+    backend: str | None = None,
+    constrained: bool = False,
+    concurrency: int = 8,
+    host: str | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    stdin: IO[str] | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
     """Predict every input not yet in ``out``; returns counts (``total``, ``skipped``, ``written``, ``valid``,
     ``retried``, ``invalid``), ``seconds``, ``items_per_s`` and ``out``.
 
@@ -141,10 +167,24 @@ def predict(model: str | Backend, task: Task, source: str | Path, out: str | Pat
     items = read_inputs(source, stdin)
     done = completed_ids(out)
     todo = [item for item in items if str(item.id) not in done]
-    summary = {"total": len(items), "skipped": len(items) - len(todo), "written": 0, "valid": 0, "retried": 0,
-               "invalid": 0, "seconds": 0.0, "items_per_s": None, "out": str(out)}
+    written = valid = retried = 0
+    seconds = 0.0
+
+    def summary() -> dict[str, Any]:
+        return {
+            "total": len(items),
+            "skipped": len(items) - len(todo),
+            "written": written,
+            "valid": valid,
+            "retried": retried,
+            "invalid": written - valid,
+            "seconds": seconds,
+            "items_per_s": written / seconds if seconds else None,
+            "out": str(out),
+        }
+
     if not todo:
-        return summary
+        return summary()
     opened = model if isinstance(model, Backend) else get_backend(model, backend, host=host, concurrency=concurrency)
     schema = task.schema
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,28 +193,31 @@ def predict(model: str | Backend, task: Task, source: str | Path, out: str | Pat
         with open(out, "a", encoding="utf-8") as fh, progress_bar(console) as progress:
             bar = progress.add_task(f"predict {opened.name}", total=len(todo))
             for start in range(0, len(todo), max(1, concurrency)):
-                chunk = todo[start:start + max(1, concurrency)]
-                gens = opened.generate([prompt_messages(task, it.text, it.instruction) for it in chunk],
-                                       schema=schema if constrained else None, max_new_tokens=max_new_tokens)
+                chunk = todo[start : start + max(1, concurrency)]
+                gens = opened.generate(
+                    [prompt_messages(task, it.text, it.instruction) for it in chunk],
+                    schema=schema if constrained else None,
+                    max_new_tokens=max_new_tokens,
+                )
                 lines = [_line(it, g.text, task, False) for it, g in zip(chunk, gens, strict=True)]
                 retry = [i for i, (_, ok) in enumerate(lines) if not ok]
                 if retry and not constrained and opened.supports_constrained:
-                    again = opened.generate([prompt_messages(task, chunk[i].text, chunk[i].instruction) for i in retry],
-                                            schema=schema, max_new_tokens=max_new_tokens)
+                    again = opened.generate(
+                        [prompt_messages(task, chunk[i].text, chunk[i].instruction) for i in retry],
+                        schema=schema,
+                        max_new_tokens=max_new_tokens,
+                    )
                     for i, g in zip(retry, again, strict=True):
                         lines[i] = _line(chunk[i], g.text, task, True)
-                    summary["retried"] += len(retry)
+                    retried += len(retry)
                 fh.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r, _ in lines))
                 fh.flush()
                 os.fsync(fh.fileno())
-                summary["written"] += len(lines)
-                summary["valid"] += sum(ok for _, ok in lines)
+                written += len(lines)
+                valid += sum(ok for _, ok in lines)
                 progress.advance(bar, len(chunk))
     finally:
         if not isinstance(model, Backend):
             opened.close()
-    summary["invalid"] = summary["written"] - summary["valid"]
-    summary["seconds"] = time.perf_counter() - started
-    summary["items_per_s"] = summary["written"] / summary["seconds"] if summary["seconds"] else None
-    return summary
-
+    seconds = time.perf_counter() - started
+    return summary()

@@ -34,6 +34,7 @@ def slug(name: str) -> str:
 
 # --------------------------------------------------------------------------- charts
 
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -50,12 +51,15 @@ def _png(fig: Any) -> bytes:
 
 
 def language_chart(report: Mapping[str, Any]) -> bytes:
-    """Bars of the primary metric per language (side by side with the compared model), the mean as a line."""
+    """Bars of the primary metric per language (both models of a comparison side by side), the mean as a line."""
     langs = list(report["languages"])
     series = [(report["model"]["spec"], [report["languages"][lang]["primary"] for lang in langs])]
-    if "compared" in report:
-        other = report["compared"]["languages"]
-        series.append((report["compared"]["model"]["spec"], [(other.get(lang) or {}).get("primary", 0.0) for lang in langs]))
+    comparison = report.get("comparison")
+    if comparison:
+        series = [
+            (comparison[side]["spec"], [(comparison["languages"][lang]["primary"][side] or 0.0) for lang in langs])
+            for side in ("a", "b")
+        ]
     fig = _figure(max(4.0, 0.9 * len(langs) + 2), 3.6)
     ax = fig.add_subplot()
     width = 0.8 / len(series)
@@ -69,7 +73,7 @@ def language_chart(report: Mapping[str, Any]) -> bytes:
     ax.set_ylim(0, 105)
     ax.set_ylabel(f"{report['task']['primary_metric']} (%)")
     ax.set_title("Primary metric per language")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(series) + 1, frameon=False)
     return _png(fig)
 
 
@@ -86,8 +90,15 @@ def confusion_chart(field: str, confusion: Mapping[str, Any]) -> bytes:
     for r, row in enumerate(matrix):
         for c, value in enumerate(row):
             if value:
-                ax.text(c, r, str(value), ha="center", va="center", fontsize=7,
-                        color="white" if value > peak / 2 else "black")
+                ax.text(
+                    c,
+                    r,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > peak / 2 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
     ax.set_title(f"Confusion: {field}")
@@ -104,6 +115,7 @@ def charts(report: Mapping[str, Any]) -> dict[str, bytes]:
 
 # --------------------------------------------------------------------------- rich table
 
+
 def render_table(report: Mapping[str, Any]) -> Table:
     """Per-language summary: primary metric, validity, per-field accuracy/F1 and, with --compare, deltas."""
     comparison = report.get("comparison")
@@ -111,8 +123,9 @@ def render_table(report: Mapping[str, Any]) -> Table:
     table.add_column("language")
     table.add_column("n", justify="right")
     table.add_column(report["task"]["primary_metric"], justify="right")
-    if comparison:
-        table.add_column("compared", justify="right")
+    if comparison:  # whichever side this report is, show both models and delta = second - first
+        table.add_column(f"first: {comparison['a']['spec'][-24:]}", justify="right")
+        table.add_column(f"second: {comparison['b']['spec'][-24:]}", justify="right")
         table.add_column("delta", justify="right")
     table.add_column("schema valid", justify="right")
     table.add_column("parse fail", justify="right")
@@ -125,7 +138,7 @@ def render_table(report: Mapping[str, Any]) -> Table:
         if comparison:
             d = comparison["overall" if lang == "all" else "languages"]
             d = d if lang == "all" else d[lang]
-            row += [pct(d["primary"]["b"]), signed(d["primary"]["delta"])]
+            row += [pct(d["primary"]["a"]), pct(d["primary"]["b"]), signed(d["primary"]["delta"])]
         row += [pct(s["schema_valid_rate"]), pct(s["parse_failure_rate"])]
         row += [f"{pct(f['accuracy'])} / {f['macro_f1']:.2f}" for f in s["fields"].values()]
         table.add_row(*row, end_section=lang == list(report["languages"])[-1])
@@ -136,8 +149,9 @@ def render_table(report: Mapping[str, Any]) -> Table:
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.lag{color:#b00020;font-weight:bold}
-.pos{color:#11772d}.neg{color:#b00020}img{max-width:100%;border:1px solid #eee;margin:.5rem 0}code{background:#f5f5f5}"""
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.lag{color:#b00020;font-weight:bold}.pos{color:#11772d}.neg{color:#b00020}
+img{max-width:100%;border:1px solid #eee;margin:.5rem 0}code{background:#f5f5f5}"""
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -159,58 +173,108 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
     """The self-contained HTML page (CSS inline, charts as data URIs)."""
     e = html.escape
     task, model, lagging = report["task"], report["model"], {r["language"] for r in report["lagging"]}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>lingoforge eval: {e(task['name'])}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>{e(task['name'])} v{e(str(task['version']))} — per-language evaluation</h1>",
-             f"<p>Model <code>{e(model['spec'])}</code> on <b>{e(model['backend'])}</b>"
-             f"{' (constrained decoding)' if model.get('constrained') else ''}; {report['data']['n']} items in "
-             f"{len(report['languages'])} languages; primary metric <b>{e(task['primary_metric'])}</b>, "
-             f"mean over languages {pct(report['primary_mean'])}.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>lingoforge eval: {e(task['name'])}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(task['name'])} v{e(str(task['version']))} — per-language evaluation</h1>",
+        f"<p>Model <code>{e(model['spec'])}</code> on <b>{e(model['backend'])}</b>"
+        f"{' (constrained decoding)' if model.get('constrained') else ''}; {report['data']['n']} items in "
+        f"{len(report['languages'])} languages; primary metric <b>{e(task['primary_metric'])}</b>, "
+        f"mean over languages {pct(report['primary_mean'])}.</p>",
+    ]
     parts.append("<h2>Lagging languages</h2>")
-    parts.append("<ul>" + "".join(f"<li class='lag'>{e(r['advice'])}</li>" for r in report["lagging"]) + "</ul>"
-                 if report["lagging"] else "<p>No language lags the mean by more than 5 points.</p>")
-    head = ["language", "n", task["primary_metric"], "schema valid", "parse failures", "lenient parses",
-            *[f"{f} accuracy / macro-F1" for f in task["fields"]],
-            *[f"{f} wrong language" for f in task["text_fields"]], "p50 latency"]
+    parts.append(
+        "<ul>" + "".join(f"<li class='lag'>{e(r['advice'])}</li>" for r in report["lagging"]) + "</ul>"
+        if report["lagging"]
+        else "<p>No language lags the mean by more than 5 points.</p>"
+    )
+    head = [
+        "language",
+        "n",
+        task["primary_metric"],
+        "schema valid",
+        "parse failures",
+        "lenient parses",
+        *[f"{f} accuracy / macro-F1" for f in task["fields"]],
+        *[f"{f} wrong language" for f in task["text_fields"]],
+        "p50 latency",
+    ]
     rows = []
     for lang, s in [*report["languages"].items(), ("all", report["overall"])]:
         name = f"<span class='lag'>{e(lang)}</span>" if lang in lagging else e(lang)
-        rows.append([name, str(s["n"]), pct(s["primary"]), pct(s["schema_valid_rate"]), pct(s["parse_failure_rate"]),
-                     pct(s["lenient_parse_rate"]),
-                     *[f"{pct(f['accuracy'])} / {f['macro_f1']:.3f}" for f in s["fields"].values()],
-                     *[f"{pct(w['rate'])} ({w['checked']} checked)" for w in s["wrong_language_rate"].values()],
-                     f"{s['latency']['p50_s'] or 0:.3f} s"])
+        rows.append(
+            [
+                name,
+                str(s["n"]),
+                pct(s["primary"]),
+                pct(s["schema_valid_rate"]),
+                pct(s["parse_failure_rate"]),
+                pct(s["lenient_parse_rate"]),
+                *[f"{pct(f['accuracy'])} / {f['macro_f1']:.3f}" for f in s["fields"].values()],
+                *[f"{pct(w['rate'])} ({w['checked']} checked)" for w in s["wrong_language_rate"].values()],
+                f"{s['latency']['p50_s'] or 0:.3f} s",
+            ]
+        )
     parts += ["<h2>Per language</h2>", _table(head, rows)]
     metric_names = list(report["overall"]["metrics"])
-    parts += ["<h2>Task metrics</h2>", _table(["language", *metric_names], [
-        [e(lang), *[pct(s["metrics"].get(m)) for m in metric_names]]
-        for lang, s in [*report["languages"].items(), ("all", report["overall"])]])]
+    parts += [
+        "<h2>Task metrics</h2>",
+        _table(
+            ["language", *metric_names],
+            [
+                [e(lang), *[pct(s["metrics"].get(m)) for m in metric_names]]
+                for lang, s in [*report["languages"].items(), ("all", report["overall"])]
+            ],
+        ),
+    ]
     parts += ["<h2>Charts</h2>", _img("languages.png", images["languages.png"])]
     for field in report["overall"]["fields"]:
         name = f"confusion-{slug(field)}.png"
         parts.append(_img(name, images[name]))
     if report.get("comparison"):
         c = report["comparison"]
-        parts.append(f"<h2>Comparison: <code>{e(c['a']['spec'])}</code> vs <code>{e(c['b']['spec'])}</code> "
-                     "(delta = second − first)</h2>")
-        crow = [[e(lang), pct(d["primary"]["a"]), pct(d["primary"]["b"]), _delta_cell(d["primary"]["delta"]),
-                 _delta_cell(d["schema_valid_rate"]["delta"])]
-                for lang, d in [*c["languages"].items(), ("all", c["overall"])]]
+        parts.append(
+            f"<h2>Comparison: <code>{e(c['a']['spec'])}</code> vs <code>{e(c['b']['spec'])}</code> "
+            "(delta = second − first)</h2>"
+        )
+        crow = [
+            [
+                e(lang),
+                pct(d["primary"]["a"]),
+                pct(d["primary"]["b"]),
+                _delta_cell(d["primary"]["delta"]),
+                _delta_cell(d["schema_valid_rate"]["delta"]),
+            ]
+            for lang, d in [*c["languages"].items(), ("all", c["overall"])]
+        ]
         parts.append(_table(["language", "first", "second", "delta", "schema-valid delta"], crow))
     cons = report.get("consistency")
     parts.append("<h2>Cross-language consistency</h2>")
-    parts.append(f"<p>{cons['groups']} parallel groups; {pct(cons['score'])} agree. "
-                 + " ".join(f"{e(k)}: {pct(v)}" for k, v in cons["languages"].items()) + "</p>"
-                 if cons else "<p>The data has no parallel groups (<code>meta.group</code>).</p>")
+    parts.append(
+        f"<p>{cons['groups']} parallel groups; {pct(cons['score'])} agree. "
+        + " ".join(f"{e(k)}: {pct(v)}" for k, v in cons["languages"].items())
+        + "</p>"
+        if cons
+        else "<p>The data has no parallel groups (<code>meta.group</code>).</p>"
+    )
     t = report["throughput"]
-    parts += ["<h2>Throughput</h2>", f"<p>p50 {t['p50_s'] or 0:.3f} s, p95 {t['p95_s'] or 0:.3f} s per item; "
-              f"{t['items_per_s'] or 0:.2f} items/s at batch size {t['batch_size']}.</p>"]
+    parts += [
+        "<h2>Throughput</h2>",
+        f"<p>p50 {t['p50_s'] or 0:.3f} s, p95 {t['p95_s'] or 0:.3f} s per item; "
+        f"{t['items_per_s'] or 0:.2f} items/s at batch size {t['batch_size']}.</p>",
+    ]
     failures = [p for p in predictions if not p["valid"]][:20]
     if failures:
         parts.append("<h2>Unusable answers (first 20)</h2>")
-        parts.append(_table(["#", "language", "answer", "problem"], [
-            [str(p["index"]), e(p["language"]), f"<code>{e(str(p['raw'])[:200])}</code>", e(str(p["error"]))]
-            for p in failures]))
+        parts.append(
+            _table(
+                ["#", "language", "answer", "problem"],
+                [
+                    [str(p["index"]), e(p["language"]), f"<code>{e(str(p['raw'])[:200])}</code>", e(str(p["error"]))]
+                    for p in failures
+                ],
+            )
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -226,7 +290,9 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     predictions = list(report.get("predictions", []))
     tagged = [{"model": report["model"]["spec"], **p} for p in predictions]
     if "compared" in report:
-        tagged += [{"model": report["compared"]["model"]["spec"], **p} for p in report["compared"].get("predictions", [])]
+        tagged += [
+            {"model": report["compared"]["model"]["spec"], **p} for p in report["compared"].get("predictions", [])
+        ]
     images = charts(data)
     for name, png in images.items():
         with atomic_open(out / "charts" / name, "wb") as fh:
@@ -235,5 +301,9 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Pa
     write_jsonl(out / "predictions.jsonl", tagged)
     with atomic_open(out / "report.html") as fh:
         fh.write(render_html(data, images, predictions))
-    return {"json": out / "report.json", "html": out / "report.html", "predictions": out / "predictions.jsonl",
-            "charts": out / "charts"}
+    return {
+        "json": out / "report.json",
+        "html": out / "report.html",
+        "predictions": out / "predictions.jsonl",
+        "charts": out / "charts",
+    }

@@ -24,11 +24,13 @@ logits. The answer is tokenized apart from the prompt, so training sees exactly 
 sends, and the sequence ends at the assistant's end token (``<|im_end|>``) instead of carrying the
 template's trailing newline.
 
-Multi-GPU (DDP). ``accelerate launch --num_processes N -m lingoforge.cli train ...`` (or ``torchrun
---nproc_per_node N``) runs one process per GPU; each loads its own 4-bit copy on its own device, the
-Trainer shards the mixed-language batches across processes (every micro-batch still mixes languages),
-and only process 0 writes the adapter and run.json. The effective batch is then micro-batch x accumulation
-x N. ``tests/test_train_ddp.py`` runs two CPU processes over gloo.
+Multi-GPU (DDP). ``accelerate launch --num_processes N "$(which lingoforge)" train ...`` (or ``torchrun
+--nproc_per_node N "$(which lingoforge)" train ...``) runs one process per GPU; each loads its own 4-bit
+copy on its own device, the Trainer shards the mixed-language micro-batches across processes (each one still
+mixes languages), validation losses are summed over processes, and only process 0 writes the adapter and
+run.json. The effective batch becomes micro-batch x accumulation x N, so divide ``--grad-accum`` by N to
+keep the recipe's 4. ``tests/test_train_slow.py::test_two_cpu_processes_ddp_gloo`` runs two CPU
+processes over gloo with torchrun.
 """
 
 from __future__ import annotations
@@ -60,9 +62,6 @@ from .task import Example, Task
 
 DEFAULT_MAX_LEN = 2048
 CHECKPOINT_PREFIX = "checkpoint-"
-# One measurement behind the CPU default (SmolLM2-135M, LoRA r32 all-linear, micro-batch 4, 2 shared cores);
-# bench/bench_train.py --precision re-measures it.
-CPU_4BIT_MEASUREMENT = "see bench/results/train_cpu.json (cpu_precision)"
 
 
 class CheckpointWriteError(LingoforgeError):

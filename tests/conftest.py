@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["ollama_server"]
+
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 QWEN2_VOCAB = SHARED_FIXTURES / "qwen2-vocab.gguf"
 LLAMA3_VOCAB = SHARED_FIXTURES / "llama3-vocab.gguf"
@@ -28,7 +30,9 @@ def qwen2_tokenizer(qwen2_vocab: Path):
     """The real Qwen2 tokenizer, set up like an instruct model: eos ``<|im_end|>``, pad ``<|endoftext|>``."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(qwen2_vocab.parent), gguf_file=qwen2_vocab.name)
+    from lingoforge.tokens import converted_gguf
+
+    tok = AutoTokenizer.from_pretrained(str(converted_gguf(qwen2_vocab)))  # GGUF parsed once, cached on disk
     tok.eos_token = "<|im_end|>"
     tok.pad_token = "<|endoftext|>"
     return tok

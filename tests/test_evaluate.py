@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from lingoforge.backends import Backend, Generation
 from lingoforge.evaluate import (
     INVALID,
@@ -37,9 +36,15 @@ fields:
   reply: {type: text, in_input_language: true}
 scoring: {reply: normalized}
 examples:
-  - {language: en, input: "My parcel {p} is late", output: {category: shipping, priority: high, reply: "We are checking where your parcel is right now."}}
-  - {language: es, input: "Mi paquete {p} llega tarde", output: {category: shipping, priority: high, reply: "Estamos comprobando dónde está su paquete ahora mismo."}}
-  - {language: de, input: "Mein Paket {p} ist spät", output: {category: shipping, priority: high, reply: "Wir prüfen gerade, wo sich Ihr Paket befindet."}}
+  - language: en
+    input: "My parcel {p} is late"
+    output: {category: shipping, priority: high, reply: "We are checking where your parcel is right now."}
+  - language: es
+    input: "Mi paquete {p} llega tarde"
+    output: {category: shipping, priority: high, reply: "Estamos comprobando dónde está su paquete ahora mismo."}
+  - language: de
+    input: "Mein Paket {p} ist spät"
+    output: {category: shipping, priority: high, reply: "Wir prüfen gerade, wo sich Ihr Paket befindet."}
 slots:
   p: ["A1", "B2", "C3", "D4", "E5", "F6"]
 """
@@ -54,7 +59,9 @@ def task(tmp_path: Path) -> Task:
 
 def ex(lang: str, category: str, text: str = "x", group: str | None = None, reply: str = "ok") -> Example:
     meta = {"group": group} if group else {}
-    return Example("", f"{text} {lang} {category}", {"category": category, "priority": "low", "reply": reply}, lang, meta)
+    return Example(
+        "", f"{text} {lang} {category}", {"category": category, "priority": "low", "reply": reply}, lang, meta
+    )
 
 
 class ScriptedBackend(Backend):
@@ -67,8 +74,12 @@ class ScriptedBackend(Backend):
         self.answer = answer
         self.calls: list[tuple[int, bool]] = []
 
-    def generate(self, batch: Sequence[Sequence[Mapping[str, str]]], schema: Mapping[str, Any] | None = None,
-                 max_new_tokens: int = 256) -> list[Generation]:
+    def generate(
+        self,
+        batch: Sequence[Sequence[Mapping[str, str]]],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = 256,
+    ) -> list[Generation]:
         self.calls.append((len(batch), schema is not None))
         return [Generation(self.answer(conv[-1]["content"]), 0.01 * (i + 1), 5) for i, conv in enumerate(batch)]
 
@@ -78,6 +89,7 @@ def answer_json(category: str, priority: str = "low", reply: str = "ok") -> str:
 
 
 # --------------------------------------------------------------------------- pure metrics
+
 
 def test_macro_f1_matches_hand_computation() -> None:
     gold = ["a", "a", "b", "b", "c"]
@@ -106,18 +118,24 @@ def test_examples_to_add_follows_the_recipe(gap: float, add: int) -> None:
 
 
 def test_lagging_language_advice_in_numbers() -> None:
-    mean, lagging = lagging_languages({"en": 0.95, "de": 1.00, "hi": 0.81}, {"en": 50, "de": 52, "hi": 48},
-                                      {"en": 20, "de": 20, "hi": 20})
+    mean, lagging = lagging_languages(
+        {"en": 0.95, "de": 1.00, "hi": 0.81}, {"en": 50, "de": 52, "hi": 48}, {"en": 20, "de": 20, "hi": 20}
+    )
     assert mean == pytest.approx(0.92)
     assert [r["language"] for r in lagging] == ["hi"]
-    assert lagging[0]["advice"] == "hi: 81% vs 92% mean; 48 training examples — add about 25 more hi examples and retrain"
+    assert (
+        lagging[0]["advice"] == "hi: 81% vs 92% mean; 48 training examples — add about 25 more hi examples and retrain"
+    )
     assert lagging[0]["add_examples"] == 25 and lagging[0]["n_test"] == 20
 
 
 def test_lagging_by_threshold_and_unknown_training_counts() -> None:
     _, lagging = lagging_languages({"en": 0.70, "es": 0.72}, None, threshold=0.80)
     assert [r["language"] for r in lagging] == ["en", "es"]
-    assert lagging[0]["advice"] == "en: 70% vs 80% threshold; training examples unknown — add about 25 more en examples and retrain"
+    assert (
+        lagging[0]["advice"]
+        == "en: 70% vs 80% threshold; training examples unknown — add about 25 more en examples and retrain"
+    )
     _, none_lag = lagging_languages({"en": 0.90, "es": 0.86})  # 2 points under the mean of 0.88
     assert none_lag == []
 
@@ -128,6 +146,7 @@ def test_limit_keeps_every_language() -> None:
 
 
 # --------------------------------------------------------------------------- evaluation with a scripted model
+
 
 def test_malformed_answers_are_counted_not_crashes(task: Task) -> None:
     answers = {
@@ -153,15 +172,22 @@ def test_malformed_answers_are_counted_not_crashes(task: Task) -> None:
     assert report["languages"]["de"]["schema_valid_rate"] == 0.0
     assert report["languages"]["de"]["metrics"]["category_accuracy"] == 0.0  # invalid answers score as misses
     assert report["languages"]["en"]["primary"] == 1.0
+    advice = {lag["language"]: lag["advice"] for lag in report["lagging"]}
+    assert advice["es"].endswith("add about 30 more es examples and retrain")  # valid answers, wrong label
+    assert advice["de"].endswith(
+        "only 0% of its answers are schema-valid — check the chat template or evaluate with --constrained"
+    )
     preds = report["predictions"]
     assert [p["valid"] for p in preds] == [True, True, False, False]
     assert preds[3]["output"] is None and preds[3]["error"] == "no JSON object in the answer"
 
 
 def test_wrong_language_rate_of_free_text(task: Task) -> None:
-    replies = {"en": "We are checking where your parcel is right now.",
-               "es": "We are checking where your parcel is right now.",  # English answer to a Spanish ticket
-               "de": "Wir prüfen gerade, wo sich Ihr Paket befindet."}
+    replies = {
+        "en": "We are checking where your parcel is right now.",
+        "es": "We are checking where your parcel is right now.",  # English answer to a Spanish ticket
+        "de": "Wir prüfen gerade, wo sich Ihr Paket befindet.",
+    }
     data = [ex(lang, "shipping") for lang in ("en", "es", "de")]
     report = evaluate(ScriptedBackend(lambda u: answer_json("shipping", reply=replies[u.split()[-2]])), task, data)
     assert report["overall"]["wrong_language_rate"]["reply"] == {"rate": pytest.approx(1 / 3), "checked": 3}
@@ -170,11 +196,18 @@ def test_wrong_language_rate_of_free_text(task: Task) -> None:
 
 
 def test_consistency_over_parallel_groups(task: Task) -> None:
-    data = [ex("en", "tech", group="g1"), ex("es", "tech", group="g1"), ex("de", "tech", group="g1"),
-            ex("en", "billing", group="g2"), ex("de", "billing", group="g2"), ex("es", "tech")]
+    data = [
+        ex("en", "tech", group="g1"),
+        ex("es", "tech", group="g1"),
+        ex("de", "tech", group="g1"),
+        ex("en", "billing", group="g2"),
+        ex("de", "billing", group="g2"),
+        ex("es", "tech"),
+    ]
     # g1 agrees; in g2 the German answer differs.
-    report = evaluate(ScriptedBackend(lambda u: answer_json("tech" if "tech" in u or " de " in u else "billing")),
-                      task, data)
+    report = evaluate(
+        ScriptedBackend(lambda u: answer_json("tech" if "tech" in u or " de " in u else "billing")), task, data
+    )
     cons = report["consistency"]
     assert cons["groups"] == 2 and cons["score"] == 0.5
     assert cons["languages"] == {"de": 0.5, "en": 0.5, "es": 1.0}
@@ -201,41 +234,81 @@ def test_compare_gives_per_language_deltas(task: Task) -> None:
 
 
 def test_training_counts_come_from_the_run_folder(task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lingoforge import backends, evaluate as evaluate_module
+    from lingoforge import backends
+    from lingoforge import evaluate as evaluate_module
 
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)
     (run / "adapter" / "adapter_config.json").write_text("{}")
     (run / "data").mkdir()
     (run / "run.json").write_text(json.dumps({"task": {"name": "tickets"}, "base": {"location": "unused"}}))
-    (run / "data" / "train.jsonl").write_text("".join(json.dumps({"language": lang}) + "\n"
-                                                      for lang in ["en"] * 30 + ["es"] * 12))
+    (run / "data" / "train.jsonl").write_text(
+        "".join(json.dumps({"language": lang}) + "\n" for lang in ["en"] * 30 + ["es"] * 12)
+    )
     scripted = ScriptedBackend(lambda u: answer_json("tech" if " en " in u else "billing"))
     monkeypatch.setattr(evaluate_module, "get_backend", lambda spec, backend, **kw: scripted)
     report = evaluate(str(run), task, [ex("en", "tech"), ex("es", "tech")])
-    assert report["lagging"][0]["advice"] == "es: 0% vs 50% mean; 12 training examples — add about 30 more es examples and retrain"
+    assert (
+        report["lagging"][0]["advice"]
+        == "es: 0% vs 50% mean; 12 training examples — add about 30 more es examples and retrain"
+    )
     assert backends.resolve_model(str(run)).task_name() == "tickets"
 
 
 # --------------------------------------------------------------------------- a real (tiny, random) model
 
-REPORT_SECTIONS = {"format", "model", "task", "data", "overall", "languages", "primary_mean", "lagging",
-                   "consistency", "throughput"}
-SLICE_KEYS = {"n", "primary", "metrics", "schema_valid_rate", "parse_failure_rate", "lenient_parse_rate", "fields",
-              "wrong_language_rate", "latency"}
+REPORT_SECTIONS = {
+    "format",
+    "model",
+    "task",
+    "data",
+    "overall",
+    "languages",
+    "primary_mean",
+    "lagging",
+    "consistency",
+    "throughput",
+}
+SLICE_KEYS = {
+    "n",
+    "primary",
+    "metrics",
+    "schema_valid_rate",
+    "parse_failure_rate",
+    "lenient_parse_rate",
+    "fields",
+    "wrong_language_rate",
+    "latency",
+}
 
 
-def test_eval_cli_on_tiny_qwen2_counts_junk_and_writes_every_section(task: Task, tiny_qwen2_dir: Path,
-                                                                       tmp_path: Path) -> None:
+def test_eval_cli_on_tiny_qwen2_counts_junk_and_writes_every_section(
+    task: Task, tiny_qwen2_dir: Path, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
-
     from lingoforge.cli import cli
 
     data = tmp_path / "test.jsonl"
     data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in task.generate(6, seed=1)), encoding="utf-8")
     out = tmp_path / "eval"
-    result = CliRunner().invoke(cli, ["eval", str(tiny_qwen2_dir), "--task", task.source, "--data", str(data),
-                                      "-o", str(out), "--json", "--batch-size", "3", "--max-new-tokens", "6"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(tiny_qwen2_dir),
+            "--task",
+            task.source,
+            "--data",
+            str(data),
+            "-o",
+            str(out),
+            "--json",
+            "--batch-size",
+            "3",
+            "--max-new-tokens",
+            "6",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert REPORT_SECTIONS <= set(report)
@@ -247,16 +320,28 @@ def test_eval_cli_on_tiny_qwen2_counts_junk_and_writes_every_section(task: Task,
     assert report["overall"]["parse_failure_rate"] == 1.0
     assert report["overall"]["primary"] == 0.0
     assert report["throughput"]["items_per_s"] > 0 and report["throughput"]["p95_s"] >= report["throughput"]["p50_s"]
-    assert {p.name for p in (out / "charts").iterdir()} == {"languages.png", "confusion-category.png",
-                                                            "confusion-priority.png"}
+    assert {p.name for p in (out / "charts").iterdir()} == {
+        "languages.png",
+        "confusion-category.png",
+        "confusion-priority.png",
+    }
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 6
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 3
 
 
 def test_constrained_decoding_makes_even_a_random_model_schema_valid(task: Task, tiny_qwen2_dir: Path) -> None:
+    # Labels only: a random model never closes a free-text string, whatever the grammar.
+    labels_only = dict(
+        task.schema,
+        properties={k: v for k, v in task.schema["properties"].items() if k != "reply"},
+        required=["category", "priority"],
+    )
+    labels_task = dataclasses.replace(task, output_schema=labels_only, text_fields=())
+    from lingoforge.backends import get_backend
+
     data = task.generate(3, seed=2)
-    report = compare(str(tiny_qwen2_dir), str(tiny_qwen2_dir), task, data, batch_size=3, max_new_tokens=48,
-                     constrained=True)
+    with get_backend(str(tiny_qwen2_dir)) as backend:  # one backend: compiling the 151k-token vocab takes a while
+        report = compare(backend, backend, labels_task, data, batch_size=3, max_new_tokens=24, constrained=True)
     assert report["overall"]["schema_valid_rate"] == 1.0
     assert report["comparison"]["overall"]["primary"]["delta"] == 0.0  # same model, greedy: same answers
 

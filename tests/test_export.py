@@ -18,12 +18,11 @@ TASK = "support_tickets"
 def make_run(root: Path, base_dir: Path, n_test: int = 4, seed: int = 0, b_std: float = 0.02) -> Path:
     """A run folder whose adapter is a random LoRA (r=8, all linear layers) on ``base_dir``."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from lingoforge import get_task
     from lingoforge.fsutil import write_jsonl
     from lingoforge.runfolder import RunFolder
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
@@ -51,7 +50,7 @@ def tiny_export(tiny_run: Path) -> dict:
     pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python: pip install 'lingoforge[llamacpp]'")
     from lingoforge.export.pipeline import export_run
 
-    return export_run(tiny_run, parity_n=4, progress=False)
+    return export_run(tiny_run, parity_n=4, max_new_tokens=48, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +72,7 @@ def test_tiny_qwen2_export_parity_and_files(tiny_run: Path, tiny_export: dict) -
     out = tiny_run / "export"
     parity = json.loads((out / "parity.json").read_text())
     assert parity["f16_parity"] is True and parity["failures"] == []
-    assert parity["compared_tokens"] > 0
+    assert parity["compared_tokens"] > 0 and parity["max_logit_drift"] < 1e-2
     assert set(parity["accuracy"]) == {json.loads(line)["language"] for line in (tiny_run / "data/test.jsonl").open()}
     for name in ("model-f16.gguf", "model-q5_k_m.gguf"):
         llm = Llama(model_path=str(out / name), n_ctx=256, verbose=False)
@@ -116,29 +115,30 @@ def test_parity_reports_where_a_wrong_gguf_diverges(tiny_run: Path, tiny_qwen2_d
     from lingoforge import get_task
     from lingoforge.export.gguf import convert
     from lingoforge.export.parity import GGUFModel, HFReference, check_f16, conversations_for
-    from lingoforge.export.pipeline import test_examples
+    from lingoforge.export.pipeline import load_test_examples
     from lingoforge.runfolder import RunFolder
 
     wrong = convert(tiny_qwen2_dir, tmp_path / "base.gguf", progress=False).path
-    examples = test_examples(RunFolder(tiny_run), 4)
+    examples = load_test_examples(RunFolder(tiny_run), 4)
     hf = HFReference(tiny_run / "export" / "merged")
     gguf = GGUFModel(wrong, n_ctx=512)
     result, _ = check_f16(hf, gguf, conversations_for(get_task(TASK), examples), max_new_tokens=16)
     gguf.close()
     assert result.failures, "a GGUF without the adapter must not pass parity"
+    # The untrained tiny model greedily says "\n" with or without the adapter: only the logits tell.
     first = result.failures[0]
-    assert first.kind == "greedy" and first.hf_token != first.gguf_token
-    assert f"example {first.example}, generated token {first.position}" in str(first)
+    assert first.kind == "logits" and first.margin > 0.01
+    assert f"example {first.example}, generated token {first.position}: next-token logits differ" in str(first)
 
 
 def test_adapter_only_gguf_lora_loads_and_matches(tiny_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     from gguf import GGUFReader
-
     from lingoforge.export.pipeline import export_run
 
     out = tmp_path / "adapter-export"
-    manifest = export_run(tiny_run, out, quant="q8_0", parity_n=2, adapter_only=True, progress=False)
+    manifest = export_run(tiny_run, out, quant="q8_0", parity_n=2, adapter_only=True, max_new_tokens=32,
+                          progress=False)
     reader = GGUFReader(str(out / "adapter-lora.gguf"))
     assert reader.fields["general.type"].contents() == "adapter"
     assert reader.fields["adapter.type"].contents() == "lora"
@@ -154,15 +154,14 @@ def test_adapter_only_gguf_lora_loads_and_matches(tiny_run: Path, tmp_path: Path
 def test_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     from click.testing import CliRunner
-
     from lingoforge.cli import cli
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("export"))
     (run / "data" / "tokens.json").write_text(json.dumps({"num_ctx": 1024}))
-    result = CliRunner().invoke(cli, ["export", str(run), "--quant", "q8_0", "--parity-n", "2"])
+    result = CliRunner().invoke(cli, ["export", str(run), "--quant", "q8_0", "--parity-n", "1"])
     assert result.exit_code == 0, result.output
-    assert "F16 parity: 2 examples" in result.output
+    assert "F16 parity: 1 examples" in result.output
     assert "PARAMETER num_ctx 1024" in (run / "export" / "Modelfile").read_text()
     bad = CliRunner().invoke(cli, ["export", str(run), "--quant", "q3"])
     assert bad.exit_code != 0 and "q5_k_m" in bad.output

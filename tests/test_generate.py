@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from lingoforge import get_task
 from lingoforge.cli import cli
 from lingoforge.schema import validate

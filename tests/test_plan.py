@@ -6,7 +6,6 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from lingoforge.cli import cli
 from lingoforge.errors import LingoforgeError
 from lingoforge.plan import PUBLISHED_GB, plan, shape_of
@@ -74,7 +73,9 @@ def test_time_per_epoch_scales_with_tokens_and_throughput() -> None:
 
 
 def test_plan_command_prints_our_figures_beside_the_published_ones() -> None:
-    result = CliRunner().invoke(cli, ["plan", "--base", "qwen2.5-7b-instruct", "--rank", "32", "--max-len", "2048", "--batch-size", "2"])
+    result = CliRunner().invoke(
+        cli, ["plan", "--base", "qwen2.5-7b-instruct", "--rank", "32", "--max-len", "2048", "--batch-size", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert "peak (estimate)" in result.output and "QLoRA r32 ~12 GB, r16 ~10 GB" in result.output
     assert "Q5_K_M ~5 GB, Q4_K_M ~4.5 GB, FP16 ~16 GB" in result.output

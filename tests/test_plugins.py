@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from lingoforge.cli import cli
 from lingoforge.plugins import Registry, get_registry, get_task, reset_registry
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from lingoforge import Example, Task
 from lingoforge.prompts import answer_text, example_messages, prompt_completion
 from lingoforge.schema import parse_output

@@ -320,3 +320,31 @@ def test_a_trained_run_is_never_overwritten_without_resume(tmp_path: Path) -> No
         train(tiny_task(), tiny_examples(8), tiny_examples(4, seed=1), "qwen2.5-0.5b", tmp_path)
     with pytest.raises(LingoforgeError, match="nothing to resume"):
         train(tiny_task(), tiny_examples(8), tiny_examples(4, seed=1), "qwen2.5-0.5b", tmp_path / "new", resume=True)
+
+
+def test_cli_reports_bad_input_as_a_clean_error(tmp_path: Path, monkeypatch) -> None:
+    import lingoforge.plugins
+    from click.testing import CliRunner
+    from lingoforge.cli import cli
+
+    monkeypatch.setattr(lingoforge.plugins, "get_task", lambda name: tiny_task())
+    data = tmp_path / "all.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in tiny_examples(12)))
+    args = ["train", "mini_tickets", "--data", str(data), "-o", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, [*args, "--base", "qwen9-13b"])
+    assert result.exit_code == 1 and "Error: unknown base model 'qwen9-13b'" in result.output
+    result = CliRunner().invoke(cli, [*args, "--base", "qwen2.5-0.5b", "--rank", "0"])
+    assert result.exit_code == 1 and "rank: must be > 0" in result.output
+
+
+def test_train_refuses_with_the_plan_numbers_when_memory_is_short(tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import lingoforge.plan
+    from lingoforge.train import train
+
+    monkeypatch.setattr(lingoforge.plan, "device_memory_gb", lambda cuda: 0.01)
+    with pytest.raises(LingoforgeError) as err:
+        train(tiny_task(), tiny_examples(8), tiny_examples(4, seed=1), str(tiny_qwen2_dir), tmp_path / "run")
+    text = str(err.value)
+    assert "the plan needs about" in text and "has 0.0 GB" in text and "lora weights grads adamw" in text
+    assert "--force" in text
+    assert not (tmp_path / "run" / "run.json").exists()

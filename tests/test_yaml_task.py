@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from lingoforge.cli import cli
 from lingoforge.errors import LingoforgeError, TaskDefinitionError
 from lingoforge.plugins import get_registry, get_task, reset_registry

@@ -18,8 +18,16 @@ from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
 
 BACKENDS = ("hf", "llamacpp", "ollama")
 
-__all__ = ["BACKENDS", "DEFAULT_MAX_NEW_TOKENS", "Backend", "Conversation", "Generation", "ModelSpec",
-           "get_backend", "resolve_model"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "Backend",
+    "Conversation",
+    "Generation",
+    "ModelSpec",
+    "get_backend",
+    "resolve_model",
+]
 
 
 @dataclass(frozen=True)
@@ -63,15 +71,18 @@ def resolve_model(spec: str) -> ModelSpec:
     if path.is_dir() and (path / "config.json").is_file():
         return ModelSpec(spec, "hf", location=str(path.resolve()))
     if path.is_dir():
-        raise LingoforgeError(f"{path} is neither a run folder (no run.json) nor a Hugging Face model folder "
-                              "(no config.json)")
+        raise LingoforgeError(
+            f"{path} is neither a run folder (no run.json) nor a Hugging Face model folder (no config.json)"
+        )
     from ..models import resolve_base
 
     try:
         base = resolve_base(spec)
     except LingoforgeError:
-        raise LingoforgeError(f"cannot tell what model {spec!r} is: expected a run folder, a model folder, a .gguf "
-                              "file, ollama:NAME, a preset name or a hub id (org/name)") from None
+        raise LingoforgeError(
+            f"cannot tell what model {spec!r} is: expected a run folder, a model folder, a .gguf "
+            "file, ollama:NAME, a preset name or a hub id (org/name)"
+        ) from None
     return ModelSpec(spec, "hf", location=base.location, gguf=base.gguf)
 
 
@@ -82,14 +93,18 @@ def _run_folder(spec: str, run: RunFolder) -> ModelSpec:
     if not location:
         raise LingoforgeError(f"{run.run_json} names no base model (base.location); rerun `lingoforge train`")
     if not (run.adapter / "adapter_config.json").is_file():
-        raise LingoforgeError(f"{run.adapter} holds no trained adapter (adapter_config.json); run `lingoforge train` "
-                              f"on {run.root} first")
+        raise LingoforgeError(
+            f"{run.adapter} holds no trained adapter (adapter_config.json); run `lingoforge train` on {run.root} first"
+        )
     ggufs = sorted(run.export.glob("model-*.gguf"), key=lambda p: (p.name == "model-f16.gguf", p.name))
-    return ModelSpec(spec, "run", location=str(location), adapter=run.adapter, gguf=ggufs[0] if ggufs else None, run=run)
+    return ModelSpec(
+        spec, "run", location=str(location), adapter=run.adapter, gguf=ggufs[0] if ggufs else None, run=run
+    )
 
 
-def get_backend(model: str | ModelSpec, backend: str | None = None, *, host: str | None = None,
-                concurrency: int = 1, **options: Any) -> Backend:
+def get_backend(
+    model: str | ModelSpec, backend: str | None = None, *, host: str | None = None, concurrency: int = 1, **options: Any
+) -> Backend:
     """Open ``model`` on ``backend`` (default: the model's own). ``options`` go to the backend class."""
     spec = resolve_model(model) if isinstance(model, str) else model
     backend = backend or spec.default_backend
@@ -97,8 +112,10 @@ def get_backend(model: str | ModelSpec, backend: str | None = None, *, host: str
         raise LingoforgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "ollama":
         if spec.kind != "ollama":
-            raise LingoforgeError(f"the ollama backend serves ollama:NAME models, not {spec.spec!r}; deploy it with "
-                                  "`lingoforge deploy` and pass ollama:NAME")
+            raise LingoforgeError(
+                f"the ollama backend serves ollama:NAME models, not {spec.spec!r}; deploy it with "
+                "`lingoforge deploy` and pass ollama:NAME"
+            )
         from .ollama import OllamaBackend
 
         return OllamaBackend(spec.ollama_model, host=host, concurrency=concurrency, **options)

@@ -44,11 +44,15 @@ class Backend(abc.ABC):
         self.model = model
 
     @abc.abstractmethod
-    def generate(self, batch: Sequence[Conversation], schema: Mapping[str, Any] | None = None,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[Generation]:
+    def generate(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[Generation]:
         """Answer every conversation of ``batch`` (same order); with ``schema`` the answer is forced to it."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: backends without resources need not override it)
         """Release the model (memory, file handles, HTTP sessions). Idempotent."""
 
     def __enter__(self) -> Backend:

@@ -26,8 +26,9 @@ class HFBackend(Backend):
 
     name = "hf"
 
-    def __init__(self, location: str, adapter: str | Path | None = None, device: str | None = None,
-                 dtype: str | None = None) -> None:
+    def __init__(
+        self, location: str, adapter: str | Path | None = None, device: str | None = None, dtype: str | None = None
+    ) -> None:
         super().__init__(f"{location} + {adapter}" if adapter else location)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -45,13 +46,15 @@ class HFBackend(Backend):
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        self.model_obj = model.to(self.device).eval()
+        self.model_obj = model.to(self.device).eval()  # type: ignore[arg-type]
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if not getattr(self.tokenizer, "chat_template", None):
-            raise LingoforgeError(f"the tokenizer of {tokenizer_source} has no chat template; evaluate an instruct "
-                                  "model or a run folder whose adapter/ holds the training tokenizer")
+            raise LingoforgeError(
+                f"the tokenizer of {tokenizer_source} has no chat template; evaluate an instruct "
+                "model or a run folder whose adapter/ holds the training tokenizer"
+            )
         self.stop_ids = self._stop_ids()
         self._compiler: Any = None
         self._grammars: dict[str, Any] = {}
@@ -67,11 +70,17 @@ class HFBackend(Backend):
 
     def prompts(self, batch: Sequence[Conversation]) -> list[str]:
         """The chat-template rendering of each conversation, ending with the assistant turn opener."""
-        return [self.tokenizer.apply_chat_template([dict(m) for m in conv], tokenize=False, add_generation_prompt=True)
-                for conv in batch]
+        return [
+            str(self.tokenizer.apply_chat_template([dict(m) for m in conv], tokenize=False, add_generation_prompt=True))
+            for conv in batch
+        ]
 
-    def generate(self, batch: Sequence[Conversation], schema: Mapping[str, Any] | None = None,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[Generation]:
+    def generate(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[Generation]:
         if not batch:
             return []
         torch = self._torch
@@ -81,17 +90,24 @@ class HFBackend(Backend):
         processors = [self._constraint(schema)] if schema is not None else None
         with torch.inference_mode():
             output = self.model_obj.generate(
-                **encoded, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id, logits_processor=processors,
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                eos_token_id=self.stop_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=processors,
                 # Greedy decoding: silence the sampling defaults some generation configs carry.
-                temperature=None, top_p=None, top_k=None,
+                temperature=None,
+                top_p=None,
+                top_k=None,
             )
         elapsed = time.perf_counter() - start
-        new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
+        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
         results = []
         for row in new_tokens:
             n = _length_until_stop(row, self.stop_ids)
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            text = str(self.tokenizer.decode(row[:n], skip_special_tokens=True))
             results.append(Generation(text.strip(), elapsed, n))
         return results
 
@@ -99,7 +115,9 @@ class HFBackend(Backend):
         """A fresh xgrammar logits processor (they keep per-row state, so one per generate call)."""
         import xgrammar
 
-        return xgrammar.contrib.hf.LogitsProcessor(self._compiled(json.dumps(dict(schema), sort_keys=True, default=dict)))
+        return xgrammar.contrib.hf.LogitsProcessor(
+            self._compiled(json.dumps(dict(schema), sort_keys=True, default=dict))
+        )
 
     def _compiled(self, schema_json: str) -> Any:
         """The schema's grammar compiled against this tokenizer; the compiler (slow: it walks the vocab) and
@@ -110,9 +128,12 @@ class HFBackend(Backend):
             try:
                 import xgrammar
             except ImportError:
-                raise LingoforgeError("constrained decoding with the hf backend needs xgrammar: pip install xgrammar") from None
-            info = xgrammar.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model_obj.config.vocab_size,
-                                                           stop_token_ids=self.stop_ids)
+                raise LingoforgeError(
+                    "constrained decoding with the hf backend needs xgrammar: pip install xgrammar"
+                ) from None
+            info = xgrammar.TokenizerInfo.from_huggingface(
+                self.tokenizer, vocab_size=self.model_obj.config.vocab_size, stop_token_ids=self.stop_ids
+            )
             self._compiler = xgrammar.GrammarCompiler(info)
         # Separators as in the training answers (prompts.answer_text) and no free whitespace, so the
         # model cannot pad the answer with blanks until max_new_tokens.

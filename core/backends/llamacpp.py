@@ -28,13 +28,16 @@ class LlamaCppBackend(Backend):
         try:
             import llama_cpp
         except ImportError:
-            raise LingoforgeError("the llamacpp backend needs llama-cpp-python: pip install 'lingoforge[llamacpp]'") from None
+            raise LingoforgeError(
+                "the llamacpp backend needs llama-cpp-python: pip install 'lingoforge[llamacpp]'"
+            ) from None
         if not Path(path).is_file():
             raise LingoforgeError(f"GGUF file {path} does not exist")
         self._llama_cpp = llama_cpp
         try:
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                                       verbose=False)
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(), verbose=False
+            )
         except ValueError as exc:
             raise LingoforgeError(f"llama.cpp cannot load {path}: {exc}") from None
         self._grammars: dict[str, Any] = {}
@@ -46,16 +49,23 @@ class LlamaCppBackend(Backend):
             self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
         return self._grammars[key]
 
-    def generate(self, batch: Sequence[Conversation], schema: Mapping[str, Any] | None = None,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[Generation]:
+    def generate(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[Generation]:
         grammar = self._grammar(schema) if schema is not None else None
 
         def one(conversation: Conversation) -> tuple[str, int]:
             # A stale KV cache from the previous prompt is reused by prefix; reset keeps runs independent.
             self.llm.reset()
             response: Any = self.llm.create_chat_completion(
-                messages=[dict(m) for m in conversation], temperature=0.0, max_tokens=max_new_tokens,
-                stop=list(STOP_TOKENS), grammar=grammar,
+                messages=[dict(m) for m in conversation],
+                temperature=0.0,
+                max_tokens=max_new_tokens,
+                stop=list(STOP_TOKENS),
+                grammar=grammar,
             )
             text = response["choices"][0]["message"]["content"] or ""
             return text.strip(), int(response.get("usage", {}).get("completion_tokens", 0))

@@ -44,23 +44,32 @@ class OllamaBackend(Backend):
         start = time.perf_counter()
         try:
             response = self.client.chat(
-                model=self.model, messages=[dict(m) for m in conversation],
+                model=self.model,
+                messages=[dict(m) for m in conversation],
                 format=dict(schema) if schema is not None else None,
                 options={"temperature": 0, "num_predict": max_new_tokens},
             )
         except ConnectionError:
-            raise LingoforgeError(f"cannot reach the Ollama server at {self.host}: start it (`ollama serve`) or point "
-                                  "--host / OLLAMA_HOST at a running one") from None
+            raise LingoforgeError(
+                f"cannot reach the Ollama server at {self.host}: start it (`ollama serve`) or point "
+                "--host / OLLAMA_HOST at a running one"
+            ) from None
         except self._ollama.ResponseError as exc:
             if exc.status_code == 404:
-                raise LingoforgeError(f"model {self.model!r} is not on the Ollama server at {self.host}: "
-                                      "create it with `lingoforge deploy` or `ollama pull`") from None
+                raise LingoforgeError(
+                    f"model {self.model!r} is not on the Ollama server at {self.host}: "
+                    "create it with `lingoforge deploy` or `ollama pull`"
+                ) from None
             raise LingoforgeError(f"Ollama server at {self.host} answered {exc.status_code}: {exc.error}") from None
         text = response.message.content or ""
         return Generation(text.strip(), time.perf_counter() - start, int(response.eval_count or 0))
 
-    def generate(self, batch: Sequence[Conversation], schema: Mapping[str, Any] | None = None,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[Generation]:
+    def generate(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[Generation]:
         if self.concurrency == 1 or len(batch) <= 1:
             return [self._chat(c, schema, max_new_tokens) for c in batch]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batch))) as pool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,22 @@ def _siblings(path: Path) -> list[Path]:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--task", "task_name", required=True, help="Task name or path to a task YAML file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-@click.option("--fix", "fix_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write a cleaned canonical JSONL here (atomically; the input is never touched).")
-@click.option("--against", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Another split to look for leaked duplicates in (repeatable; default: sibling train/val/test.jsonl).")
+@click.option(
+    "--fix",
+    "fix_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a cleaned canonical JSONL here (atomically; the input is never touched).",
+)
+@click.option(
+    "--against",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Another split to look for leaked duplicates in (repeatable; default: sibling train/val/test.jsonl).",
+)
 @click.pass_context
-def check(ctx: click.Context, file: Path, task_name: str, as_json: bool, fix_out: Path | None, against: tuple[Path, ...]) -> None:
+def check(
+    ctx: click.Context, file: Path, task_name: str, as_json: bool, fix_out: Path | None, against: tuple[Path, ...]
+) -> None:
     """Check FILE (JSONL, CSV, chat messages or key: value outputs) against a task.
 
     Exit code 0 when the file is usable for training, 1 when it has errors (even when --fix wrote a
@@ -54,9 +63,13 @@ def check(ctx: click.Context, file: Path, task_name: str, as_json: bool, fix_out
     if fix_out is not None:
         examples = cleaned_examples(report)
         written = write_examples(fix_out, examples)
-        fixed = {"path": str(fix_out), "records": written, "dropped": len(report.records) - written + len(report.findings) - len(report.findings),
-                 "unusable_lines": sum(1 for f in report.findings if f.code in _UNUSABLE), "repaired": len(report.fixes)}
-        fixed["dropped"] = len(report.records) - written
+        fixed = {
+            "path": str(fix_out),
+            "records": written,
+            "dropped": len(report.records) - written,
+            "unusable_lines": report.unusable,
+            "repaired": len(report.fixes),
+        }
     if as_json:
         out = report.to_dict()
         if fixed:
@@ -68,10 +81,6 @@ def check(ctx: click.Context, file: Path, task_name: str, as_json: bool, fix_out
         ctx.exit(1)
 
 
-_UNUSABLE = frozenset({"invalid_json", "not_object", "missing_field", "bad_input", "bad_instruction", "bad_output",
-                       "bad_messages", "bad_language", "bad_row", "too_large"})
-
-
 def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -79,8 +88,10 @@ def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
     console = Console()
     status = "[green]usable[/]" if report.usable else "[red]not usable[/]"
     converted = ", ".join(f"{n} {k}" for k, n in report.sources.items())
-    console.print(f"[bold]{report.file}[/] ({report.format}, task {report.task}): {len(report.records)} records "
-                  f"({converted}); {report.errors} errors, {report.warnings} warnings: {status}")
+    console.print(
+        f"[bold]{report.file}[/] ({report.format}, task {report.task}): {len(report.records)} records "
+        f"({converted}); {report.errors} errors, {report.warnings} warnings: {status}"
+    )
     primary = next(iter(report.labels), None)
     table = Table(title="examples per language" + (f" and {primary}" if primary else ""))
     table.add_column("language")
@@ -95,30 +106,50 @@ def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
         table.add_row(*row)
     console.print(table)
     det = report.detection
-    console.print(f"language detection ({det['library']}): {det['mismatches']} mismatches, {det['unsure']} unsure, "
-                  f"{det['undeclared']} undeclared"
-                  + (f"; cannot verify {', '.join(det['unverifiable_languages'])}" if det["unverifiable_languages"] else ""))
+    console.print(
+        f"language detection ({det['library']}): {det['mismatches']} mismatches, {det['unsure']} unsure, "
+        f"{det['undeclared']} undeclared"
+        + (f"; cannot verify {', '.join(det['unverifiable_languages'])}" if det["unverifiable_languages"] else "")
+    )
     dup = report.duplicates
-    console.print(f"duplicates: {dup['exact']} exact, {dup['near']} near (in {dup['near_groups']} groups, Jaccard ≥ {dup['threshold']})"
-                  + (f"; across splits: {dup['cross_split_exact']} exact, {dup['cross_split_near']} near" if report.against else ""))
+    console.print(
+        f"duplicates: {dup['exact']} exact, {dup['near']} near "
+        f"(in {dup['near_groups']} groups, Jaccard ≥ {dup['threshold']})"
+        + (
+            f"; across splits: {dup['cross_split_exact']} exact, {dup['cross_split_near']} near"
+            if report.against
+            else ""
+        )
+    )
     if report.findings:
         shown = Table(title=f"issues ({', '.join(f'{code} {n}' for code, n in report.counts_by_code().items())})")
         for col in ("line", "", "field", "issue"):
             shown.add_column(col)
         for f in report.findings[:SHOWN_FINDINGS]:
-            shown.add_row(str(f.line or "-"), "[red]error[/]" if f.severity == "error" else "[yellow]warn[/]", f.field, f.message)
+            shown.add_row(
+                str(f.line or "-"), "[red]error[/]" if f.severity == "error" else "[yellow]warn[/]", f.field, f.message
+            )
         console.print(shown)
         if len(report.findings) > SHOWN_FINDINGS:
             console.print(f"... and {len(report.findings) - SHOWN_FINDINGS} more (--json lists all)")
     if fixed:
-        console.print(f"wrote {fixed['path']}: {fixed['records']} records ({fixed['dropped']} dropped, "
-                      f"{fixed['unusable_lines']} unusable lines left out, {fixed['repaired']} repaired)")
+        console.print(
+            f"wrote {fixed['path']}: {fixed['records']} records ({fixed['dropped']} dropped, "
+            f"{fixed['unusable_lines']} unusable lines left out, {fixed['repaired']} repaired)"
+        )
 
 
 @data.command("split")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--task", "task_name", required=True, help="Task name or path to a task YAML file.")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the splits.")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the splits.",
+)
 @click.option("--val", default=0.1, show_default=True, type=float, help="Fraction for validation.")
 @click.option("--test", default=0.1, show_default=True, type=float, help="Fraction for test.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -149,8 +180,10 @@ def split(file: Path, task_name: str, out_dir: Path, val: float, test: float, se
         table.add_row(name, str(report["files"][name]["records"]), *(str(counts.get(lang, 0)) for lang in languages))
     console = Console()
     console.print(table)
-    console.print(f"{report['near_duplicate_groups']} near-duplicate groups kept within one split; "
-                  f"{report['dropped_duplicates']} exact duplicates written once; report: {out_dir / 'data_report.json'}")
+    console.print(
+        f"{report['near_duplicate_groups']} near-duplicate groups kept within one split; "
+        f"{report['dropped_duplicates']} exact duplicates written once; report: {out_dir / 'data_report.json'}"
+    )
     missing = {k: v for k, v in report["missing_languages"].items() if v}
     if missing:
-        console.print(f"[yellow]languages missing from a split (too few examples): {missing}[/]", file=sys.stderr)
+        console.print(f"[yellow]languages missing from a split (too few examples): {missing}[/]")

@@ -25,8 +25,11 @@ def _task(task_name: str | None, spec: ModelSpec) -> Task:
 
 _model_options = [
     click.option("--task", "task_name", help="Task name or YAML file (default: the run folder's task)."),
-    click.option("--backend", type=click.Choice(BACKENDS), help="Default: hf for folders, llamacpp for .gguf, "
-                 "ollama for ollama:NAME."),
+    click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        help="Default: hf for folders, llamacpp for .gguf, ollama for ollama:NAME.",
+    ),
     click.option("--constrained", is_flag=True, help="Force answers to the task's JSON schema while decoding."),
     click.option("--host", help="Ollama server (default: $OLLAMA_HOST, else http://127.0.0.1:11434)."),
     click.option("--max-new-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NEW_TOKENS, show_default=True),
@@ -43,20 +46,45 @@ def model_options(fn: Any) -> Any:
 @click.command("eval")
 @click.argument("model")
 @model_options
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Test data (default: the run folder's data/test.jsonl).")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Test data (default: the run folder's data/test.jsonl).",
+)
 @click.option("--compare", "compare_model", help="A second MODEL to put side by side (deltas = it − MODEL).")
 @click.option("--compare-backend", type=click.Choice(BACKENDS), help="Backend of the --compare model.")
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder (default: the run folder's eval/, else ./eval).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder (default: the run folder's eval/, else ./eval).",
+)
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most N items, balanced over languages.")
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
-              help="Items per generate call (parallel requests for ollama).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Items per generate call (parallel requests for ollama).",
+)
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Also flag languages under this primary-metric value.")
-def eval_cmd(model: str, task_name: str | None, backend: str | None, constrained: bool, host: str | None,
-             max_new_tokens: int, as_json: bool, data_path: Path | None, compare_model: str | None,
-             compare_backend: str | None, output: Path | None, limit: int | None, batch_size: int,
-             threshold: float | None) -> None:
+def eval_cmd(
+    model: str,
+    task_name: str | None,
+    backend: str | None,
+    constrained: bool,
+    host: str | None,
+    max_new_tokens: int,
+    as_json: bool,
+    data_path: Path | None,
+    compare_model: str | None,
+    compare_backend: str | None,
+    output: Path | None,
+    limit: int | None,
+    batch_size: int,
+    threshold: float | None,
+) -> None:
     """Evaluate MODEL per language: accuracy, macro-F1, task metrics, validity, wrong-language answers,
     consistency, latency; names lagging languages with advice and writes report.json/html + charts.
 
@@ -73,8 +101,16 @@ def eval_cmd(model: str, task_name: str | None, backend: str | None, constrained
         data_path = spec.run.data / "test.jsonl"
     examples = load_examples(data_path, task)
     console = Console(stderr=True)
-    options: dict[str, Any] = dict(constrained=constrained, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                   host=host, limit=limit, threshold=threshold, source=str(data_path), console=console)
+    options: dict[str, Any] = dict(
+        constrained=constrained,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        host=host,
+        limit=limit,
+        threshold=threshold,
+        source=str(data_path),
+        console=console,
+    )
     if compare_model:
         report = compare(model, compare_model, task, examples, backend_a=backend, backend_b=compare_backend, **options)
     else:
@@ -94,12 +130,32 @@ def eval_cmd(model: str, task_name: str | None, backend: str | None, constrained
 @click.argument("model")
 @click.argument("input_path", metavar="INPUT")
 @model_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output JSONL; rerunning skips ids already in it.")
-@click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True,
-              help="Batch size for hf, parallel requests for ollama.")
-def predict(model: str, input_path: str, task_name: str | None, backend: str | None, constrained: bool,
-            host: str | None, max_new_tokens: int, as_json: bool, output: Path, concurrency: int) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Output JSONL; rerunning skips ids already in it.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Batch size for hf, parallel requests for ollama.",
+)
+def predict(
+    model: str,
+    input_path: str,
+    task_name: str | None,
+    backend: str | None,
+    constrained: bool,
+    host: str | None,
+    max_new_tokens: int,
+    as_json: bool,
+    output: Path,
+    concurrency: int,
+) -> None:
     """Predict INPUT (JSONL, CSV or - for stdin) into a JSONL file, resumably.
 
     Each line: the input's id (its `id` field or line number), the parsed `output` and `valid`; an invalid
@@ -108,12 +164,23 @@ def predict(model: str, input_path: str, task_name: str | None, backend: str | N
     from ..predict import predict as run_predict
 
     spec = resolve_model(model)
-    summary = run_predict(spec.spec, _task(task_name, spec), input_path, output, backend=backend,
-                          constrained=constrained, concurrency=concurrency, host=host, max_new_tokens=max_new_tokens,
-                          console=Console(stderr=True))
+    summary = run_predict(
+        spec.spec,
+        _task(task_name, spec),
+        input_path,
+        output,
+        backend=backend,
+        constrained=constrained,
+        concurrency=concurrency,
+        host=host,
+        max_new_tokens=max_new_tokens,
+        console=Console(stderr=True),
+    )
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
     rate = f", {summary['items_per_s']:.2f} items/s" if summary["items_per_s"] else ""
-    click.echo(f"{summary['written']} written ({summary['valid']} valid, {summary['retried']} retried constrained, "
-               f"{summary['invalid']} invalid), {summary['skipped']} already done{rate} → {summary['out']}")
+    click.echo(
+        f"{summary['written']} written ({summary['valid']} valid, {summary['retried']} retried constrained, "
+        f"{summary['invalid']} invalid), {summary['skipped']} already done{rate} → {summary['out']}"
+    )

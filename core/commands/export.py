@@ -39,7 +39,8 @@ def export(run: Path, out_dir: Path | None, quant: str, adapter_only: bool, pari
     fallbacks = manifest["quantization"]["fallbacks"]
     if fallbacks:
         click.echo(f"{len(fallbacks)} tensors fell back from {quant}: "
-                   + ", ".join(f"{f['tensor']}={f['type']}" for f in fallbacks[:6]) + (" ..." if len(fallbacks) > 6 else ""))
+                   + ", ".join(f"{f['tensor']}={f['type']}" for f in fallbacks[:6])
+                   + (" ..." if len(fallbacks) > 6 else ""))
     for warning in parity["warnings"]:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"next: lingoforge deploy {folder} --name NAME")

@@ -62,6 +62,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--max-len", type=int, help="Max sequence length (default: from the token report).")
 @click.option("--4bit/--no-4bit", "load_in_4bit", default=None, help="4-bit NF4 base (default: on CUDA only).")
 @click.option("--max-steps", type=int, help="Stop training after this many steps.")
+@click.option("--save-steps", type=int, help="Checkpoint every N steps (default 50); a killed run resumes there.")
 @click.option("--eval-limit", type=int, help="Evaluate on at most this many test examples (stratified by language).")
 @click.option("--eval-max-new-tokens", type=int, default=256, show_default=True)
 @click.option("--quant", type=click.Choice(["q5_k_m", "q4_k_m", "q8_0", "f16"]), default="q5_k_m", show_default=True)
@@ -73,7 +74,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(task_name: str, base: str, out: Path, data: Path | None, n: int, seed: int, languages: str | None,
         epochs: float | None, lr: float | None, rank: int | None, batch_size: int | None, grad_accum: int | None,
-        max_len: int | None, load_in_4bit: bool | None, max_steps: int | None, eval_limit: int | None,
+        max_len: int | None, load_in_4bit: bool | None, max_steps: int | None, save_steps: int | None, eval_limit: int | None,
         eval_max_new_tokens: int, quant: str, parity_n: int, deploy: bool, name: str | None, host: str | None,
         force: bool, as_json: bool) -> None:
     """Run TASK from examples to an exported (and with --deploy, deployed) model in the run folder -o.
@@ -81,7 +82,7 @@ def run(task_name: str, base: str, out: Path, data: Path | None, n: int, seed: i
     Rerunning the same command continues where it stopped; stages whose inputs did not change are skipped.
     """
     train = {"epochs": epochs, "lr": lr, "rank": rank, "batch_size": batch_size, "grad_accum": grad_accum,
-             "max_len": max_len, "load_in_4bit": load_in_4bit, "max_steps": max_steps, "seed": seed}
+             "max_len": max_len, "load_in_4bit": load_in_4bit, "max_steps": max_steps, "save_steps": save_steps, "seed": seed}
     options = Options(
         task=get_task(task_name), base=base, out=out, data=data, n=n, seed=seed,
         languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None,

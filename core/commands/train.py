@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -57,9 +58,12 @@ def train(
 ) -> None:
     """Train one LoRA adapter for TASK on mixed-language DATA into the run folder -o."""
     from ..plugins import get_task
+    from ..runfolder import RunFolder
     from ..train import load_config_file, make_config, train_from_files
 
-    config = make_config(load_config_file(config_file) if config_file else None, flags)
+    # A resumed run starts from the settings it recorded, so `--resume` alone continues the same recipe.
+    recorded = (RunFolder(Path(out)).read().get("train") or {}).get("config") if resume else None
+    config = make_config(recorded, load_config_file(config_file) if config_file else None, flags)
     result = train_from_files(get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet)
     per_lang = ", ".join(f"{k} {v:.4f}" for k, v in result.eval_loss_by_language.items())
     click.echo(

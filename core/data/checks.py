@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -26,13 +27,14 @@ from .dedup import THRESHOLD, find_duplicates
 from .findings import Finding
 from .io import ReadResult, read_records
 from .langid import MIN_CONFIDENCE, LanguageDetector
-from .progress import Stages, silent
+from .progress import Advance, Stages, silent
 
 MIN_PER_LANGUAGE = 50
 FIRST_RUN = (300, 500)
 LONG_FACTOR = 8
 LONG_MIN_CHARS = 1000
 UNKNOWN_LANGUAGE = "?"
+_REQUIRED = re.compile(r"^'([^']+)' is a required property$")
 
 
 @dataclass
@@ -46,12 +48,13 @@ class CheckReport:
     records: list[Record]
     findings: list[Finding]
     sources: dict[str, int]
-    languages: dict[str, int]
-    labels: dict[str, dict[str, dict[str, int]]]
-    detection: dict[str, Any]
-    duplicates: dict[str, int]
-    suggestions: dict[str, int]
     against: list[str] = field(default_factory=list)
+    unusable: int = 0
+    languages: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    detection: dict[str, Any] = field(default_factory=dict)
+    duplicates: dict[str, Any] = field(default_factory=dict)
+    suggestions: dict[str, int] = field(default_factory=dict)
     fixes: dict[int, Example] = field(default_factory=dict)
     drop: dict[int, str] = field(default_factory=dict)
 
@@ -78,6 +81,7 @@ class CheckReport:
             "format": self.format,
             "usable": self.usable,
             "records": len(self.records),
+            "unusable_lines": self.unusable,
             "errors": self.errors,
             "warnings": self.warnings,
             "converted_from": self.sources,
@@ -92,20 +96,30 @@ class CheckReport:
         }
 
 
-def check_file(path: str | Path, task: Task, against: Sequence[str | Path] = (), stages: Stages = silent) -> CheckReport:
+def check_file(
+    path: str | Path, task: Task, against: Sequence[str | Path] = (), stages: Stages = silent
+) -> CheckReport:
     """Read ``path`` (and the other splits in ``against``) and check it."""
     result = read_records(path, task, stages(f"reading {Path(path).name}", None))
     others = [read_records(p, task) for p in against]
     return check_records(result, task, others, stages)
 
 
-def check_records(result: ReadResult, task: Task, against: Sequence[ReadResult] = (), stages: Stages = silent) -> CheckReport:
+def check_records(
+    result: ReadResult, task: Task, against: Sequence[ReadResult] = (), stages: Stages = silent
+) -> CheckReport:
     """Check already-read records; ``against`` are other splits to look for leaked duplicates in."""
-    file = str(result.path)
     records = result.records
-    findings = list(result.findings)
-    report = CheckReport(file, task.name, result.format, records, findings, dict(result.sources), {}, {}, {}, {}, {},
-                         against=[str(o.path) for o in against])
+    report = CheckReport(
+        file=str(result.path),
+        task=task.name,
+        format=result.format,
+        records=records,
+        findings=list(result.findings),
+        sources=dict(result.sources),
+        against=[str(o.path) for o in against],
+        unusable=len(result.findings),
+    )
     _check_outputs(report, task, stages("validating outputs", len(records)))
     _check_inputs(report)
     languages = _check_languages(report, task, stages("detecting languages", len(records)))
@@ -134,22 +148,45 @@ def _enum_at(schema: Mapping[str, Any], pointer: str) -> list[Any] | None:
     return next((list(alt["enum"]) for alt in node.get("anyOf") or () if "enum" in alt), None)
 
 
+def _free_text_fields(schema: Mapping[str, Any]) -> frozenset[str]:
+    """Top-level properties whose schema accepts every string (no enum, pattern, length or format)."""
+
+    def plain(node: Mapping[str, Any]) -> bool:
+        return node.get("type") == "string" and set(node) <= {"type", "description", "title"}
+
+    out = set()
+    for key, node in (schema.get("properties") or {}).items():
+        alternatives = node.get("anyOf") or ()
+        if plain(node) or (
+            alternatives
+            and set(node) <= {"anyOf", "description", "title"}
+            and any(plain(a) for a in alternatives)
+            and all(plain(a) or a == {"type": "null"} for a in alternatives)
+        ):
+            out.add(key)
+    return frozenset(out)
+
+
 def _value_at(value: Any, pointer: str) -> Any:
     for part in [p for p in pointer.split("/") if p]:
         value = value[int(part)] if isinstance(value, list) else value.get(part) if isinstance(value, Mapping) else None
     return value
 
 
-def _check_outputs(report: CheckReport, task: Task, advance: Any) -> None:
+def _check_outputs(report: CheckReport, task: Task, advance: Advance) -> None:
     """Schema violations with JSON pointers; an enum violation becomes a label finding naming the
     closest valid label, and a label that differs only in case or spacing is repaired by ``--fix``."""
     schema = task.schema
+    free_text = _free_text_fields(schema)
     cache: dict[str, list[Any]] = {}
     for n, record in enumerate(report.records, start=1):
         if n % 10_000 == 0:
             advance(10_000)
         output = dict(record.example.output)
-        key = json.dumps(output, sort_keys=True, ensure_ascii=False, default=str)
+        # Any string validates the same against a plain {"type": "string"}, so those values are left out
+        # of the cache key: label-like outputs then validate once per distinct combination.
+        shape = {k: "" if k in free_text and isinstance(v, str) else v for k, v in output.items()}
+        key = json.dumps(shape, sort_keys=True, ensure_ascii=False, default=str)
         if key not in cache:
             cache[key] = validate(schema, output)
         repaired = dict(output)
@@ -167,11 +204,34 @@ def _check_outputs(report: CheckReport, task: Task, advance: Any) -> None:
                 else:
                     unfixable = True
                     hint = f"; closest valid label: {closest[0]!r}" if closest else ""
-                report.findings.append(Finding("error", "unknown_label", record.line, f"/output{issue.pointer}",
-                                               f"{value!r} is not a valid {field_name}{hint}", report.file))
+                report.findings.append(
+                    Finding(
+                        "error",
+                        "unknown_label",
+                        record.line,
+                        f"/output{issue.pointer}",
+                        f"{value!r} is not a valid {field_name}{hint}",
+                        report.file,
+                    )
+                )
             else:
                 unfixable = True
-                report.findings.append(Finding("error", "schema", record.line, f"/output{issue.pointer}", issue.message, report.file))
+                missing = _REQUIRED.match(issue.message)
+                if missing:
+                    report.findings.append(
+                        Finding(
+                            "error",
+                            "missing_field",
+                            record.line,
+                            f"/output{issue.pointer}/{missing.group(1)}",
+                            f"missing field {missing.group(1)!r}",
+                            report.file,
+                        )
+                    )
+                else:
+                    report.findings.append(
+                        Finding("error", "schema", record.line, f"/output{issue.pointer}", issue.message, report.file)
+                    )
         if unfixable:
             report.drop[record.line] = "output does not match the schema"
         elif repaired != output:
@@ -183,17 +243,27 @@ def _check_inputs(report: CheckReport) -> None:
     lengths = [len(r.example.input) for r in report.records]
     median = statistics.median(lengths) if lengths else 0
     limit = max(LONG_FACTOR * median, LONG_MIN_CHARS)
-    for record, length in zip(report.records, lengths):
+    for record, length in zip(report.records, lengths, strict=True):
         if not record.example.input.strip():
-            report.findings.append(Finding("error", "empty_input", record.line, "/input", "the input is empty", report.file))
+            report.findings.append(
+                Finding("error", "empty_input", record.line, "/input", "the input is empty", report.file)
+            )
             report.drop[record.line] = "empty input"
         elif length > limit:
-            report.findings.append(Finding("warning", "long_input", record.line, "/input",
-                                           f"{length:,} characters, {length / max(median, 1):.0f}× the median ({median:,.0f}); "
-                                           "it may be truncated in training, see `lingoforge tokens`", report.file))
+            report.findings.append(
+                Finding(
+                    "warning",
+                    "long_input",
+                    record.line,
+                    "/input",
+                    f"{length:,} characters, {length / max(median, 1):.0f}× the median ({median:,.0f}); "
+                    "it may be truncated in training, see `lingoforge tokens`",
+                    report.file,
+                )
+            )
 
 
-def _check_languages(report: CheckReport, task: Task, advance: Any) -> list[str]:
+def _check_languages(report: CheckReport, task: Task, advance: Advance) -> list[str]:
     """Detect every input's language, list mismatches with the declared one, fill missing ones for
     ``--fix`` when the detection is sure; returns the language each record counts under."""
     declared = [r.example.language for r in report.records]
@@ -202,16 +272,24 @@ def _check_languages(report: CheckReport, task: Task, advance: Any) -> list[str]
     counted: list[str] = []
     mismatches = unsure = undeclared = 0
     detected: Counter[str] = Counter()
-    for record, lang, det in zip(report.records, declared, detections):
-        detected[det.language if det.sure else UNKNOWN_LANGUAGE] += 1
+    for record, lang, det in zip(report.records, declared, detections, strict=True):
+        detected[det.language if det.sure and det.language else UNKNOWN_LANGUAGE] += 1
         if not det.sure:
             unsure += 1
         if not lang:
             undeclared += 1
             guess = det.language if det.sure and det.language else UNKNOWN_LANGUAGE
             fill = f"; --fix sets {guess!r}" if guess != UNKNOWN_LANGUAGE else ""
-            report.findings.append(Finding("warning", "no_language", record.line, "/language",
-                                           f"no language declared; detected {guess!r}{fill}", report.file))
+            report.findings.append(
+                Finding(
+                    "warning",
+                    "no_language",
+                    record.line,
+                    "/language",
+                    f"no language declared; detected {guess!r}{fill}",
+                    report.file,
+                )
+            )
             if guess != UNKNOWN_LANGUAGE:
                 base = report.fixes.get(record.line, record.example)
                 report.fixes[record.line] = replace(base, language=guess)
@@ -220,8 +298,16 @@ def _check_languages(report: CheckReport, task: Task, advance: Any) -> list[str]
         counted.append(lang)
         if det.sure and det.language != lang and lang not in detector.unsupported:
             mismatches += 1
-            report.findings.append(Finding("warning", "language_mismatch", record.line, "/language",
-                                           f"declared {lang!r}, but the input reads as {det.language!r} (p={det.confidence:.2f})", report.file))
+            report.findings.append(
+                Finding(
+                    "warning",
+                    "language_mismatch",
+                    record.line,
+                    "/language",
+                    f"declared {lang!r}, but the input reads as {det.language!r} (p={det.confidence:.2f})",
+                    report.file,
+                )
+            )
     report.detection = {
         "library": "py3langid (batched)",
         "min_confidence": MIN_CONFIDENCE,
@@ -263,11 +349,24 @@ def _check_duplicates(report: CheckReport, against: Sequence[ReadResult]) -> Non
                 where = f"{Path(owners[j][0]).name}:{owners[j][1].line}"
                 if exact_of.get(i) is not None and exact_of.get(i) == exact_of.get(j):
                     counts["cross_split_exact"] += 1
-                    report.findings.append(Finding("error", "leak_exact", record.line, "/input", f"the same text is in {where}; --fix drops it here", report.file))
+                    report.findings.append(
+                        Finding(
+                            "error",
+                            "leak_exact",
+                            record.line,
+                            "/input",
+                            f"the same text is in {where}; --fix drops it here",
+                            report.file,
+                        )
+                    )
                     report.drop[record.line] = f"duplicate of {where}"
                 else:
                     counts["cross_split_near"] += 1
-                    report.findings.append(Finding("warning", "leak_near", record.line, "/input", f"near duplicate of {where}", report.file))
+                    report.findings.append(
+                        Finding(
+                            "warning", "leak_near", record.line, "/input", f"near duplicate of {where}", report.file
+                        )
+                    )
                 continue
             if i == first_own:
                 continue
@@ -275,16 +374,42 @@ def _check_duplicates(report: CheckReport, against: Sequence[ReadResult]) -> Non
             if exact_of.get(i) is not None and exact_of.get(i) == exact_of.get(first_own):
                 counts["exact"] += 1
                 if dict(record.example.output) != dict(first.example.output):
-                    report.findings.append(Finding("error", "conflicting_duplicate", record.line, "/output",
-                                                   f"same input as line {first.line} but a different output; keep the right one", report.file))
+                    report.findings.append(
+                        Finding(
+                            "error",
+                            "conflicting_duplicate",
+                            record.line,
+                            "/output",
+                            f"same input as line {first.line} but a different output; keep the right one",
+                            report.file,
+                        )
+                    )
                 else:
-                    report.findings.append(Finding("warning", "exact_duplicate", record.line, "/input", f"same text as line {first.line}; --fix drops it", report.file))
+                    report.findings.append(
+                        Finding(
+                            "warning",
+                            "exact_duplicate",
+                            record.line,
+                            "/input",
+                            f"same text as line {first.line}; --fix drops it",
+                            report.file,
+                        )
+                    )
                 report.drop.setdefault(record.line, f"duplicate of line {first.line}")
             else:
                 counts["near"] += 1
                 sim = best_similarity.get(i, THRESHOLD)
-                report.findings.append(Finding("warning", "near_duplicate", record.line, "/input",
-                                               f"near duplicate of line {first.line} (similarity ≥ {min(sim, 0.999):.2f}); kept in one split by `data split`", report.file))
+                report.findings.append(
+                    Finding(
+                        "warning",
+                        "near_duplicate",
+                        record.line,
+                        "/input",
+                        f"near duplicate of line {first.line} (similarity ≥ {min(sim, 0.999):.2f}); "
+                        "kept in one split by `data split`",
+                        report.file,
+                    )
+                )
     report.duplicates = {
         "exact": counts["exact"],
         "near": counts["near"],
@@ -299,7 +424,7 @@ def _count(report: CheckReport, task: Task, languages: list[str]) -> None:
     """Counts per language and per label (usable records only), warnings and suggested additions."""
     per_language: Counter[str] = Counter()
     labels: dict[str, dict[str, Counter[str]]] = {f: defaultdict(Counter) for f in task.fields}
-    for record, lang in zip(report.records, languages):
+    for record, lang in zip(report.records, languages, strict=True):
         if record.line in report.drop:
             continue
         per_language[lang] += 1
@@ -319,17 +444,46 @@ def _count(report: CheckReport, task: Task, languages: list[str]) -> None:
     report.suggestions = {lang: target - n for lang, n in sorted(known.items()) if n < target}
     for lang, n in sorted(known.items()):
         if n < MIN_PER_LANGUAGE:
-            report.findings.append(Finding("warning", "few_examples", 0, "/language",
-                                           f"{lang!r} has {n} examples, fewer than {MIN_PER_LANGUAGE}; add {report.suggestions[lang]}", report.file))
+            report.findings.append(
+                Finding(
+                    "warning",
+                    "few_examples",
+                    0,
+                    "/language",
+                    f"{lang!r} has {n} examples, fewer than {MIN_PER_LANGUAGE}; add {report.suggestions[lang]}",
+                    report.file,
+                )
+            )
         elif n < largest / 2:
-            report.findings.append(Finding("warning", "unbalanced", 0, "/language",
-                                           f"{lang!r} has {n} examples, less than half of the largest language ({largest}); add {report.suggestions[lang]}", report.file))
+            report.findings.append(
+                Finding(
+                    "warning",
+                    "unbalanced",
+                    0,
+                    "/language",
+                    f"{lang!r} has {n} examples, less than half of the largest language ({largest}); "
+                    f"add {report.suggestions[lang]}",
+                    report.file,
+                )
+            )
     if not FIRST_RUN[0] <= total <= FIRST_RUN[1]:
         side = "fewer" if total < FIRST_RUN[0] else "more"
-        advice = (f"add {sum(report.suggestions.values())} (see suggested additions)" if total < FIRST_RUN[0]
-                  else "fine for a final run; a first run on 300-500 is quicker to iterate on")
-        report.findings.append(Finding("warning", "total_size", 0, "", f"{total} usable examples, {side} than the {FIRST_RUN[0]}-{FIRST_RUN[1]} "
-                                       f"recommended for a first run; {advice}", report.file))
+        advice = (
+            f"add {sum(report.suggestions.values())} (see suggested additions)"
+            if total < FIRST_RUN[0]
+            else "fine for a final run; a first run on 300-500 is quicker to iterate on"
+        )
+        report.findings.append(
+            Finding(
+                "warning",
+                "total_size",
+                0,
+                "",
+                f"{total} usable examples, {side} than the {FIRST_RUN[0]}-{FIRST_RUN[1]} "
+                f"recommended for a first run; {advice}",
+                report.file,
+            )
+        )
 
 
 def cleaned_examples(report: CheckReport) -> list[Example]:

@@ -137,9 +137,20 @@ def _user_split(task: Task, content: str) -> tuple[str, str]:
 
 def _from_messages(obj: Mapping[str, Any], line: int, task: Task, file: str) -> Record | Finding:
     messages = obj["messages"]
-    roles = [m.get("role") for m in messages] if isinstance(messages, list) and all(isinstance(m, Mapping) for m in messages) else None
+    roles = (
+        [m.get("role") for m in messages]
+        if isinstance(messages, list) and all(isinstance(m, Mapping) for m in messages)
+        else None
+    )
     if roles is None or roles.count("user") != 1 or roles.count("assistant") != 1:
-        return Finding("error", "bad_messages", line, "/messages", "expected a list with one user and one assistant message (and an optional system message)", file)
+        return Finding(
+            "error",
+            "bad_messages",
+            line,
+            "/messages",
+            "expected a list with one user and one assistant message (and an optional system message)",
+            file,
+        )
     by_role = {m["role"]: m.get("content") for m in messages}
     if not all(isinstance(by_role[r], str) for r in by_role):
         return Finding("error", "bad_messages", line, "/messages", "every message needs a text `content`", file)
@@ -155,11 +166,27 @@ def _from_messages(obj: Mapping[str, Any], line: int, task: Task, file: str) -> 
     return _example(line, instruction, text, output, obj.get("language"), meta, "messages", file)
 
 
-def _example(line: int, instruction: str, text: str, output: dict[str, Any], language: Any, meta: dict[str, Any], source: str, file: str) -> Record | Finding:
+def _example(
+    line: int,
+    instruction: str,
+    text: str,
+    output: dict[str, Any],
+    language: Any,
+    meta: dict[str, Any],
+    source: str,
+    file: str,
+) -> Record | Finding:
     declared = language or (output.get("language") if isinstance(output.get("language"), str) else None)
     code = "" if declared in (None, "") else normalize_language(declared)
     if code is None:
-        return Finding("error", "bad_language", line, "/language", f"{declared!r} is not an ISO 639-1 language code (like 'en', 'es', 'zh')", file)
+        return Finding(
+            "error",
+            "bad_language",
+            line,
+            "/language",
+            f"{declared!r} is not an ISO 639-1 language code (like 'en', 'es', 'zh')",
+            file,
+        )
     return Record(line, Example(instruction, text, output, code, meta), source)
 
 
@@ -171,12 +198,21 @@ def from_json(obj: Any, line: int, task: Task, file: str = "") -> Record | Findi
         return _from_messages(obj, line, task, file)
     for key in ("input", "output"):
         if key not in obj:
-            return Finding("error", "missing_field", line, f"/{key}", f"missing field {key!r} (found: {', '.join(obj) or 'nothing'})", file)
+            return Finding(
+                "error",
+                "missing_field",
+                line,
+                f"/{key}",
+                f"missing field {key!r} (found: {', '.join(obj) or 'nothing'})",
+                file,
+            )
     if not isinstance(obj["input"], str):
         return Finding("error", "bad_input", line, "/input", f"expected text, got {type(obj['input']).__name__}", file)
     instruction = obj.get("instruction", "")
     if not isinstance(instruction, str):
-        return Finding("error", "bad_instruction", line, "/instruction", f"expected text, got {type(instruction).__name__}", file)
+        return Finding(
+            "error", "bad_instruction", line, "/instruction", f"expected text, got {type(instruction).__name__}", file
+        )
     try:
         output, source = _output(obj["output"], task.output_schema)
     except ValueError as exc:
@@ -200,7 +236,9 @@ def from_csv_row(row: Mapping[str, str], line: int, task: Task, file: str = "") 
         if key in row and (row[key].strip() or key in required)
     }
     meta = {k: v for k, v in row.items() if k not in properties and k not in KNOWN_KEYS}
-    return _example(line, row.get("instruction", ""), row["input"], output, row.get("language"), meta, "csv_columns", file)
+    return _example(
+        line, row.get("instruction", ""), row["input"], output, row.get("language"), meta, "csv_columns", file
+    )
 
 
 def required_csv_columns(task: Task, header: list[str]) -> list[str]:

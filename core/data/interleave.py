@@ -57,7 +57,7 @@ def mixed_language_order(languages: Sequence[str], batch_size: int, seed: int = 
         sequence += members
     batches: list[list[int]] = [[] for _ in range(m)]
     deal = (b for slot in range(batch_size) for b in range(m) if slot < (batch_size if b < m - 1 else last))
-    for index, b in zip(sequence, deal):
+    for index, b in zip(sequence, deal, strict=True):
         batches[b].append(index)
     full = batches[:-1] if last < batch_size else batches
     rng.shuffle(full)

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,10 +72,13 @@ def read_text(path: str | Path) -> str:
         if head.startswith(bom):
             raise DataError(f"{path}: line 1: the file is {what}; save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
     if b"\x00" in head:
-        even, odd = head[0::2].count(0), head[1::2].count(0)
-        if max(even, odd) > len(head) // 4 and min(even, odd) == 0:
+        # UTF-16 text without a BOM: mostly-ASCII text puts a NUL in nearly every other byte.
+        even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / max(len(head[1::2]), 1)
+        if len(head) >= 16 and max(even, odd) > 0.4 and min(even, odd) < 0.05:
             order = "big" if even > odd else "little"
-            raise DataError(f"{path}: line 1: the file looks like UTF-16 {order}-endian without a BOM; save it as UTF-8")
+            raise DataError(
+                f"{path}: line 1: the file looks like UTF-16 {order}-endian without a BOM; save it as UTF-8"
+            )
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise DataError(f"{path}: line {line}: binary data (NUL byte); expected a .jsonl or .csv text file")
     try:
@@ -94,17 +97,59 @@ def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError) -> str:
     guess = _guess_encoding(data)
     looks = f"it looks like {guess}" if guess else "its encoding could not be recognised"
     fix = f"; convert it with: iconv -f {guess} -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}" if guess else ""
-    return f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}); {looks}{fix}"
+    column = exc.start - line_start + 1
+    return f"{path}: line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column}); {looks}{fix}"
+
+
+# The encodings user exports come in; restricting the guess to them keeps short texts from being
+# taken for something exotic ("café" alone reads as CP1006 Urdu when every code page is a candidate).
+_COMMON_ENCODINGS = [
+    "cp1252",
+    "iso8859_15",
+    "cp1250",
+    "cp1251",
+    "koi8_r",
+    "iso8859_2",
+    "cp1253",
+    "cp1254",
+    "cp1256",
+    "iso8859_7",
+    "iso8859_9",
+    "shift_jis",
+    "euc_jp",
+    "gb18030",
+    "big5",
+    "euc_kr",
+    "mac_roman",
+    "cp437",
+]
+_ICONV_NAMES = {
+    "iso8859_15": "ISO-8859-15",
+    "iso8859_2": "ISO-8859-2",
+    "iso8859_7": "ISO-8859-7",
+    "iso8859_9": "ISO-8859-9",
+    "shift_jis": "SHIFT_JIS",
+    "euc_jp": "EUC-JP",
+    "euc_kr": "EUC-KR",
+    "koi8_r": "KOI8-R",
+    "mac_roman": "MACINTOSH",
+}
 
 
 def _guess_encoding(data: bytes) -> str | None:
-    """charset-normalizer's best guess, in the spelling iconv understands."""
+    """charset-normalizer's best guess among common encodings, spelled the way iconv understands."""
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[: 1 << 20]).best()
-    if best is None:
+    matches = list(from_bytes(data[: 1 << 20], cp_isolation=_COMMON_ENCODINGS))
+    if not matches:
         return None
-    return best.encoding.replace("_", "-").upper().replace("CP", "CP").replace("LATIN-1", "ISO-8859-1")
+    # Ties (cp1250 and cp1252 read "déçu" equally well) go to the more common encoding, earlier in the list.
+    floor = min(m.chaos for m in matches) + 0.01
+    tied = {enc for m in matches if m.chaos <= floor for enc in [m.encoding, *m.could_be_from_charset]}
+    best = min(
+        tied, key=lambda enc: _COMMON_ENCODINGS.index(enc) if enc in _COMMON_ENCODINGS else len(_COMMON_ENCODINGS)
+    )
+    return _ICONV_NAMES.get(best, best.upper())
 
 
 def read_records(path: str | Path, task: Task, progress: Progress | None = None) -> ReadResult:
@@ -119,8 +164,10 @@ def read_records(path: str | Path, task: Task, progress: Progress | None = None)
 def _read_jsonl(path: Path, text: str, task: Task, progress: Progress | None) -> ReadResult:
     result = ReadResult(path, "jsonl")
     if text.lstrip().startswith("["):
-        raise DataError(f"{path}: line 1: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
-                        f"e.g. jq -c '.[]' {path.name} > {path.stem}.jsonl")
+        raise DataError(
+            f"{path}: line 1: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
+            f"e.g. jq -c '.[]' {path.name} > {path.stem}.jsonl"
+        )
     file = str(path)
     for number, raw in enumerate(text.split("\n"), start=1):
         if progress and number % 10_000 == 0:
@@ -129,13 +176,24 @@ def _read_jsonl(path: Path, text: str, task: Task, progress: Progress | None) ->
         if not line.strip():
             continue
         if len(line) * 4 > MAX_RECORD_BYTES and len(line.encode("utf-8")) > MAX_RECORD_BYTES:
-            result.findings.append(Finding("error", "too_large", number, "", f"the record is {_size(line)}, over the {_size_limit()} limit per record; "
-                                           "split the text or check that the file has one record per line", file))
+            result.findings.append(
+                Finding(
+                    "error",
+                    "too_large",
+                    number,
+                    "",
+                    f"the record is {_size(line)}, over the {_size_limit()} limit per record; "
+                    "split the text or check that the file has one record per line",
+                    file,
+                )
+            )
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            result.findings.append(Finding("error", "invalid_json", number, "", f"not valid JSON: {exc.msg} at column {exc.colno}", file))
+            result.findings.append(
+                Finding("error", "invalid_json", number, "", f"not valid JSON: {exc.msg} at column {exc.colno}", file)
+            )
             continue
         _add(result, from_json(obj, number, task, file))
     return result
@@ -158,8 +216,13 @@ def _read_csv(path: Path, text: str, task: Task, progress: Progress | None) -> R
     if missing:
         import difflib
 
-        hints = [f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, header, n=1)) else repr(m) for m in missing]
-        raise DataError(f"{path}: line 1 (header): missing column {', '.join(hints)}; found columns: {', '.join(header)}")
+        hints = [
+            f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, header, n=1)) else repr(m)
+            for m in missing
+        ]
+        raise DataError(
+            f"{path}: line 1 (header): missing column {', '.join(hints)}; found columns: {', '.join(header)}"
+        )
     start = reader.line_num + 1
     count = 0
     while True:
@@ -176,12 +239,20 @@ def _read_csv(path: Path, text: str, task: Task, progress: Progress | None) -> R
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            result.findings.append(Finding("error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}", file))
+            result.findings.append(
+                Finding(
+                    "error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}", file
+                )
+            )
             continue
         if sum(len(c) for c in row) * 4 > MAX_RECORD_BYTES and sum(len(c.encode()) for c in row) > MAX_RECORD_BYTES:
-            result.findings.append(Finding("error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record", file))
+            result.findings.append(
+                Finding(
+                    "error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record", file
+                )
+            )
             continue
-        _add(result, from_csv_row(dict(zip(header, row)), line, task, file))
+        _add(result, from_csv_row(dict(zip(header, row, strict=True)), line, task, file))
     return result
 
 
@@ -215,8 +286,10 @@ def read_examples(path: str | Path, task: Task) -> list[Example]:
     if result.findings:
         listed = "\n  ".join(str(f) for f in result.findings[:10])
         more = f"\n  ... and {len(result.findings) - 10} more" if len(result.findings) > 10 else ""
-        raise DataError(f"{path}: {len(result.findings)} unusable line(s):\n  {listed}{more}\n"
-                        f"run `lingoforge data check {path} --task {task.name} --fix CLEAN.jsonl` to drop them")
+        raise DataError(
+            f"{path}: {len(result.findings)} unusable line(s):\n  {listed}{more}\n"
+            f"run `lingoforge data check {path} --task {task.name} --fix CLEAN.jsonl` to drop them"
+        )
     return [r.example for r in result.records]
 
 
@@ -232,8 +305,3 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return pa.resolve() == pb.resolve() or (pb.exists() and pa.samefile(pb))
     except OSError:
         return False
-
-
-def languages_of(records: Sequence[Record]) -> list[str]:
-    """Declared language of each record (``""`` when none)."""
-    return [r.example.language for r in records]

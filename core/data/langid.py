@@ -1,26 +1,28 @@
 """Language identification of inputs, batched so 100,000 examples take seconds.
 
 Choice of library (numbers in ``bench/results/langid.json``, made by ``bench/bench_langid.py`` on 169
-hand-written short business texts in 13 languages, a third of them at most four words; 2-core machine):
+hand-written short business texts in 13 languages, a third of them at most four words; shared 2-core
+machine under load, so speeds are rough; lingua's loads are cumulative within one process):
 
-============================  ========  ==========  =======  ==========
-detector                      accuracy  ≤ 4 words   load s   texts/s
-============================  ========  ==========  =======  ==========
-lingua, all 75 languages        98.2 %     91.9 %     31.9        293
-lingua, 20 common languages    100.0 %    100.0 %     13.9      1,111
-py3langid, all 97 languages     97.0 %     86.5 %      2.2      2,884
-py3langid, 20 common languages 100.0 %    100.0 %      2.4      3,103
-this module (py3langid model)  100.0 %    100.0 %      2.4    ~25,000
-============================  ========  ==========  =======  ==========
+=================================  ========  =========  ======  =======
+detector                           accuracy  ≤4 words   load s  texts/s
+=================================  ========  =========  ======  =======
+lingua, 20 common languages         100.0 %   100.0 %     5.6    1,784
+lingua, all 75 languages             98.2 %    91.9 %    +13.0      525
+py3langid, all 97 languages          97.0 %    86.5 %     1.3    2,472
+py3langid, 20 common languages      100.0 %   100.0 %     2.9    2,010
+this module (py3langid, batched)    100.0 %   100.0 %     3.0   11,553
+=================================  ========  =========  ======  =======
 
-Both are equally accurate once restricted to plausible languages (unrestricted, both confuse nl/af,
-hi/mr, es/gl on two-word texts), but lingua would need 90 s for 100,000 texts and 14-32 s just to
-load, against a 60 s budget for the whole ``data check``. So we use py3langid's naive-Bayes model, and
-score it batched: the byte-level automaton runs in lock-step over all texts with numpy and the
-per-language sums are one ``bincount`` per language, instead of ~15 numpy calls per text. Labels are
-identical to ``LanguageIdentifier.classify`` on the full texts (a test checks it); only the first
-``MAX_BYTES`` bytes of a text are read, which is plenty to identify a language and bounds the cost of
-contracts.
+Both libraries are equally accurate once restricted to plausible languages (unrestricted, both confuse
+nl/af, hi/mr, es/gl on two-word texts), but at 1,000-2,000 texts/s either would spend one to two
+minutes on 100,000 inputs, against a 60 s budget for the whole ``data check``. lingua's speed is its
+own; py3langid's is Python overhead around a small naive-Bayes model. So we use py3langid's model and
+score it batched: its byte automaton runs in lock-step over all texts with numpy, and the per-language
+sums are one ``bincount`` per language instead of ~15 numpy calls per text (100,000 inputs: about 5 s).
+Labels and probabilities are identical to ``LanguageIdentifier.classify`` (a test checks it); only
+the first ``MAX_BYTES`` bytes of a text are read, which is plenty to identify a language and bounds
+the cost of contracts.
 
 Candidates are the task's languages, the languages the file declares and ``COMMON_LANGUAGES``, so a
 stray language still shows up, while the short-text confusions above do not.
@@ -36,7 +38,28 @@ from typing import Any
 
 import numpy as np
 
-COMMON_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "uk", "cs", "sv", "tr", "ar", "hi", "zh", "ja", "ko", "vi", "id")
+COMMON_LANGUAGES = (
+    "en",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "nl",
+    "pl",
+    "ru",
+    "uk",
+    "cs",
+    "sv",
+    "tr",
+    "ar",
+    "hi",
+    "zh",
+    "ja",
+    "ko",
+    "vi",
+    "id",
+)
 MAX_BYTES = 512
 # Below this probability a detection is "unsure", never a mismatch: on the labelled set every wrong
 # answer among confusable neighbours (es/gl, nl/af, ru/bg) scored under 0.59, most right ones above 0.7.
@@ -64,11 +87,6 @@ def _model() -> Any:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE)
-
-
-def known_languages() -> frozenset[str]:
-    """Every code the model can identify."""
-    return frozenset(_model().nb_classes)
 
 
 class LanguageDetector:
@@ -156,4 +174,3 @@ def _encode(text: str) -> bytes:
         text = text.lower()
     data = unicodedata.normalize("NFC", text).encode("utf-8", errors="surrogatepass")
     return data[:MAX_BYTES]
-

@@ -2,9 +2,10 @@
 
 - Near duplicates (and exact ones) are grouped first and a group never straddles two splits, so the
   test score is not inflated by examples the model saw in training.
-- Groups are assigned per language, greedily, to the split whose quota is most behind, counting both
-  the (language, primary label) stratum and the language as a whole; largest groups first, ties broken
-  by a seeded shuffle. So label and language proportions match in every split.
+- Groups are assigned per language, greedily, to the split whose quota for the group's (language,
+  primary label) stratum is most behind, then the language's quota; largest groups first, order
+  otherwise a seeded shuffle. Quotas are whole numbers (largest remainder), so with single examples
+  every stratum gets exactly its share, and label and language proportions match in every split.
 - A language with at least as many groups as there are non-empty splits gets at least one group in
   each of them (a final repair moves its smallest group if the greedy pass left a split without it):
   per-language evaluation needs every language in val and test, and small languages are exactly the
@@ -17,6 +18,7 @@ Exact duplicates are written once, and missing languages are filled from detecti
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -42,7 +44,9 @@ def _label(task: Task, example: Example) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-def assign_splits(examples: Sequence[Example], task: Task, val: float = 0.1, test: float = 0.1, seed: int = 0) -> list[str]:
+def assign_splits(
+    examples: Sequence[Example], task: Task, val: float = 0.1, test: float = 0.1, seed: int = 0
+) -> list[str]:
     """The split name of every example (same order as ``examples``)."""
     fractions = _fractions(val, test)
     active = [k for k in SPLITS if fractions[k] > 0]
@@ -68,23 +72,23 @@ def _fractions(val: float, test: float) -> dict[str, float]:
     return {"train": 1 - val - test, "val": val, "test": test}
 
 
-def _assign_language(units: list[list[int]], labels: list[str], fractions: dict[str, float], active: list[str], out: list[str]) -> None:
+def _assign_language(
+    units: list[list[int]], labels: list[str], fractions: dict[str, float], active: list[str], out: list[str]
+) -> None:
     """Greedy quota filling for one language's groups, then the every-split repair."""
     n = sum(len(u) for u in units)
-    lang_target = {k: n * fractions[k] for k in active}
-    if len(units) >= len(active):
-        for k in active[1:]:
-            lang_target[k] = max(lang_target[k], 1.0)
-        lang_target[active[0]] = n - sum(lang_target[k] for k in active[1:])
+    lang_target = _quota(n, fractions, active, at_least_one=len(units) >= len(active))
     stratum_size = Counter[str]()
-    for unit, label in zip(units, labels):
+    for unit, label in zip(units, labels, strict=True):
         stratum_size[label] += len(unit)
+    stratum_target = {label: _quota(size, fractions, active) for label, size in stratum_size.items()}
     lang_count = Counter[str]()
     stratum_count: dict[str, Counter[str]] = defaultdict(Counter)
     placed: dict[str, list[list[int]]] = defaultdict(list)
-    for unit, label in zip(units, labels):
-        def behind(k: str, label: str = label) -> float:
-            return (stratum_size[label] * fractions[k] - stratum_count[label][k]) + (lang_target[k] - lang_count[k])
+    for unit, label in zip(units, labels, strict=True):
+
+        def behind(k: str, label: str = label) -> tuple[int, int]:
+            return stratum_target[label][k] - stratum_count[label][k], lang_target[k] - lang_count[k]
 
         best = max(active, key=behind)
         lang_count[best] += len(unit)
@@ -103,12 +107,34 @@ def _assign_language(units: list[list[int]], labels: list[str], fractions: dict[
                 out[i] = k
 
 
+def _quota(n: int, fractions: dict[str, float], active: list[str], at_least_one: bool = False) -> dict[str, int]:
+    """Whole-example targets summing to ``n`` (largest remainder), so no split gains or loses one to
+    floating point; with ``at_least_one`` every split but the first gets at least one."""
+    raw = {k: n * fractions[k] for k in active}
+    quota = {k: math.floor(raw[k] + 1e-9) for k in active}
+    for k in sorted(active, key=lambda k: quota[k] - raw[k])[: n - sum(quota.values())]:
+        quota[k] += 1
+    if at_least_one:
+        for k in active[1:]:
+            if quota[k] == 0:
+                quota[k] = 1
+                quota[active[0]] -= 1
+    return quota
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def split_dataset(source: str | Path, task: Task, out_dir: str | Path, val: float = 0.1, test: float = 0.1, seed: int = 0,
-                  stages: Stages = silent) -> dict[str, Any]:
+def split_dataset(
+    source: str | Path,
+    task: Task,
+    out_dir: str | Path,
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+    stages: Stages = silent,
+) -> dict[str, Any]:
     """Check ``source``, split it and write ``train/val/test.jsonl`` + ``data_report.json`` into
     ``out_dir`` (each file atomically, the report last so it always describes the files beside it).
     Returns the report."""
@@ -118,13 +144,16 @@ def split_dataset(source: str | Path, task: Task, out_dir: str | Path, val: floa
     if report.errors:
         listed = "\n  ".join(str(f) for f in report.findings if f.severity == "error")
         first = "\n  ".join(listed.split("\n  ")[:10])
-        raise DataError(f"{source}: {report.errors} error(s), not splitting:\n  {first}\n"
-                        f"fix them, or run `lingoforge data check {source} --task {task.name} --fix CLEAN.jsonl` and split CLEAN.jsonl")
+        raise DataError(
+            f"{source}: {report.errors} error(s), not splitting:\n  {first}\n"
+            f"fix them, or run `lingoforge data check {source} --task {task.name} --fix CLEAN.jsonl` "
+            "and split CLEAN.jsonl"
+        )
     if not report.records:
         raise DataError(f"{source}: no usable records to split")
     examples = cleaned_examples(report)
     names = assign_splits(examples, task, val, test, seed)
-    parts = {k: [e for e, name in zip(examples, names) if name == k] for k in SPLITS}
+    parts = {k: [e for e, name in zip(examples, names, strict=True) if name == k] for k in SPLITS}
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     for k in SPLITS:
@@ -141,12 +170,19 @@ def split_dataset(source: str | Path, task: Task, out_dir: str | Path, val: floa
         "languages": {k: dict(Counter(e.language or UNKNOWN_LANGUAGE for e in parts[k]).most_common()) for k in SPLITS},
         "primary_label": task.fields[0] if task.fields else None,
         "labels": {k: _labels(task, parts[k]) for k in SPLITS},
-        "missing_languages": {k: [lang for lang in languages if not any((e.language or UNKNOWN_LANGUAGE) == lang for e in parts[k])]
-                              for k in SPLITS if fractions[k] > 0},
+        "missing_languages": {
+            k: [lang for lang in languages if not any((e.language or UNKNOWN_LANGUAGE) == lang for e in parts[k])]
+            for k in SPLITS
+            if fractions[k] > 0
+        },
         "near_duplicate_groups": report.duplicates.get("near_groups", 0),
         "dropped_duplicates": len(report.records) - len(examples),
         "repaired": len(report.fixes),
-        "check": {"warnings": report.warnings, "issue_counts": report.counts_by_code(), "suggested_additions": report.suggestions},
+        "check": {
+            "warnings": report.warnings,
+            "issue_counts": report.counts_by_code(),
+            "suggested_additions": report.suggestions,
+        },
         "lingoforge_version": __version__,
     }
     write_json(out_dir / "data_report.json", result)

@@ -24,7 +24,7 @@ ARCHITECTURES = {"qwen2": "QWEN2", "llama": "LLAMA"}
 # Pre-tokenizer regexes of the HF tokenizers we support → llama.cpp's `tokenizer.ggml.pre` name.
 # The GGUF must split text exactly like the tokenizer the model was trained with, so we read the
 # tokenizer.json pre-tokenizer instead of assuming the upstream model's choice.
-_QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 _LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -65,7 +65,7 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any], model_type: str) -> str:
         return "smollm"
     if kinds == ["Split", "ByteLevel"]:
         regex = (parts[0].get("pattern") or {}).get("Regex")
-        if regex == _QWEN2_REGEX:
+        if regex == QWEN2_REGEX:
             return "qwen2"
         if regex == _LLAMA3_REGEX:
             return "llama-bpe"
@@ -87,7 +87,8 @@ def _vocab(tokenizer_json: dict[str, Any], n_rows: int) -> tuple[list[str], list
     for i, a in added.items():
         by_id[i] = a["content"]
     if max(by_id) >= n_rows:
-        raise LingoforgeError(f"the tokenizer has token id {max(by_id)} but the embedding matrix has only {n_rows} rows; "
+        raise LingoforgeError(f"the tokenizer has token id {max(by_id)} but the embedding matrix has only "
+                              f"{n_rows} rows; "
                               "resize the model's embeddings before export")
     tokens: list[str] = []
     types: list[int] = []
@@ -149,7 +150,7 @@ def _safetensor_files(folder: Path) -> list[Path]:
     raise LingoforgeError(f"{folder} has no model.safetensors (or index); save the model with save_pretrained first")
 
 
-def _permute_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
+def permute_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
     """HF llama q/k rows use the 'rotate half' rope layout; llama.cpp's llama arch wants interleaved pairs."""
     return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
             .swapaxes(1, 2).reshape(weights.shape))
@@ -197,9 +198,10 @@ class _TensorPlanner:
     def transform(self, hf_name: str, array: np.ndarray) -> np.ndarray:
         if self.arch_name == "llama":
             if hf_name.endswith("q_proj.weight"):
-                return _permute_rope(array, int(self.config["num_attention_heads"]))
+                return permute_rope(array, int(self.config["num_attention_heads"]))
             if hf_name.endswith("k_proj.weight"):
-                return _permute_rope(array, int(self.config.get("num_key_value_heads") or self.config["num_attention_heads"]))
+                kv_heads = self.config.get("num_key_value_heads") or self.config["num_attention_heads"]
+                return permute_rope(array, int(kv_heads))
         return array
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LingoforgeError
-from .gguf import ARCHITECTURES, _permute_rope
+from .gguf import ARCHITECTURES, permute_rope
 from .merge import check_adapter
 
 _PREFIX = "base_model.model."
@@ -61,7 +61,8 @@ def convert_adapter(adapter_dir: str | Path, base_config: dict[str, Any], out_pa
         with safe_open(str(weights), framework="pt") as st:
             for key in sorted(st.keys()):
                 if ".lora_A." not in key and ".lora_B." not in key:
-                    raise LingoforgeError(f"{weights}: tensor {key!r} is not a LoRA matrix; only LoRA A/B can be exported")
+                    raise LingoforgeError(f"{weights}: tensor {key!r} is not a LoRA matrix; "
+                                          "only LoRA A/B can be exported")
                 part = "lora_a" if ".lora_A." in key else "lora_b"
                 hf_name = key.removeprefix(_PREFIX).replace(".lora_A", "").replace(".lora_B", "")
                 gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight",))
@@ -69,7 +70,7 @@ def convert_adapter(adapter_dir: str | Path, base_config: dict[str, Any], out_pa
                     raise LingoforgeError(f"adapter tensor {key!r} targets {hf_name!r}, which has no GGUF name")
                 array = st.get_tensor(key).float().numpy()
                 if model_type == "llama" and part == "lora_b" and hf_name.endswith(("q_proj.weight", "k_proj.weight")):
-                    array = _permute_rope(array, heads if "q_proj" in hf_name else kv_heads)
+                    array = permute_rope(array, heads if "q_proj" in hf_name else kv_heads)
                 writer.add_tensor(f"{gguf_name}.{part}", np.ascontiguousarray(array, dtype=np.float32))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()

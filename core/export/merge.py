@@ -30,7 +30,8 @@ def check_adapter(adapter_dir: Path) -> dict[str, Any]:
         raise LingoforgeError(f"{adapter_dir} has no adapter_config.json; train the run first (`lingoforge train`)")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     if config.get("peft_type", "LORA") != "LORA":
-        raise LingoforgeError(f"{config_path}: peft_type {config.get('peft_type')!r} is not LoRA; only LoRA adapters export")
+        raise LingoforgeError(f"{config_path}: peft_type {config.get('peft_type')!r} is not LoRA; "
+                              "only LoRA adapters export")
     return config
 
 

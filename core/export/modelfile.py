@@ -62,10 +62,12 @@ def check_template(hf_renders: Sequence[tuple[Sequence[Mapping[str, str]], str]]
     for messages, expected in hf_renders:
         got = render_chatml(messages, system_default)
         if got != expected:
-            at = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected)))
+            at = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+                      min(len(got), len(expected)))
             raise LingoforgeError(
                 "the base model's chat template is not ChatML, so Ollama's TEMPLATE cannot reproduce the training "
-                f"prompt (first difference at character {at}: HF {expected[at:at + 40]!r} vs ChatML {got[at:at + 40]!r}); "
+                f"prompt (first difference at character {at}: HF {expected[at:at + 40]!r} "
+                f"vs ChatML {got[at:at + 40]!r}); "
                 "use a ChatML model (Qwen 2.5, SmolLM2)"
             )
 
@@ -90,12 +92,14 @@ class ServingConfig:
     num_ctx: int
     temperature: float = 0.0
     stop: tuple[str, ...] = STOP_TOKENS
+    adapter_file: str | None = None
 
     def __post_init__(self) -> None:
         check_value("TEMPLATE", self.template)
         check_value("system prompt", self.system)
-        if "/" in self.model_file or "\n" in self.model_file:
-            raise LingoforgeError(f"model file name {self.model_file!r} must be a plain file name beside the Modelfile")
+        for name in filter(None, (self.model_file, self.adapter_file)):
+            if "/" in name or "\n" in name:
+                raise LingoforgeError(f"model file name {name!r} must be a plain file name beside the Modelfile")
 
     def parameters(self) -> dict[str, Any]:
         """The ``parameters`` of Ollama's create API (same values as the Modelfile's PARAMETER lines)."""
@@ -104,7 +108,10 @@ class ServingConfig:
 
     def modelfile(self) -> str:
         """The Modelfile text (``FROM`` is relative to the Modelfile's folder)."""
-        lines = [f"FROM ./{self.model_file}", f'TEMPLATE """{self.template}"""']
+        lines = [f"FROM ./{self.model_file}"]
+        if self.adapter_file:
+            lines.append(f"ADAPTER ./{self.adapter_file}")
+        lines.append(f'TEMPLATE """{self.template}"""')
         if self.system:
             lines.append(f'SYSTEM """{self.system}"""')
         lines += [f'PARAMETER stop "{s}"' for s in self.stop]
@@ -113,11 +120,11 @@ class ServingConfig:
         return "\n".join(lines) + "\n"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model_file": self.model_file, "template": self.template, "system": self.system,
-                "parameters": self.parameters()}
+        return {"model_file": self.model_file, "adapter_file": self.adapter_file, "template": self.template,
+                "system": self.system, "parameters": self.parameters()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServingConfig:
         params = data["parameters"]
         return cls(data["model_file"], data["template"], data["system"], int(params["num_ctx"]),
-                   float(params["temperature"]), tuple(params["stop"]))
+                   float(params["temperature"]), tuple(params["stop"]), data.get("adapter_file"))

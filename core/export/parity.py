@@ -3,11 +3,12 @@
 Two checks, on the same test prompts built by ``lingoforge.prompts``:
 
 1. **F16 parity** (hard): llama.cpp must tokenize the rendered prompt into the same ids as the HF
-   tokenizer, and greedy decoding of the F16 GGUF must give the same tokens as greedy decoding of the
-   merged HF model. The first difference is reported as (example, token position, both tokens).
-   Both sides hold the same float16 weights but compute in different orders, so when HF's own top two
-   logits are within ``tie_tol`` at the diverging step the difference is a numerical tie, not an export
-   bug: it is counted and reported, and comparison of that example stops there.
+   tokenizer, greedy decoding of the F16 GGUF must give the same tokens as greedy decoding of the
+   merged HF model, and at every compared step the two next-token logit vectors must agree within
+   ``logit_tol`` of HF's logit range. The first difference is reported as (example, token position,
+   both tokens). Both sides hold the same float16 weights but compute in different orders, so when
+   HF's own top two logits are within ``tie_tol`` at the diverging step the difference is a numerical
+   tie, not an export bug: it is counted and reported, and comparison of that example stops there.
 2. **Quantization cost** (soft): per-language score of the quantized GGUF beside the HF model's, with a
    warning for any language that drops more than ``max_drop`` points.
 
@@ -18,7 +19,7 @@ the evaluation stack it is meant to validate.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from ..schema import parse_output
 from ..task import Example, Task
 from .modelfile import STOP_TOKENS
 
-DEFAULT_MAX_NEW_TOKENS = 96
+DEFAULT_MAX_NEW_TOKENS = 256  # room for a JSON answer with a short free-text field
 
 
 class ParityError(LingoforgeError):
@@ -40,7 +41,8 @@ class ParityError(LingoforgeError):
 
 @dataclass(frozen=True)
 class Divergence:
-    """Where HF and llama.cpp first disagree: ``kind`` is ``prompt`` (token ids) or ``greedy`` (generation)."""
+    """Where HF and llama.cpp first disagree: ``kind`` is ``prompt`` (token ids), ``greedy`` (generated token)
+    or ``logits`` (same token so far, but the next-token logits are too far apart)."""
 
     example: int
     kind: str
@@ -49,9 +51,12 @@ class Divergence:
     gguf_token: int | None
     hf_piece: str
     gguf_piece: str
-    margin: float | None = None
+    margin: float | None = None  # greedy: HF's logit gap between the two tokens; logits: the relative drift
 
     def __str__(self) -> str:
+        if self.kind == "logits":
+            return (f"example {self.example}, generated token {self.position}: next-token logits differ by "
+                    f"{self.margin:.3g} of HF's logit range (both pick {self.hf_token} {self.hf_piece!r} so far)")
         what = "prompt token" if self.kind == "prompt" else "generated token"
         return (f"example {self.example}, {what} {self.position}: HF {self.hf_token} {self.hf_piece!r} vs "
                 f"GGUF {self.gguf_token} {self.gguf_piece!r}")
@@ -64,6 +69,7 @@ class ParityResult:
     examples: int
     prompt_tokens: int
     compared_tokens: int
+    max_logit_drift: float = 0.0
     ties: list[Divergence] = field(default_factory=list)
     failures: list[Divergence] = field(default_factory=list)
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -71,6 +77,7 @@ class ParityResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "prompt_tokens": self.prompt_tokens, "compared_tokens": self.compared_tokens,
+                "max_logit_drift": self.max_logit_drift,
                 "f16_parity": not self.failures, "failures": [asdict(d) for d in self.failures],
                 "numerical_ties": [asdict(d) for d in self.ties], "accuracy": self.accuracy, "warnings": self.warnings}
 
@@ -97,12 +104,14 @@ class HFReference:
 
     def greedy(self, ids: Sequence[int], max_new_tokens: int) -> tuple[list[int], list[np.ndarray]]:
         """Greedy tokens (stop token included) and the raw logits of every step."""
+        from transformers import GenerationConfig
+
+        # A fresh config: a model's own generation_config may carry sampling settings or a repetition
+        # penalty (Qwen2.5-Instruct ships 1.05) that would make "greedy" differ from llama.cpp's argmax.
+        config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.stop_ids,
+                                  pad_token_id=self.stop_ids[0], output_logits=True, return_dict_in_generate=True)
         with self.torch.no_grad():
-            out = self.model.generate(
-                self.torch.tensor([list(ids)]), max_new_tokens=max_new_tokens, do_sample=False,
-                eos_token_id=self.stop_ids, pad_token_id=self.stop_ids[0], output_logits=True,
-                return_dict_in_generate=True,
-            )
+            out = self.model.generate(self.torch.tensor([list(ids)]), generation_config=config)
         tokens = out.sequences[0, len(ids):].tolist()
         return tokens, [step[0].float().numpy() for step in out.logits]
 
@@ -118,12 +127,13 @@ class GGUFModel:
 
     def __init__(self, path: str | Path, n_ctx: int = 2048, lora_path: str | Path | None = None) -> None:
         try:
-            from llama_cpp import Llama
+            import llama_cpp
         except ImportError:
             raise LingoforgeError("export parity needs llama-cpp-python: pip install 'lingoforge[llamacpp]'") from None
+        self._llama_cpp = llama_cpp
         kwargs: dict[str, Any] = {"lora_path": str(lora_path)} if lora_path else {}
         try:
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
         except ValueError as exc:
             raise LingoforgeError(f"llama.cpp cannot load {path}: {exc}") from None
         self.stop_ids = {self.llm.token_eos(), *(self._single_id(t) for t in STOP_TOKENS)} - {None}
@@ -135,18 +145,34 @@ class GGUFModel:
     def prompt_ids(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def greedy(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
-        """Argmax decoding with no sampler in between (no repeat penalty, no top-k), stop token included."""
+    def greedy(self, ids: Sequence[int], max_new_tokens: int,
+               reference: Sequence[np.ndarray] = ()) -> tuple[list[int], list[float]]:
+        """Argmax decoding with no sampler in between (no repeat penalty, no top-k), stop token included.
+
+        With ``reference`` logits (HF's, step by step) also returns, per step, the largest absolute logit
+        difference divided by the reference's logit range: a scale-free measure of how far the GGUF's
+        whole next-token distribution is from HF's, not only its argmax.
+        """
         self.llm.reset()
         self.llm.eval(list(ids))
         tokens: list[int] = []
-        for _ in range(max_new_tokens):
-            token = int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+        drift: list[float] = []
+        for step in range(max_new_tokens):
+            logits = self._last_logits()
+            if step < len(reference):
+                ref = reference[step]
+                drift.append(float(np.abs(logits - ref).max() / max(float(ref.max() - ref.min()), 1e-6)))
+            token = int(np.argmax(logits))
             tokens.append(token)
             if token in self.stop_ids:
                 break
             self.llm.eval([token])
-        return tokens
+        return tokens, drift
+
+    def _last_logits(self) -> np.ndarray:
+        """Logits of the last evaluated position, straight from llama.cpp (llama-cpp-python keeps none by default)."""
+        pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),))
 
     def piece(self, token: int | None) -> str:
         return "" if token is None else self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
@@ -170,12 +196,19 @@ def _at(seq: Sequence[int], i: int) -> int | None:
 
 
 def check_f16(hf: HFReference, gguf: GGUFModel, conversations: Sequence[Sequence[dict[str, str]]],
-              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, tie_tol: float = 1e-3,
-              progress: Callable[[int], None] | None = None) -> tuple[ParityResult, list[list[int]]]:
-    """Compare prompt ids and greedy tokens; returns the result and HF's greedy tokens (for scoring)."""
+              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, tie_tol: float = 1e-3, logit_tol: float = 1e-2,
+              progress: bool = False) -> tuple[ParityResult, list[list[int]]]:
+    """Compare prompt ids, greedy tokens and next-token logits; returns the result and HF's greedy tokens.
+
+    Greedy tokens alone can agree for a wrong model (an untrained model that always says the same token
+    does so with or without the adapter), so every compared step's logits must also be within
+    ``logit_tol`` of HF's, relative to HF's logit range (F16 export measures ~1e-4; a dropped adapter ~0.1).
+    """
+    from tqdm import tqdm
+
     result = ParityResult(examples=len(conversations), prompt_tokens=0, compared_tokens=0)
     hf_outputs: list[list[int]] = []
-    for index, messages in enumerate(conversations):
+    for index, messages in enumerate(tqdm(conversations, desc="F16 parity", unit="example", disable=not progress)):
         text = hf.render(messages)
         hf_ids, gguf_ids = hf.prompt_ids(text), gguf.prompt_ids(text)
         result.prompt_tokens += len(hf_ids)
@@ -186,20 +219,33 @@ def check_f16(hf: HFReference, gguf: GGUFModel, conversations: Sequence[Sequence
             hf_outputs.append([])
             continue
         hf_tokens, hf_logits = hf.greedy(hf_ids, max_new_tokens)
-        gguf_tokens = gguf.greedy(gguf_ids, max_new_tokens)
+        gguf_tokens, drift = gguf.greedy(gguf_ids, max_new_tokens, hf_logits)
         hf_outputs.append(hf_tokens)
         at = _first_difference(hf_tokens, gguf_tokens)
-        result.compared_tokens += len(hf_tokens) if at is None else at
-        if at is not None:
+        compared = len(hf_tokens) if at is None else at
+        result.compared_tokens += compared
+        result.max_logit_drift = max([result.max_logit_drift, *drift[:compared + 1]])
+        far = next((i for i, d in enumerate(drift[:compared + 1]) if d > logit_tol), None)
+        if far is not None and (at is None or far < at):
+            token = _at(hf_tokens, far)
+            result.failures.append(Divergence(index, "logits", far, token, _at(gguf_tokens, far), hf.piece(token),
+                                              hf.piece(_at(gguf_tokens, far)), drift[far]))
+        elif at is not None:
             a, b = _at(hf_tokens, at), _at(gguf_tokens, at)
             margin = None
             if a is not None and b is not None and at < len(hf_logits):
                 margin = float(hf_logits[at][a] - hf_logits[at][b])
             divergence = Divergence(index, "greedy", at, a, b, hf.piece(a), gguf.piece(b), margin)
             (result.ties if margin is not None and margin <= tie_tol else result.failures).append(divergence)
-        if progress:
-            progress(1)
     return result, hf_outputs
+
+
+def greedy_texts(model: GGUFModel, prompts: Sequence[str], max_new_tokens: int, progress: bool = False) -> list[str]:
+    """Greedy answers of a GGUF for already-rendered prompts (the quantized model's side of the accuracy table)."""
+    from tqdm import tqdm
+
+    return [model.text(model.greedy(model.prompt_ids(p), max_new_tokens)[0])
+            for p in tqdm(prompts, desc="quantized answers", unit="example", disable=not progress)]
 
 
 def language_scores(task: Task, examples: Sequence[Example], texts: Sequence[str]) -> dict[str, float]:

@@ -21,6 +21,7 @@ from .lora import base_config, convert_adapter
 from .merge import merge
 from .modelfile import ServingConfig, check_template, default_system, go_template, probe_messages
 from .parity import (
+    DEFAULT_MAX_NEW_TOKENS,
     GGUFModel,
     HFReference,
     ParityError,
@@ -28,10 +29,12 @@ from .parity import (
     check_f16,
     compare_accuracy,
     conversations_for,
+    greedy_texts,
 )
 from .quantize import QUANTS, quantize
 
 DEFAULT_NUM_CTX = 2048
+PARITY_N_CTX = 2048
 MANIFEST = "export.json"
 
 
@@ -46,7 +49,7 @@ def run_task(run: dict[str, Any]) -> Task:
     return get_task(str(name))
 
 
-def test_examples(folder: RunFolder, n: int) -> list[Example]:
+def load_test_examples(folder: RunFolder, n: int) -> list[Example]:
     """The first ``n`` examples of ``data/test.jsonl`` (the split training never saw)."""
     path = folder.data / "test.jsonl"
     if not path.is_file():
@@ -74,11 +77,12 @@ def context_length(folder: RunFolder, model_dir: Path) -> tuple[int, str]:
 
 
 def serving_config(task: Task, hf: HFReference, conversations: Sequence[Sequence[dict[str, str]]],
-                   model_file: str, num_ctx: int) -> ServingConfig:
+                   model_file: str, num_ctx: int, adapter_file: str | None = None) -> ServingConfig:
     """The Ollama TEMPLATE/SYSTEM/PARAMETERs, after checking the template renders the training prompts exactly."""
     system_default = default_system(hf.render(probe_messages()))
     check_template([(m, hf.render(m)) for m in conversations], system_default)
-    return ServingConfig(model_file, go_template(system_default), task.system_prompt, num_ctx)
+    return ServingConfig(model_file, go_template(system_default), task.system_prompt, num_ctx,
+                         adapter_file=adapter_file)
 
 
 def _check_embedded_template(gguf: GGUFModel, hf: HFReference, path: Path) -> None:
@@ -89,7 +93,7 @@ def _check_embedded_template(gguf: GGUFModel, hf: HFReference, path: Path) -> No
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: str = "q5_k_m", parity_n: int = 8,
                adapter_only: bool = False, examples: Sequence[Example] | None = None,
-               max_new_tokens: int = 96, progress: bool = True) -> dict[str, Any]:
+               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True) -> dict[str, Any]:
     """Export a trained run for Ollama and prove parity; returns (and writes) the export manifest.
 
     Raises ``ParityError`` (after writing ``parity.json``) when the F16 GGUF does not reproduce HF.
@@ -105,7 +109,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     out = Path(out_dir) if out_dir else folder.export
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    chosen = list(examples) if examples is not None else test_examples(folder, parity_n)
+    chosen = list(examples) if examples is not None else load_test_examples(folder, parity_n)
     timings: dict[str, float] = {}
 
     def step(name: str, started: float) -> None:
@@ -137,16 +141,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     hf = HFReference(reference_dir)
     conversations = conversations_for(task, chosen)
     num_ctx, num_ctx_source = context_length(folder, reference_dir)
-    serving = serving_config(task, hf, conversations, quantized.path.name, num_ctx)
-    n_ctx = max(num_ctx, 512)
+    serving = serving_config(task, hf, conversations, quantized.path.name, num_ctx, lora.name if lora else None)
+    n_ctx = max(num_ctx, PARITY_N_CTX)  # parity needs room for the prompt and a full answer
     f16_model = GGUFModel(f16_path, n_ctx=n_ctx, lora_path=lora)
     _check_embedded_template(f16_model, hf, f16_path)
-    result, hf_tokens = check_f16(hf, f16_model, conversations, max_new_tokens)
+    result, hf_tokens = check_f16(hf, f16_model, conversations, max_new_tokens, progress=progress)
     f16_model.close()
     if not result.failures:
         quant_model = GGUFModel(quantized.path, n_ctx=n_ctx, lora_path=lora)
-        quant_texts = [quant_model.text(quant_model.greedy(quant_model.prompt_ids(hf.render(m)), max_new_tokens))
-                       for m in conversations]
+        quant_texts = greedy_texts(quant_model, [hf.render(m) for m in conversations], max_new_tokens, progress)
         quant_model.close()
         result.accuracy, result.warnings = compare_accuracy(task, chosen, [hf.text(x) for x in hf_tokens], quant_texts)
     step("parity", t)
@@ -156,18 +159,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
                           + "; ".join(str(d) for d in result.failures[:3])
                           + f" (details in {out / 'parity.json'})")
 
-    modelfile = serving.modelfile()
-    if lora is not None:
-        modelfile = modelfile.replace("\nTEMPLATE", f"\nADAPTER ./{lora.name}\nTEMPLATE", 1)
-    write_text(out / "Modelfile", modelfile)
-    manifest = _manifest(folder.root, task, quant, quantized.as_dict(), serving, lora, num_ctx_source, result, timings, adapter_only)
+    write_text(out / "Modelfile", serving.modelfile())
+    manifest = _manifest(folder.root, task, quant, quantized.as_dict(), serving, lora, num_ctx_source, result,
+                         timings, adapter_only)
     write_json(out / MANIFEST, manifest)
     folder.update(export={"dir": str(out), "quant": quant, "f16_parity": True, "warnings": result.warnings})
     return manifest
 
 
-def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig, lora: Path | None,
-              num_ctx_source: str, result: ParityResult, timings: dict[str, float], adapter_only: bool) -> dict[str, Any]:
+def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig,
+              lora: Path | None, num_ctx_source: str, result: ParityResult, timings: dict[str, float],
+              adapter_only: bool) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir.resolve()),
         "task": {"name": task.name, "version": task.version},
@@ -179,6 +181,7 @@ def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any
         "serving": serving.as_dict(),
         "num_ctx_source": num_ctx_source,
         "parity": {"examples": result.examples, "compared_tokens": result.compared_tokens,
+                   "max_logit_drift": result.max_logit_drift,
                    "numerical_ties": len(result.ties), "accuracy": result.accuracy, "warnings": result.warnings},
         "timings_s": timings,
     }

@@ -51,7 +51,8 @@ def inspect(path: Path, quant: str) -> QuantReport:
     return QuantReport(path, quant, dict(sorted(types.items())), fallbacks)
 
 
-def quantize(f16_path: str | Path, out_path: str | Path, quant: str = "q5_k_m", threads: int | None = None) -> QuantReport:
+def quantize(f16_path: str | Path, out_path: str | Path, quant: str = "q5_k_m",
+             threads: int | None = None) -> QuantReport:
     """Quantize ``f16_path`` to ``quant`` with ``llama_cpp.llama_model_quantize`` (atomic; F16 is a copy)."""
     if quant not in QUANTS:
         raise LingoforgeError(f"unknown quantization {quant!r}; choose one of {', '.join(QUANTS)}")

@@ -1,0 +1,96 @@
+"""Deploy to a real Ollama server (built from the Go module proxy) and talk to it like a user would.
+
+Each check compares Ollama with an independent reference: the rendered prompt with the HF chat template,
+the schema-constrained answers with llama.cpp on the same GGUF, the Modelfile with what the API created.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from lingoforge import get_task
+from lingoforge.deploy import deploy
+from lingoforge.export.pipeline import load_test_examples
+from lingoforge.prompts import prompt_messages, user_text
+from lingoforge.runfolder import RunFolder
+from test_export import TASK, smollm2_export, smollm2_run, tiny_export, tiny_run  # noqa: F401
+
+pytestmark = pytest.mark.ollama
+
+
+def _rendered_by_ollama(url: str, model: str, user: str) -> str:
+    """The prompt Ollama's TEMPLATE renders for one user message (its SYSTEM added by the server)."""
+    response = httpx.post(f"{url}/api/chat", json={"model": model, "messages": [{"role": "user", "content": user}],
+                                                   "stream": False, "_debug_render_only": True}, timeout=120)
+    response.raise_for_status()
+    return str(response.json()["_debug_info"]["rendered_template"])
+
+
+def _check_prompt_equals_training(url: str, model: str, run: Path) -> None:
+    from transformers import AutoTokenizer
+
+    task = get_task(TASK)
+    tokenizer = AutoTokenizer.from_pretrained(str(run / "export" / "merged"))
+    for example in load_test_examples(RunFolder(run), 3):
+        expected = tokenizer.apply_chat_template(prompt_messages(task, example.input, example.instruction),
+                                                 tokenize=False, add_generation_prompt=True)
+        assert _rendered_by_ollama(url, model, user_text(example.instruction, example.input)) == expected
+
+
+def test_tiny_qwen2_deploy_chat_and_rerun(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+    summary = deploy(tiny_run, "lf-tiny-qwen2", host=ollama_server.url)
+    assert summary["uploaded"] == {"model-q5_k_m.gguf": True}
+    assert len(summary["checks"]) == 4 and all(c["same"] and c["ollama_valid"] for c in summary["checks"])
+    assert summary["run"] == f"OLLAMA_HOST={ollama_server.url} ollama run lf-tiny-qwen2"
+    _check_prompt_equals_training(ollama_server.url, "lf-tiny-qwen2", tiny_run)
+    again = deploy(tiny_run, "lf-tiny-qwen2:again", host=ollama_server.url, n_check=1)
+    assert again["uploaded"] == {"model-q5_k_m.gguf": False}  # content-addressed: nothing re-sent
+
+
+def test_tiny_qwen2_prompt_token_ids_match_hf(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+    """Ollama's `context` holds the token ids it fed the model: they start with exactly HF's prompt ids."""
+    import ollama
+    from transformers import AutoTokenizer
+
+    deploy(tiny_run, "lf-tiny-qwen2", host=ollama_server.url, n_check=1)
+    task = get_task(TASK)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_run / "export" / "merged"))
+    example = load_test_examples(RunFolder(tiny_run), 1)[0]
+    text = tokenizer.apply_chat_template(prompt_messages(task, example.input, example.instruction), tokenize=False,
+                                         add_generation_prompt=True)
+    hf_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    response = ollama.Client(host=ollama_server.url).generate(
+        model="lf-tiny-qwen2", prompt=user_text(example.instruction, example.input),
+        options={"num_predict": 1, "temperature": 0})
+    assert list(response.context[: len(hf_ids)]) == hf_ids
+
+
+def test_modelfile_creates_the_same_model(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+    """The written Modelfile, fed to the real `ollama create`, gives the template/system/params the API set."""
+    import ollama
+
+    subprocess.run([str(ollama_server.binary), "create", "lf-from-modelfile", "-f", "Modelfile"],
+                   cwd=tiny_run / "export", env=ollama_server.env, check=True, capture_output=True, timeout=300)
+    client = ollama.Client(host=ollama_server.url)
+    shown = client.show("lf-from-modelfile")
+    assert shown.template == tiny_export["serving"]["template"]
+    assert get_task(TASK).system_prompt in (shown.modelfile or "")
+    assert 'stop "<|im_end|>"' in (shown.parameters or "") and "num_ctx 2048" in (shown.parameters or "")
+
+
+@pytest.mark.slow
+def test_smollm2_deploy_and_ollama_run_cli(ollama_server, smollm2_run: Path, smollm2_export: dict) -> None:  # noqa: F811
+    summary = deploy(smollm2_run, "lf-smollm2-tickets", host=ollama_server.url)
+    assert all(c["same"] and c["ollama_valid"] for c in summary["checks"])
+    _check_prompt_equals_training(ollama_server.url, "lf-smollm2-tickets", smollm2_run)
+
+    # What a user does next: the printed `ollama run NAME` line, with a ticket. An untrained 135M model
+    # does not follow the task, so the CLI's own JSON constraint (--format json) is what makes it JSON.
+    ticket = "Classify this support ticket as JSON: My parcel ORD-1234 never arrived, please help."
+    done = subprocess.run([str(ollama_server.binary), "run", "lf-smollm2-tickets", "--format", "json", ticket],
+                          env=ollama_server.env, capture_output=True, text=True, timeout=300, check=True)
+    assert isinstance(json.loads(done.stdout), dict), done.stdout

@@ -1,0 +1,68 @@
+"""``lingoforge run``: the whole pipeline on the real SmolLM2-135M, killed during training and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lingoforge.pipeline import STAGES
+
+ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "60", "--languages", "en,de,es", "--epochs", "1",
+        "--lr", "5e-4", "--save-steps", "2", "--eval-limit", "6", "--eval-max-new-tokens", "48", "--parity-n", "2",
+        "--quant", "q8_0"]
+
+
+def _run(out: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lingoforge.cli", "run", *ARGS, "-o", str(out), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.mark.slow
+def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm2_dir: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python (the llamacpp extra)")
+    out = tmp_path / "demo"
+    first = _run(out)
+    checkpoints = out / "adapter" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and first.poll() is None:
+        if any(p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in checkpoints.glob("*")):
+            break
+        time.sleep(0.5)
+    assert first.poll() is None, "the run ended before it wrote a checkpoint:\n" + (first.stdout.read() if first.stdout else "")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))["pipeline"]
+    assert {"data", "split", "tokens", "plan"} <= set(recorded) and "train" not in recorded
+
+    second = _run(out, "--json")
+    output, _ = second.communicate(timeout=1800)
+    assert second.returncode == 0, output
+    assert "data: up to date, skipped" in output and "resuming training from the last checkpoint" in output
+    summary = json.loads(output[output.index("\n{") + 1:])
+
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert set(run["pipeline"]) == set(STAGES) - {"deploy"}
+    tuned = json.loads((out / "eval" / "report.json").read_text(encoding="utf-8"))
+    base = json.loads((out / "eval" / "base" / "report.json").read_text(encoding="utf-8"))
+    assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8")) | {
+        "seconds_this_invocation": summary["seconds_this_invocation"]}
+    assert summary["overall"] == {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]}
+    assert set(summary["languages"]) == {"en", "de", "es"}
+    for lang, row in summary["languages"].items():
+        assert row["fine_tuned"] == tuned["languages"][lang]["primary"]
+    assert summary["files"] == {p.name: p.stat().st_size for p in (out / "export").glob("*.gguf")}
+    assert "model-q8_0.gguf" in summary["files"] and Path(summary["modelfile"]).is_file()
+    assert summary["parity"]["examples"] == 2
+
+    third = _run(out, "--json")
+    output, _ = third.communicate(timeout=600)
+    assert third.returncode == 0, output
+    assert all(f"{stage}: up to date, skipped" in output for stage in set(STAGES) - {"deploy"})

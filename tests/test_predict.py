@@ -1,0 +1,155 @@
+"""Batch prediction: inputs and ids, constrained retry of invalid answers, crash-safe resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lingoforge.backends import Backend, Generation
+from lingoforge.errors import DataError
+from lingoforge.predict import completed_ids, parse_inputs, predict, read_inputs
+from lingoforge.yaml_task import load_yaml_task
+
+TASK_YAML = """
+name: tickets
+languages: [en, es]
+instruction: Classify the ticket.
+fields:
+  category: {type: enum, labels: [shipping, billing, tech]}
+"""
+
+
+@pytest.fixture
+def task(tmp_path: Path):
+    path = tmp_path / "tickets.yaml"
+    path.write_text(TASK_YAML, encoding="utf-8")
+    return load_yaml_task(path)
+
+
+class FlakyBackend(Backend):
+    """Answers junk unconstrained for inputs containing 'hard', valid JSON otherwise; can die mid-run."""
+
+    name = "flaky"
+
+    def __init__(self, die_on_call: int | None = None) -> None:
+        super().__init__("flaky")
+        self.calls: list[tuple[list[str], bool]] = []
+        self.die_on_call = die_on_call
+
+    def generate(
+        self,
+        batch: Sequence[Sequence[Mapping[str, str]]],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = 256,
+    ) -> list[Generation]:
+        texts = [conv[-1]["content"].split("\n\n")[-1] for conv in batch]
+        self.calls.append((texts, schema is not None))
+        if self.die_on_call is not None and len(self.calls) == self.die_on_call:
+            raise KeyboardInterrupt
+        return [
+            Generation("no idea" if "hard" in t and schema is None else '{"category": "tech"}', 0.01, 3) for t in texts
+        ]
+
+
+def test_inputs_jsonl_csv_stdin_and_ids() -> None:
+    jsonl = '{"id": "a", "input": "x"}\n\n{"text": "y", "language": "es"}\n"plain string"\n'
+    items = parse_inputs(jsonl, "in.jsonl")
+    assert [(i.id, i.text, i.language) for i in items] == [("a", "x", None), (3, "y", "es"), (4, "plain string", None)]
+    rows = parse_inputs('id,input\nr1,"multi\nline"\n,second\n', "in.csv")
+    assert [(i.id, i.text) for i in rows] == [("r1", "multi\nline"), (2, "second")]
+    assert [i.text for i in read_inputs("-", io.StringIO('{"input": "from stdin"}\n'))] == ["from stdin"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"id": 1, "input": "x"}\n{"id": 1, "input": "y"}\n', "appears twice"),
+        ('{"input": "x"}\n{oops\n', r"in.jsonl:2: not valid JSON"),
+        ('{"body": "x"}\n', "no `input`"),
+    ],
+)
+def test_bad_inputs_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        parse_inputs(text, "in.jsonl")
+
+
+def test_partial_trailing_line_is_cut_before_resuming(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": 1, "output": null, "valid": false}\n{"id": 2, "outp')
+    assert completed_ids(out) == {"1"}
+    assert out.read_text() == '{"id": 1, "output": null, "valid": false}\n'
+
+
+def test_invalid_answers_are_retried_once_constrained(task, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": f"t{i}", "input": "hard" if i == 2 else "easy"}) + "\n" for i in range(5))
+    )
+    backend = FlakyBackend()
+    summary = predict(backend, task, source, tmp_path / "out.jsonl", concurrency=2)
+    assert (summary["written"], summary["valid"], summary["retried"], summary["invalid"]) == (5, 5, 1, 0)
+    assert backend.calls[1] == (["hard", "easy"], False) and backend.calls[2] == (["hard"], True)
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["t0", "t1", "t2", "t3", "t4"]
+    assert lines[2] == {"id": "t2", "output": {"category": "tech"}, "valid": True, "retried": True}
+
+
+def test_interrupted_run_resumes_without_duplicates(task, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"input": f"ticket {i}"}) + "\n" for i in range(7)))
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        predict(FlakyBackend(die_on_call=3), task, source, out, concurrency=2)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [1, 2, 3, 4]
+    resumed = FlakyBackend()
+    summary = predict(resumed, task, source, out, concurrency=2)
+    assert (summary["skipped"], summary["written"]) == (4, 3)
+    assert [t for texts, _ in resumed.calls for t in texts] == ["ticket 4", "ticket 5", "ticket 6"]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [1, 2, 3, 4, 5, 6, 7]
+    assert predict(FlakyBackend(), task, source, out)["written"] == 0
+
+
+@pytest.mark.slow
+def test_predict_cli_resumes_after_sigkill(task, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """Kill the real command mid-file; the rerun completes every id exactly once and every line parses."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "input": f"ticket number {i}"}) + "\n" for i in range(60)))
+    out = tmp_path / "out.jsonl"
+    command = [
+        sys.executable,
+        "-c",
+        "from lingoforge.cli import main; main()",
+        "predict",
+        str(tiny_qwen2_dir),
+        str(source),
+        "--task",
+        task.source,
+        "-o",
+        str(out),
+        "--concurrency",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--constrained",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = out.read_text().count("\n")
+    assert 3 <= first < 60
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == list(range(60))

@@ -152,7 +152,7 @@ def bench_lmfe(hf: Any, convs: list[list[dict[str, str]]], max_new: int) -> dict
 
         integration = "imports"
     except ImportError as exc:
-        integration = f"does not import: {exc.__cause__ or exc}"
+        integration = f"does not import: {exc.__context__ or exc}"
 
     tok = hf.tokenizer
     start = time.perf_counter()

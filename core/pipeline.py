@@ -149,7 +149,7 @@ class Pipeline:
         o = self.o
 
         def action() -> Any:
-            from .models import resolve_base
+            from .models import materialize, resolve_base
             from .plan import plan
             from .train import make_config
 
@@ -160,7 +160,7 @@ class Pipeline:
 
             cuda = torch.cuda.is_available()
             four_bit = cuda if cfg.load_in_4bit is None else cfg.load_in_4bit
-            estimate = plan(base.preset or base.location, rank=cfg.rank, max_len=cfg.max_len or tokens["max_seq_length"],
+            estimate = plan(base.preset or materialize(base), rank=cfg.rank, cuda=cuda, max_len=cfg.max_len or tokens["max_seq_length"],
                             batch_size=cfg.batch_size, load_in_4bit=four_bit, epochs=cfg.epochs,
                             weight_bytes=2 if cuda else 4)
             return {k: v for k, v in estimate.items() if isinstance(v, (int, float, str, type(None)))}

@@ -195,11 +195,13 @@ def plan(
     tflops: float | None = None,
     utilisation: float = DEFAULT_UTILISATION,
     weight_bytes: int = 2,
+    cuda: bool = True,
 ) -> dict[str, Any]:
     """Peak training memory (GB, 1e9 bytes) by component, and time per epoch when a throughput is known.
 
     ``longest_batch_tokens`` is the token count of the longest possible micro-batch; without data it is
-    ``batch_size x max_len``. ``weight_bytes`` is the size of unquantized weights (2 for bf16, 4 for fp32 on CPU).
+    ``batch_size x max_len``. ``weight_bytes`` is the size of unquantized weights (2 for bf16, 4 for fp32 on CPU);
+    ``cuda=False`` (training on CPU) drops the CUDA context.
     """
     s = shape_of(model)
     tokens = longest_batch_tokens or batch_size * max_len
@@ -226,8 +228,9 @@ def plan(
         "lora_weights_grads_adamw": s.lora_params(rank) * lora_bytes,
         "activations": activations + backward_transient,
         "lm_head_output": head,
-        "cuda_context": CUDA_CONTEXT_GB * GB,
     }
+    if cuda:
+        parts["cuda_context"] = CUDA_CONTEXT_GB * GB
     subtotal = sum(parts.values())
     parts["fragmentation"] = subtotal * FRAGMENTATION
     peak = sum(parts.values())

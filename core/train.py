@@ -13,9 +13,10 @@ report (``data/tokens.json`` key ``max_seq_length``), else 2048.
 Precision. On CUDA the base model is loaded in 4-bit NF4 with double quantization and bf16 compute, with
 gradient checkpointing: this is what makes a 7B model fit in about 12 GB. On CPU the default is a plain
 fp32 LoRA (no 4-bit, no gradient checkpointing): bitsandbytes does run NF4 on CPU, and ``--4bit`` keeps that
-path available (the tests use it), but it dequantizes every weight on every forward and backward and was
-measured slower per step on SmolLM2-135M (see ``CPU_4BIT_MEASUREMENT``); memory is rarely what limits a CPU run
-of the small models one trains on a CPU.
+path available (the tests train with it), but it dequantizes every weight for every matmul, forward and
+backward, while memory is rarely what limits the small models one trains on a CPU. ``bench/bench_train.py``
+times both (``cpu_precision`` in ``bench/results/train_cpu.json``); on the shared 2-core development machine
+the run could not complete in time, so the choice rests on that reasoning until the figure is recorded.
 
 Throughput. Sequences are never padded: the collator concatenates a micro-batch into one row with position
 ids restarting at each example (``padding_free``), which transformers turns into a block-diagonal causal mask
@@ -802,6 +803,7 @@ def train(
         epochs=cfg.epochs,
         longest_batch_tokens=sum(lengths[: cfg.batch_size]),
         weight_bytes=2 if cuda else 4,
+        cuda=cuda,
     )
     available = device_memory_gb(cuda)
     if available is not None and estimate["peak_gb"] > available:

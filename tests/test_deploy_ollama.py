@@ -1,7 +1,8 @@
 """Deploy to a real Ollama server (built from the Go module proxy) and talk to it like a user would.
 
 Each check compares Ollama with an independent reference: the rendered prompt with the HF chat template,
-the schema-constrained answers with llama.cpp on the same GGUF, the Modelfile with what the API created.
+the prompt token ids with the HF tokenizer, the greedy answers with llama.cpp on the same GGUF, the
+Modelfile with what the API created; schema-constrained answers (format=<schema>) must parse.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def _check_prompt_equals_training(url: str, model: str, run: Path) -> None:
 def test_tiny_qwen2_deploy_chat_and_rerun(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
     summary = deploy(tiny_run, "lf-tiny-qwen2", host=ollama_server.url)
     assert summary["uploaded"] == {"model-q5_k_m.gguf": True}
-    assert len(summary["checks"]) == 4 and all(c["same"] and c["ollama_valid"] for c in summary["checks"])
+    # Same greedy answers as llama.cpp on the same file. (This untrained model repeats "\n", which Ollama
+    # cuts after 30 repeats, so its answers are prefixes and its constrained JSON is cut short too.)
+    assert len(summary["checks"]) == 4 and all(c["same"] for c in summary["checks"])
     assert summary["run"] == f"OLLAMA_HOST={ollama_server.url} ollama run lf-tiny-qwen2"
     _check_prompt_equals_training(ollama_server.url, "lf-tiny-qwen2", tiny_run)
     again = deploy(tiny_run, "lf-tiny-qwen2:again", host=ollama_server.url, n_check=1)
@@ -66,7 +69,11 @@ def test_tiny_qwen2_prompt_token_ids_match_hf(ollama_server, tiny_run: Path, tin
     response = ollama.Client(host=ollama_server.url).generate(
         model="lf-tiny-qwen2", prompt=user_text(example.instruction, example.input),
         options={"num_predict": 1, "temperature": 0})
-    assert list(response.context[: len(hf_ids)]) == hf_ids
+    # Ollama re-tokenizes prompt + answer together for `context`, so the prompt's final "\n" may merge with
+    # an answer that starts with "\n" (this untrained model's favourite token): compare up to it, then text.
+    context = list(response.context)
+    assert context[: len(hf_ids) - 1] == hf_ids[:-1]
+    assert tokenizer.decode(context[len(hf_ids) - 1:]).startswith(tokenizer.decode(hf_ids[-1:]))
 
 
 def test_modelfile_creates_the_same_model(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
@@ -79,13 +86,16 @@ def test_modelfile_creates_the_same_model(ollama_server, tiny_run: Path, tiny_ex
     shown = client.show("lf-from-modelfile")
     assert shown.template == tiny_export["serving"]["template"]
     assert get_task(TASK).system_prompt in (shown.modelfile or "")
-    assert 'stop "<|im_end|>"' in (shown.parameters or "") and "num_ctx 2048" in (shown.parameters or "")
+    parameters = " ".join((shown.parameters or "").split())  # `show` pads names into columns
+    assert 'stop "<|im_end|>"' in parameters and 'stop "<|endoftext|>"' in parameters
+    assert "num_ctx 2048" in parameters and "temperature 0" in parameters and "repeat_penalty 1" in parameters
 
 
 @pytest.mark.slow
 def test_smollm2_deploy_and_ollama_run_cli(ollama_server, smollm2_run: Path, smollm2_export: dict) -> None:  # noqa: F811
     summary = deploy(smollm2_run, "lf-smollm2-tickets", host=ollama_server.url)
-    assert all(c["same"] and c["ollama_valid"] for c in summary["checks"])
+    assert all(c["same"] for c in summary["checks"]), summary["checks"]
+    assert all(c["constrained_valid"] for c in summary["checks"]), [c["constrained"] for c in summary["checks"]]
     _check_prompt_equals_training(ollama_server.url, "lf-smollm2-tickets", smollm2_run)
 
     # What a user does next: the printed `ollama run NAME` line, with a ticket. An untrained 135M model

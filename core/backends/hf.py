@@ -1,10 +1,14 @@
 """Transformers backend: batched greedy generation with left padding and the KV cache.
 
 Loads a merged (or base) model folder, or a base model with a PEFT adapter on top (merged into the
-weights after loading, so generation costs the same as for a merged model). Schema-constrained
-decoding uses xgrammar's logits processor: it was the one of the two structured-generation libraries
-measured (xgrammar, lm-format-enforcer) that works with transformers 5 as shipped, and its
-per-token mask costs little next to a CPU forward pass (see bench/bench_inference.py).
+weights after loading, so generation costs the same as for a merged model).
+
+Schema-constrained decoding uses xgrammar's logits processor. Measured against lm-format-enforcer on
+SmolLM2-135M (bench/bench_inference.py, 16 items, 2-core shared CPU): both gave 100% schema-valid
+answers at the same cost per token (194 vs 188 ms, within noise, the forward pass dominates), xgrammar
+sets up in 0.8 s vs 3.0 s, and lm-format-enforcer's transformers integration does not import under
+transformers 5 (``transformers.tokenization_utils.PreTrainedTokenizerBase`` moved), so it would need a
+hand-built tokenizer table.
 """
 
 from __future__ import annotations

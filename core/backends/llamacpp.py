@@ -60,8 +60,9 @@ class LlamaCppBackend(Backend):
         def one(conversation: Conversation) -> tuple[str, int]:
             # A stale KV cache from the previous prompt is reused by prefix; reset keeps runs independent.
             self.llm.reset()
+            messages: Any = [dict(m) for m in conversation]  # llama-cpp-python's TypedDicts, same shape
             response: Any = self.llm.create_chat_completion(
-                messages=[dict(m) for m in conversation],
+                messages=messages,
                 temperature=0.0,
                 max_tokens=max_new_tokens,
                 stop=list(STOP_TOKENS),

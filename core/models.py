@@ -172,6 +172,10 @@ def _dequantize(gguf: Path, target: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():  # another process finishing first is fine
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

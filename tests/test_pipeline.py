@@ -14,8 +14,8 @@ import pytest
 
 from lingoforge.pipeline import STAGES
 
-ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "60", "--languages", "en,de,es", "--epochs", "1",
-        "--lr", "5e-4", "--save-steps", "2", "--eval-limit", "6", "--eval-max-new-tokens", "48", "--parity-n", "2",
+ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "40", "--languages", "en,de", "--max-steps", "4",
+        "--lr", "5e-4", "--save-steps", "2", "--eval-limit", "4", "--eval-max-new-tokens", "32", "--parity-n", "2",
         "--quant", "q8_0"]
 
 
@@ -55,7 +55,7 @@ def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm
     assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8")) | {
         "seconds_this_invocation": summary["seconds_this_invocation"]}
     assert summary["overall"] == {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]}
-    assert set(summary["languages"]) == {"en", "de", "es"}
+    assert set(summary["languages"]) == {"en", "de"}
     for lang, row in summary["languages"].items():
         assert row["fine_tuned"] == tuned["languages"][lang]["primary"]
     assert summary["files"] == {p.name: p.stat().st_size for p in (out / "export").glob("*.gguf")}

@@ -48,6 +48,7 @@ from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, ModelSpec, get_backend, r
 from .errors import DataError
 from .prompts import prompt_messages
 from .schema import parse_output
+from .scoring import field_value
 from .task import Example, Task
 
 FORMAT = "lingoforge.eval/1"
@@ -157,16 +158,6 @@ def detect_languages(texts: Sequence[str], candidates: Sequence[str]) -> list[st
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def field_value(value: Mapping[str, Any] | None, dotted: str) -> Any:
-    """The value at a dotted path of a (possibly nested) answer; ``None`` where missing."""
-    node: Any = value
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
 
 
 def label(value: Any) -> str:

@@ -36,30 +36,6 @@ class Preset:
     context: int
     chat: bool
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
-
-    @property
-    def parameters(self) -> int:
-        """Parameter count from the figures (attention with q/k/v biases for qwen2, SwiGLU MLP, RMSNorm)."""
-        kv = self.kv_heads * self.head_dim
-        attn = self.hidden * self.hidden * 2 + self.hidden * kv * 2
-        if self.architecture == "qwen2":
-            attn += self.hidden + 2 * kv
-        mlp = 3 * self.hidden * self.intermediate
-        per_layer = attn + mlp + 2 * self.hidden
-        embed = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return self.layers * per_layer + embed + self.hidden
-
-    @property
-    def linear_shapes(self) -> list[tuple[int, int]]:
-        """(in, out) of every linear layer LoRA targets ("all-linear": attention + MLP, not the head)."""
-        kv = self.kv_heads * self.head_dim
-        per_layer = [(self.hidden, self.hidden), (self.hidden, kv), (self.hidden, kv), (self.hidden, self.hidden),
-                     (self.hidden, self.intermediate), (self.hidden, self.intermediate), (self.intermediate, self.hidden)]
-        return per_layer * self.layers
-
 
 _QWEN = {  # size: (layers, hidden, intermediate, heads, kv_heads, vocab, tied)
     "0.5b": (24, 896, 4864, 14, 2, 151936, True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 _PUNCT_SPACE = re.compile(r"[\s\W_]+", re.UNICODE)
@@ -31,3 +31,13 @@ def set_f1(pred: Iterable[Any], gold: Iterable[Any]) -> float:
         return 0.0
     precision, recall = tp / len(p), tp / len(g)
     return 2 * precision * recall / (precision + recall)
+
+
+def field_value(value: Mapping[str, Any] | None, dotted: str) -> Any:
+    """The value at a dotted path (``address.city``) of a possibly nested answer; ``None`` where missing."""
+    node: Any = value
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import LingoforgeError, TaskDefinitionError
-from .scoring import normalize_text, set_f1
+from .scoring import field_value, normalize_text, set_f1
 from .task import LANGUAGE_PATTERN, TASK_NAME_PATTERN, Example, Task
 
 FIELD_TYPES = ("enum", "text", "date", "list", "object")
@@ -117,15 +117,6 @@ def _scorers(spec: _Spec, fields: Mapping[str, Any], overrides: Mapping[str, Any
     return out
 
 
-def _get(value: Mapping[str, Any] | None, dotted: str) -> Any:
-    node: Any = value
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
 def make_scorer(leaves: Sequence[tuple[str, str, str]]) -> Any:
     """A scorer from (field, metric, kind) triples: exact, normalized-string match or set-F1."""
 
@@ -135,7 +126,7 @@ def make_scorer(leaves: Sequence[tuple[str, str, str]]) -> Any:
             if pred is None:
                 result[metric] = 0.0
                 continue
-            p, g = _get(pred, dotted), _get(gold, dotted)
+            p, g = field_value(pred, dotted), field_value(gold, dotted)
             if how == "exact":
                 result[metric] = float(p == g)
             elif how == "normalized":

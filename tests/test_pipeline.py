@@ -19,34 +19,45 @@ ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "40", "--languages", 
         "--quant", "q8_0"]
 
 
-def _run(out: Path, *extra: str) -> subprocess.Popen:
+def _run(out: Path, log: Path, *extra: str) -> subprocess.Popen:
+    """Start ``lingoforge run`` with its output in a file (a pipe could fill up and stall the run)."""
     return subprocess.Popen([sys.executable, "-m", "lingoforge.cli", "run", *ARGS, "-o", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _finish(proc: subprocess.Popen, log: Path, timeout: float) -> str:
+    proc.wait(timeout=timeout)
+    output = log.read_text(encoding="utf-8")
+    assert proc.returncode == 0, output[-5000:]
+    return output
+
+
+def _summary(output: str) -> dict:
+    """The --json summary: the last top-level JSON object (the trainer also prints dicts while logging)."""
+    return json.loads(output[output.rindex("\n{\n") + 1:])
 
 
 @pytest.mark.slow
 def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm2_dir: Path) -> None:
     pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python (the llamacpp extra)")
     out = tmp_path / "demo"
-    first = _run(out)
+    first = _run(out, tmp_path / "first.log")
     checkpoints = out / "adapter" / "checkpoints"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and first.poll() is None:
         if any(p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in checkpoints.glob("*")):
             break
         time.sleep(0.5)
-    assert first.poll() is None, "the run ended before it wrote a checkpoint:\n" + (first.stdout.read() if first.stdout else "")
+    assert first.poll() is None, "the run ended before it wrote a checkpoint:\n" + (tmp_path / "first.log").read_text()
     first.send_signal(signal.SIGKILL)
     first.wait()
     recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))["pipeline"]
     assert {"data", "split", "tokens", "plan"} <= set(recorded) and "train" not in recorded
 
-    second = _run(out, "--json")
-    output, _ = second.communicate(timeout=1800)
-    assert second.returncode == 0, output
+    output = _finish(_run(out, tmp_path / "second.log", "--json"), tmp_path / "second.log", 1800)
     assert "data: up to date, skipped" in output and "resuming training from the last checkpoint" in output
-    summary = json.loads(output[output.index("\n{") + 1:])
+    summary = _summary(output)
 
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert set(run["pipeline"]) == set(STAGES) - {"deploy"}
@@ -62,7 +73,6 @@ def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm
     assert "model-q8_0.gguf" in summary["files"] and Path(summary["modelfile"]).is_file()
     assert summary["parity"]["examples"] == 2
 
-    third = _run(out, "--json")
-    output, _ = third.communicate(timeout=600)
-    assert third.returncode == 0, output
+    output = _finish(_run(out, tmp_path / "third.log", "--json"), tmp_path / "third.log", 600)
+    assert _summary(output)["overall"] == summary["overall"]
     assert all(f"{stage}: up to date, skipped" in output for stage in set(STAGES) - {"deploy"})

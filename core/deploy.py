@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LingoforgeError
-from .export.modelfile import STOP_TOKENS, ServingConfig
+from .export.modelfile import NUM_PREDICT, STOP_TOKENS, ServingConfig
 from .export.pipeline import MANIFEST, load_test_examples, run_task
 from .runfolder import RunFolder
 from .schema import parse_output
 from .task import Example, Task
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
-# Room for the longest answer the built-in schemas allow (a 400-character free-text field plus the JSON).
-MAX_ANSWER_TOKENS = 640
+MAX_ANSWER_TOKENS = NUM_PREDICT  # the Modelfile's bound on an answer
+# Two engines computing one GGUF: a divergence where llama.cpp's top two candidates are closer than this
+# share of its logit range is a numerical tie, reported but not a failure (F16 parity measures ~1e-4).
+TIE_MARGIN = 2e-3
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
 _NAME = re.compile(rf"^(?:[A-Za-z0-9_][A-Za-z0-9_-]{{0,79}}/)?{_PART}(?::{_PART})?$")
 
@@ -107,43 +109,77 @@ def _check_show(client: Any, name: str, serving: ServingConfig) -> None:
         raise DeployError(f"the model {name} on the server does not match the export: {', '.join(problems)}")
 
 
-def _llama_answers(export_dir: Path, manifest: dict[str, Any], task: Task, examples: Sequence[Example],
-                   num_ctx: int) -> list[str]:
-    """Plain greedy answers of llama.cpp on the very GGUF file Ollama serves (the reference for equality)."""
-    from llama_cpp import Llama
-
+def _llama_answers(llm: Any, task: Task, examples: Sequence[Example], max_tokens: int) -> list[tuple[str, list[int]]]:
+    """Plain greedy answers of llama.cpp on the very GGUF file Ollama serves (the reference for equality),
+    each with its prompt token ids (rendered by the chat template embedded in the GGUF)."""
     from .prompts import prompt_messages
 
-    lora = manifest.get("adapter_file")
-    llm = Llama(model_path=str(export_dir / manifest["model_file"]), n_ctx=num_ctx, verbose=False,
-                **({"lora_path": str(export_dir / lora)} if lora else {}))
     answers = []
     for example in examples:
         llm.reset()
         response: Any = llm.create_chat_completion(
             messages=prompt_messages(task, example.input, example.instruction), temperature=0.0, top_k=1,
-            repeat_penalty=1.0, max_tokens=MAX_ANSWER_TOKENS, stop=list(STOP_TOKENS),
+            repeat_penalty=1.0, max_tokens=max_tokens, stop=list(STOP_TOKENS),
         )
-        answers.append(response["choices"][0]["message"]["content"] or "")
-    llm.close()
+        prompt = [int(t) for t in llm.input_ids[: response["usage"]["prompt_tokens"]]]
+        answers.append((response["choices"][0]["message"]["content"] or "", prompt))
     return answers
 
 
-def _ollama_answer(client: Any, name: str, task: Task, example: Example,
-                   schema: dict[str, Any] | None) -> tuple[str, bool]:
+def divergence(llm: Any, prompt: Sequence[int], reference: str, other: str) -> dict[str, Any]:
+    """Where ``other`` leaves llama.cpp's greedy ``reference``: the token, both candidates and llama.cpp's
+    logit margin between them there, relative to its logit range.
+
+    Ollama computes the same GGUF with its own ggml kernels, so near-equal candidates can swap (a margin
+    of ~1e-4 of the range on an undertrained model; this re-evaluation of the prefix in one batch may even
+    order them the other way). ``below_top`` says how far each candidate is from llama.cpp's best logit
+    here: both near zero is a numerical tie; a wrong template, stop token or sampler setting shows as a
+    candidate far below the top.
+    """
+    import llama_cpp
+    import numpy as np
+
+    at = 0
+    while at < min(len(reference), len(other)) and reference[at] == other[at]:
+        at += 1
+    ids = list(llm.tokenize(reference.encode("utf-8"), add_bos=False, special=False))
+    done, k = b"", 0
+    target = reference[:at].encode("utf-8")
+    while k < len(ids) and target.startswith(done + llm.detokenize([ids[k]])):
+        done += llm.detokenize([ids[k]])
+        k += 1
+    stop = llm.token_eos()
+    rest_ref, rest_other = reference.encode("utf-8")[len(done):], other.encode("utf-8")[len(done):]
+    ref_next = ids[k] if rest_ref else stop
+    other_ids = llm.tokenize(rest_other, add_bos=False, special=False) if rest_other else [stop]
+    llm.reset()
+    llm.eval(list(prompt) + ids[:k])
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)).copy()
+    span = float(logits.max() - logits.min()) or 1.0
+    return {"char": at, "token": k,
+            "llama_cpp_next": llm.detokenize([ref_next]).decode("utf-8", "replace"),
+            "ollama_next": llm.detokenize([other_ids[0]]).decode("utf-8", "replace"),
+            "relative_margin": float(logits[ref_next] - logits[other_ids[0]]) / span,
+            "below_top": [float(logits.max() - logits[t]) / span for t in (ref_next, other_ids[0])]}
+
+
+def _ollama_answer(client: Any, name: str, task: Task, example: Example, schema: dict[str, Any] | None,
+                   max_tokens: int) -> tuple[str, bool]:
     """Ollama's greedy answer and whether it finished (Ollama silently cuts a generation that repeats one
     token 30 times, returning no done_reason; untrained models do that)."""
     response = client.chat(model=name, messages=[{"role": "user", "content": _user(task, example)}], format=schema,
-                           options={"temperature": 0, "num_predict": MAX_ANSWER_TOKENS})
+                           options={"temperature": 0, "num_predict": max_tokens})
     return response.message.content or "", response.done_reason is not None
 
 
 def deploy(export_dir: str | Path, name: str, host: str | None = None, examples: Sequence[Example] | None = None,
-           n_check: int = 5) -> dict[str, Any]:
+           n_check: int = 5, max_tokens: int = MAX_ANSWER_TOKENS) -> dict[str, Any]:
     """Create ``name`` on the Ollama server at ``host`` from an export and check it; returns a summary.
 
-    Raises ``DeployError`` when the server is unreachable, the name is invalid, ``show`` disagrees with
-    the export, or Ollama's schema-constrained answers differ from llama.cpp's on the same GGUF.
+    ``max_tokens`` bounds each compared answer: both engines stop there, so a model that never stops is
+    compared on its first ``max_tokens`` tokens. Raises ``DeployError`` when the server is unreachable, the
+    name is invalid, ``show`` disagrees with the export, or Ollama's greedy answers differ from llama.cpp's
+    on the same GGUF.
     """
     validate_name(name)
     url = normalize_host(host)
@@ -169,21 +205,33 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
     # Equality is checked on plain greedy answers: Ollama's C++ JSON-schema grammar and llama-cpp-python's
     # Python port differ in whitespace rules, so schema-constrained answers of the same weights can differ
     # where the model is unsure. The constrained answer is checked for what it promises: valid JSON.
-    llama_texts = _llama_answers(folder, manifest, task, chosen, serving.num_ctx)
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(folder / manifest["model_file"]), n_ctx=serving.num_ctx, n_threads=os.cpu_count(),
+                verbose=False, **({"lora_path": str(folder / adapter)} if adapter else {}))
+    references = _llama_answers(llm, task, chosen, max_tokens)
     checks = []
-    for i, (example, reference) in enumerate(zip(chosen, llama_texts, strict=True)):
-        free, finished = _ollama_answer(client, name, task, example, None)
-        constrained, _ = _ollama_answer(client, name, task, example, task.output_schema)
+    for i, (example, (reference, prompt)) in enumerate(zip(chosen, references, strict=True)):
+        free, finished = _ollama_answer(client, name, task, example, None, max_tokens)
+        constrained, _ = _ollama_answer(client, name, task, example, task.output_schema, max_tokens)
         same = free.strip() == reference.strip() if finished else reference.startswith(free)
-        checks.append({"example": i, "ollama": free, "llama_cpp": reference, "same": same, "finished": finished,
-                       "constrained": constrained,
-                       "constrained_valid": parse_output(constrained, task.output_schema).valid})
-    bad = [c for c in checks if not c["same"]]
+        check: dict[str, Any] = {"example": i, "ollama": free, "llama_cpp": reference, "same": same,
+                                 "finished": finished, "constrained": constrained,
+                                 "constrained_valid": parse_output(constrained, task.output_schema).valid}
+        if not same:
+            check["divergence"] = divergence(llm, prompt, reference, free)
+            check["tie"] = max(check["divergence"]["below_top"]) <= TIE_MARGIN
+        checks.append(check)
+    llm.close()
+    bad = [c for c in checks if not c["same"] and not c["tie"]]
     run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
     if bad:
+        where = bad[0]["divergence"]
         raise DeployError(f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
-                          f"example {bad[0]['example']}: Ollama {bad[0]['ollama']!r} "
-                          f"vs llama.cpp {bad[0]['llama_cpp']!r}")
+                          f"example {bad[0]['example']} at character {where['char']}: Ollama {bad[0]['ollama']!r} "
+                          f"vs llama.cpp {bad[0]['llama_cpp']!r}; there, llama.cpp's logits put its token and Ollama's "
+                          f"{where['below_top'][0]:.1e} and {where['below_top'][1]:.1e} of the logit range below the "
+                          f"best, more than a numerical tie ({TIE_MARGIN})")
     return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "run": run_line}
 
 

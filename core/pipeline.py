@@ -258,6 +258,12 @@ def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
+def _all_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Every overall metric of an eval report, with the share of answers that are valid JSON for the schema."""
+    overall = report["overall"]
+    return {"schema_valid_rate": overall["schema_valid_rate"], **overall["metrics"]}
+
+
 def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
     """The final summary, read back from the files in the run folder (so it can only say what is there)."""
     tuned = json.loads((run.eval / "report.json").read_text(encoding="utf-8"))
@@ -279,6 +285,7 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         "base": o.base,
         "primary_metric": tuned["task"]["primary_metric"],
         "overall": {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]},
+        "metrics": {"base": _all_metrics(base), "fine_tuned": _all_metrics(tuned)},
         "languages": languages,
         "lagging": tuned.get("lagging", []),
         "parity": manifest.get("parity"),

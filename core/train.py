@@ -18,12 +18,16 @@ backward, while memory is rarely what limits the small models one trains on a CP
 times both (``cpu_precision`` in ``bench/results/train_cpu.json``); on the shared 2-core development machine
 the run could not complete in time, so the choice rests on that reasoning until the figure is recorded.
 
-Throughput. Sequences are never padded: the collator concatenates a micro-batch into one row with position
-ids restarting at each example (``padding_free``), which transformers turns into a block-diagonal causal mask
-(checked by a test), and the loss uses trl's chunked LM head, which never materialises the (tokens x vocab)
-logits. The answer is tokenized apart from the prompt, so training sees exactly the prompt tokens inference
-sends, and the sequence ends at the assistant's end token (``<|im_end|>``) instead of carrying the
-template's trailing newline.
+Throughput. Sequences are never padded, and the prompt prefix a micro-batch shares (chat template, system
+prompt, the task's instruction: about 210 of a support ticket's ~330 tokens) is computed once: the collator
+writes it once, then each example's own tokens, with a 4-D mask that lets each example see the prefix and
+itself only (``lingoforge.shared_prefix``; same logits, loss and gradients as each example alone, checked by a
+test; about 1.8x the tokens/s of plain padding-free rows on CPU). Where the attention kernel cannot take a
+4-D mask (flash-attention), rows are packed padding-free with position ids restarting at each example. The
+loss uses trl's fused LM head, which projects only the trained positions and never materialises the
+(tokens x vocab) logits. The answer is tokenized apart from the prompt, so training sees exactly the prompt
+tokens inference sends, and the sequence ends at the assistant's end token (``<|im_end|>``) instead of
+carrying the template's trailing newline.
 
 Multi-GPU (DDP). ``accelerate launch --num_processes N "$(which lingoforge)" train ...`` (or ``torchrun
 --nproc_per_node N "$(which lingoforge)" train ...``) runs one process per GPU; each loads its own 4-bit
@@ -59,6 +63,7 @@ from .models import BaseModel, materialize, resolve_base
 from .prompts import example_messages
 from .runfolder import RunFolder, file_sha256
 from .schema import validate
+from .shared_prefix import MASK_IMPLEMENTATIONS, SharedPrefixCollator
 from .task import Example, Task
 
 DEFAULT_MAX_LEN = 2048
@@ -93,6 +98,7 @@ class TrainConfig:
     load_in_4bit: bool | None = None  # None: True on CUDA, False on CPU (module docstring)
     gradient_checkpointing: bool | None = None  # None: same as load_in_4bit's device default (on for CUDA)
     padding_free: bool = True
+    shared_prefix: bool = True  # compute the prompt prefix the micro-batch shares once (lingoforge.shared_prefix)
     seed: int = 0
     max_steps: int = -1  # > 0 stops early (smoke runs, benchmarks)
     save_steps: int = 50
@@ -463,6 +469,18 @@ def _trainer_class() -> type:
             self.train_languages = list(train_languages)
             self.val_by_language = dict(val_by_language)
             super().__init__(*args, **kwargs)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            """trl's loss; with shared-prefix rows, ``num_tokens`` counts the examples' tokens (trl would sum
+            the 4-D attention mask), so tokens/s means the same data throughput with and without sharing."""
+            example_tokens = inputs.pop("example_tokens", None)
+            counted = self._total_train_tokens
+            loss = super().compute_loss(model, inputs, *args, **kwargs)
+            if example_tokens is not None and model.training:
+                total = self.accelerator.gather_for_metrics(example_tokens.reshape(1)).sum().item()
+                self._total_train_tokens = counted + int(total)
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return loss
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             """Every micro-batch mixes languages (``lingoforge.data.interleave``); the order depends only on
@@ -862,9 +880,11 @@ def train(
 
     def attempt(batch_size: int, grad_accum: int) -> Any:
         model = load_model(location, cfg, cuda)
+        shared = cfg.shared_prefix and model.config._attn_implementation in MASK_IMPLEMENTATIONS
         trainer = trainer_cls(
             model=model,
-            args=sft_config(cfg, run, batch_size, grad_accum, cuda),
+            args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared),
+            data_collator=SharedPrefixCollator() if shared else None,
             train_dataset=train_ds,
             eval_dataset=val_by_language[next(iter(val_by_language))],  # evaluate() reads val_by_language
             processing_class=tokenizer,
@@ -944,11 +964,18 @@ def train(
     return result
 
 
-def sft_config(cfg: TrainConfig, run: RunFolder, batch_size: int, grad_accum: int, cuda: bool) -> Any:
-    """trl/transformers arguments for one attempt; everything else is library defaults, on purpose."""
+def sft_config(cfg: TrainConfig, run: RunFolder, batch_size: int, grad_accum: int, cuda: bool,
+               shared_prefix: bool = False) -> Any:
+    """trl/transformers arguments for one attempt; everything else is library defaults, on purpose.
+
+    With ``shared_prefix`` our collator packs the rows, so trl's own padding-free collator is switched off."""
     from trl import SFTConfig
 
+    # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    names = {f.name for f in fields(SFTConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return SFTConfig(
+        **{checkpointing: bool(cfg.gradient_checkpointing)},
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
@@ -963,8 +990,7 @@ def sft_config(cfg: TrainConfig, run: RunFolder, batch_size: int, grad_accum: in
         data_seed=cfg.seed,
         bf16=cuda,
         use_cpu=not cuda,
-        gradient_checkpointing=bool(cfg.gradient_checkpointing),
-        padding_free=cfg.padding_free,
+        padding_free=cfg.padding_free and not shared_prefix,
         max_length=None,  # lengths were checked in encode(); nothing is truncated
         dataset_kwargs={"skip_prepare_dataset": True},  # input_ids + labels are built above
         logging_steps=cfg.logging_steps,

@@ -35,13 +35,14 @@ def test_modelfile_lines() -> None:
     assert 'SYSTEM """You triage tickets."""' in lines
     assert lines.count('PARAMETER stop "<|im_end|>"') == 1 and 'PARAMETER stop "<|endoftext|>"' in lines
     assert "PARAMETER temperature 0" in lines and "PARAMETER repeat_penalty 1" in lines
+    assert "PARAMETER num_predict 640" in lines  # a model that never stops is cut, not left running
 
 
 def test_api_parameters_match_modelfile() -> None:
     config = _config()
     params = config.parameters()
     assert params == {"stop": ["<|im_end|>", "<|endoftext|>"], "temperature": 0.0, "repeat_penalty": 1.0,
-                      "num_ctx": 1024}
+                      "num_predict": 640, "num_ctx": 1024}
     assert ServingConfig.from_dict(config.as_dict()) == config
 
 

@@ -60,6 +60,11 @@ def deploy(run_or_export: Path, name: str, host: str | None, checks: int) -> Non
     skipped = [label for label, sent in summary["uploaded"].items() if not sent]
     if skipped:
         click.echo(f"already on the server (not re-uploaded): {', '.join(skipped)}")
-    click.echo(f"created {name} on {summary['host']}; {len(summary['checks'])} schema-constrained answers "
-               "match llama.cpp")
+    checks = summary["checks"]
+    same = sum(c["same"] for c in checks)
+    ties = [c for c in checks if not c["same"]]
+    click.echo(f"created {name} on {summary['host']}; greedy answers identical to llama.cpp's on {same} of "
+               f"{len(checks)} test inputs" + (f", {len(ties)} parted at a numerical tie" if ties else "")
+               + f"; schema-constrained answers valid JSON: {sum(c['constrained_valid'] for c in checks)}"
+               f" of {len(checks)}")
     click.echo(summary["run"])

@@ -30,6 +30,14 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     table.add_row("[b]all", _pct(o["base"]), _pct(o["fine_tuned"]),
                   f"{(o['fine_tuned'] - o['base']) * 100:+.0f} pts" if None not in (o["base"], o["fine_tuned"]) else "-", "")
     console.print(table)
+    metrics = summary.get("metrics") or {}
+    if metrics:
+        every = Table(title="all metrics, all languages")
+        for col in ("metric", "base", "fine-tuned"):
+            every.add_column(col, justify="right")
+        for name, value in metrics["fine_tuned"].items():
+            every.add_row(name, _pct(metrics["base"].get(name)), _pct(value))
+        console.print(every)
     for item in summary.get("lagging") or []:
         console.print(f"[yellow]lagging:[/yellow] {item.get('advice', item)}")
     parity = summary.get("parity") or {}
@@ -54,6 +62,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("-n", "n", type=click.IntRange(10), default=400, show_default=True, help="Examples to generate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--languages", help="Comma-separated subset of the task's languages.")
+@click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Fraction held out for validation (per language).")
+@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Fraction held out for evaluation and parity (per language).")
 @click.option("--epochs", type=float, help="Training epochs (default 4).")
 @click.option("--lr", type=float, help="Learning rate (default 1.5e-4).")
 @click.option("--rank", type=int, help="LoRA rank (default 32).")
@@ -73,6 +85,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it will not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(task_name: str, base: str, out: Path, data: Path | None, n: int, seed: int, languages: str | None,
+        val: float, test: float,
         epochs: float | None, lr: float | None, rank: int | None, batch_size: int | None, grad_accum: int | None,
         max_len: int | None, load_in_4bit: bool | None, max_steps: int | None, save_steps: int | None, eval_limit: int | None,
         eval_max_new_tokens: int, quant: str, parity_n: int, deploy: bool, name: str | None, host: str | None,
@@ -85,7 +98,7 @@ def run(task_name: str, base: str, out: Path, data: Path | None, n: int, seed: i
              "max_len": max_len, "load_in_4bit": load_in_4bit, "max_steps": max_steps, "save_steps": save_steps, "seed": seed}
     options = Options(
         task=get_task(task_name), base=base, out=out, data=data, n=n, seed=seed,
-        languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None,
+        languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None, val=val, test=test,
         train={k: v for k, v in train.items() if v is not None}, eval_limit=eval_limit,
         eval_max_new_tokens=eval_max_new_tokens, quant=quant, parity_n=parity_n, deploy=deploy, name=name,
         host=host, force=force,

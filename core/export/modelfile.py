@@ -17,6 +17,10 @@ from ..errors import LingoforgeError
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 # Ollama's default repeat penalty (1.1) changes greedy answers; training and evaluation decode without one.
 REPEAT_PENALTY = 1.0
+# Longest answer Ollama may write (room for the built-in schemas' longest: a 400-character free-text field
+# plus the JSON). Without a bound, a model that never emits its stop token generates until the client gives
+# up (Ollama's default is unlimited, shifting the context): "it never stops" becomes "it stops, cut short".
+NUM_PREDICT = 640
 _SYSTEM_OPEN = "<|im_start|>system\n"
 _PROBE = "lingoforge-template-probe"
 
@@ -104,7 +108,7 @@ class ServingConfig:
     def parameters(self) -> dict[str, Any]:
         """The ``parameters`` of Ollama's create API (same values as the Modelfile's PARAMETER lines)."""
         return {"stop": list(self.stop), "temperature": self.temperature, "repeat_penalty": REPEAT_PENALTY,
-                "num_ctx": self.num_ctx}
+                "num_predict": NUM_PREDICT, "num_ctx": self.num_ctx}
 
     def modelfile(self) -> str:
         """The Modelfile text (``FROM`` is relative to the Modelfile's folder)."""
@@ -116,7 +120,7 @@ class ServingConfig:
             lines.append(f'SYSTEM """{self.system}"""')
         lines += [f'PARAMETER stop "{s}"' for s in self.stop]
         lines += [f"PARAMETER temperature {self.temperature:g}", f"PARAMETER repeat_penalty {REPEAT_PENALTY:g}",
-                  f"PARAMETER num_ctx {self.num_ctx}"]
+                  f"PARAMETER num_predict {NUM_PREDICT}", f"PARAMETER num_ctx {self.num_ctx}"]
         return "\n".join(lines) + "\n"
 
     def as_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ the evaluation stack it is meant to validate.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -133,7 +134,9 @@ class GGUFModel:
         self._llama_cpp = llama_cpp
         kwargs: dict[str, Any] = {"lora_path": str(lora_path)} if lora_path else {}
         try:
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False, **kwargs)
+            # llama-cpp-python decodes on half the cores by default; parity is all this process does.
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=os.cpu_count(), verbose=False,
+                                       **kwargs)
         except ValueError as exc:
             raise LingoforgeError(f"llama.cpp cannot load {path}: {exc}") from None
         self.stop_ids = {self.llm.token_eos(), *(self._single_id(t) for t in STOP_TOKENS)} - {None}

@@ -11,8 +11,11 @@ import ctypes
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import LingoforgeError
 
@@ -70,11 +73,32 @@ def quantize(f16_path: str | Path, out_path: str | Path, quant: str = "q5_k_m",
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANTS[quant][0]
     params.nthread = threads or os.cpu_count() or 1
+    log = out.with_name(f"{out.name}.log")
     try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        with _log_to(log, llama_cpp):
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0:
-            raise LingoforgeError(f"llama.cpp failed to quantize {src} to {quant} (code {rc}); see its log above")
+            raise LingoforgeError(f"llama.cpp failed to quantize {src} to {quant} (code {rc}); its log is in {log}")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return inspect(out, quant)
+
+
+@contextmanager
+def _log_to(path: Path, llama_cpp: Any) -> Iterator[None]:
+    """Send llama.cpp's log (one line per tensor, hundreds for a 7B model) to ``path`` instead of the terminal;
+    the fallbacks that matter are reported by ``inspect`` from the written file."""
+    from llama_cpp import _logger
+
+    with path.open("w", encoding="utf-8") as fh:
+
+        @llama_cpp.llama_log_callback
+        def write(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            fh.write(text.decode("utf-8", errors="replace"))
+
+        llama_cpp.llama_log_set(write, ctypes.c_void_p(0))
+        try:
+            yield
+        finally:
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))

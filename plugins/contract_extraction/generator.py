@@ -11,6 +11,7 @@ import random
 from collections.abc import Sequence
 
 from lingoforge import Example
+from lingoforge.scoring import normalize_text
 
 from .facts import LANGUAGE_HOME, Contract, sample_contract
 from .prompts import INSTRUCTION
@@ -42,8 +43,8 @@ def _parallel_group(rng: random.Random, languages: Sequence[str], group: str, se
     for _ in range(_MAX_REDRAWS):
         contract = sample_contract(rng)
         examples = [_example(contract, lang, rng.getrandbits(64), group) for lang in languages]
-        if not any(e.input in seen for e in examples):
-            seen.update(e.input for e in examples)
+        if not any(normalize_text(e.input) in seen for e in examples):  # the key `data check` uses
+            seen.update(normalize_text(e.input) for e in examples)
             return examples
     raise RuntimeError("could not draw a new parallel group; the phrase banks are too small")
 
@@ -51,8 +52,8 @@ def _parallel_group(rng: random.Random, languages: Sequence[str], group: str, se
 def _single(rng: random.Random, language: str, seen: set[str]) -> Example:
     for _ in range(_MAX_REDRAWS):
         example = _example(sample_contract(rng, LANGUAGE_HOME[language]), language, rng.getrandbits(64), None)
-        if example.input not in seen:
-            seen.add(example.input)
+        if normalize_text(example.input) not in seen:
+            seen.add(normalize_text(example.input))
             return example
     raise RuntimeError(f"could not draw a new {language} contract; the phrase banks are too small")
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lingoforge.errors import LingoforgeError
+from lingoforge.scoring import normalize_text
 from lingoforge.task import Example
 
 from .prompts import INSTRUCTION
@@ -113,14 +114,14 @@ def generate(n: int, seed: int, languages: Sequence[str], taxonomy: Taxonomy | N
         leaf = order[(offsets[j] + k) % len(order)]
         for _ in range(MAX_TRIES):
             text, brand = _listing(rng, styles[j], words[j][leaf.id])
-            if text not in seen:
+            if normalize_text(text) not in seen:  # the key `data check` uses for duplicates
                 break
         else:
             raise LingoforgeError(
                 f"ecommerce_taxonomy: cannot write {n} distinct listings; the words for {leaf.id!r} in "
                 f"{langs[j]!r} run out; add nouns or brands to that leaf, or ask for fewer examples"
             )
-        seen.add(text)
+        seen.add(normalize_text(text))
         examples.append(
             Example(INSTRUCTION, text, {"category": leaf.path, "brand": brand}, langs[j], {"id": i, "leaf": leaf.id})
         )

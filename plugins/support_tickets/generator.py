@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from lingoforge import Example
 from lingoforge.errors import LingoforgeError
+from lingoforge.scoring import normalize_text
 
 from . import noise, slots
 from .labels import CATEGORIES, PRIORITY_BY_CUE
@@ -81,14 +82,14 @@ def generate(n: int, seed: int, languages: Sequence[str]) -> list[Example]:
             phrasing = rng.choice(lex.phrasings[category])
             values = slots.draw(lex, rng)
             text, applied = _ticket(lex, phrasing, values, rng)
-            if text not in seen:
+            if normalize_text(text) not in seen:  # the key `data check` uses for duplicates
                 break
         else:
             raise LingoforgeError(
                 f"support_tickets: lexicon/{lex.language}.json gives too few distinct {category} tickets for n={n}; "
                 "add phrasings or slot values"
             )
-        seen.add(text)
+        seen.add(normalize_text(text))
         output = {
             "category": category,
             "priority": PRIORITY_BY_CUE[phrasing.cue],

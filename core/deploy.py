@@ -25,7 +25,6 @@ from .schema import parse_output
 from .task import Example, Task
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
-MAX_ANSWER_TOKENS = NUM_PREDICT  # the Modelfile's bound on an answer
 # Two engines computing one GGUF: a divergence where llama.cpp's top two candidates are closer than this
 # share of its logit range is a numerical tie, reported but not a failure (F16 parity measures ~1e-4).
 TIE_MARGIN = 2e-3
@@ -145,9 +144,8 @@ def divergence(llm: Any, prompt: Sequence[int], reference: str, other: str) -> d
     ids = list(llm.tokenize(reference.encode("utf-8"), add_bos=False, special=False))
     done, k = b"", 0
     target = reference[:at].encode("utf-8")
-    while k < len(ids) and target.startswith(done + llm.detokenize([ids[k]])):
-        done += llm.detokenize([ids[k]])
-        k += 1
+    while k < len(ids) and target.startswith(piece := done + llm.detokenize([ids[k]])):
+        done, k = piece, k + 1
     stop = llm.token_eos()
     rest_ref, rest_other = reference.encode("utf-8")[len(done):], other.encode("utf-8")[len(done):]
     ref_next = ids[k] if rest_ref else stop
@@ -173,7 +171,7 @@ def _ollama_answer(client: Any, name: str, task: Task, example: Example, schema:
 
 
 def deploy(export_dir: str | Path, name: str, host: str | None = None, examples: Sequence[Example] | None = None,
-           n_check: int = 5, max_tokens: int = MAX_ANSWER_TOKENS) -> dict[str, Any]:
+           n_check: int = 5, max_tokens: int = NUM_PREDICT) -> dict[str, Any]:
     """Create ``name`` on the Ollama server at ``host`` from an export and check it; returns a summary.
 
     ``max_tokens`` bounds each compared answer: both engines stop there, so a model that never stops is

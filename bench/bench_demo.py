@@ -20,6 +20,7 @@ from common import save
 from rich.console import Console
 from rich.table import Table
 
+
 def main() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     line = next(x for x in readme.splitlines() if "lingoforge run support_tickets --base smollm2-135m" in x)
@@ -41,7 +42,15 @@ def main() -> None:
     Console().print(table)
     Console().print(f"{summary['primary_metric']}: base {summary['overall']['base']:.1%} → "
                     f"fine-tuned {summary['overall']['fine_tuned']:.1%}")
-    print(f"wrote {save('demo', {'command': ['lingoforge', 'run', *args], 'total_s': round(total, 1), 'stages_s': stages, 'overall': summary['overall'], 'languages': summary['languages']})}")
+    result = {
+        "command": ["lingoforge", "run", *args],
+        "total_s": round(total, 1),
+        "stages_s": stages,
+        "overall": summary["overall"],
+        "languages": summary["languages"],
+        "metrics": summary.get("metrics"),
+    }
+    print(f"wrote {save('demo', result)}")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("trl")
-
 
 def _lora_model():  # noqa: ANN202
     import torch

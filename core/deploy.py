@@ -1,10 +1,14 @@
-"""Create an exported model on an Ollama server and prove it answers like llama.cpp on the same GGUF.
+"""Create an exported model on an Ollama server and prove it answers like llama.cpp, and as users ask it.
 
 Steps: validate the name (before any upload), upload the GGUF blobs (skipped when the server already
 has the digest, so an interrupted deploy reruns cheaply), create the model with the export's TEMPLATE,
-SYSTEM and PARAMETERs, read it back with ``show``, then ask a few test inputs through Ollama and
-through llama.cpp on the same GGUF and require the same greedy answers; the same inputs asked with
-``format=<schema>`` report whether Ollama's constrained answers are valid.
+SYSTEM and PARAMETERs, read it back with ``show``, then ask a few test inputs
+
+- with the full training prompt, through Ollama and through llama.cpp on the same GGUF, requiring the
+  same greedy answers (and, asked with ``format=<schema>``, valid constrained answers);
+- the way users do: the bare input through ``/api/generate`` (what ``ollama run NAME "<input>"`` sends)
+  and through ``/api/chat`` without ``format``, requiring schema-valid answers that end by themselves at
+  least as often as the run's own evaluation measured (``eval/report.json``).
 """
 
 from __future__ import annotations
@@ -13,18 +17,21 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import LingoforgeError
-from .export.modelfile import NUM_PREDICT, STOP_TOKENS, ServingConfig
+from .export.modelfile import STOP_TOKENS, ServingConfig
 from .export.pipeline import MANIFEST, load_test_examples, run_task
 from .runfolder import RunFolder
 from .schema import parse_output
 from .task import Example, Task
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
+# Seconds the client waits for one Ollama request (an upload or a CPU generation of a few hundred tokens).
+TIMEOUT_S = 600.0
 # Two engines computing one GGUF: a divergence where llama.cpp's top two candidates are closer than this
 # share of its logit range is a numerical tie, reported but not a failure (F16 parity measures ~1e-4).
 TIE_MARGIN = 2e-3
@@ -84,15 +91,26 @@ def upload(client: Any, host: str, path: Path) -> tuple[str, bool]:
 
 
 def _connect(host: str) -> Any:
+    """A client for ``host`` after one cheap request proving an Ollama server answers there."""
+    import httpx
     import ollama
 
-    client = ollama.Client(host=host)
     try:
+        client = ollama.Client(host=host, timeout=TIMEOUT_S)
         client.list()
-    except ConnectionError:
-        raise DeployError(f"cannot reach the Ollama server at {host}: start it (`ollama serve`) "
+    except (ollama.ResponseError, json.JSONDecodeError, TypeError) as exc:  # an HTTP error, a page, other JSON
+        raise DeployError(f"{host} does not answer like an Ollama server ({_reason(exc)}); check --host") from None
+    except (ConnectionError, httpx.HTTPError, ValueError) as exc:  # refused, timed out, port out of range
+        raise DeployError(f"cannot reach the Ollama server at {host} ({exc}): start it (`ollama serve`) "
                           "or pass --host") from None
     return client
+
+
+def _reason(exc: BaseException) -> str:
+    """An Ollama/HTTP error as one line: the server's message and status code."""
+    status = getattr(exc, "status_code", None)
+    message = getattr(exc, "error", None) or str(exc)
+    return f"{message} (HTTP {status})" if status else str(message)
 
 
 def _check_show(client: Any, name: str, serving: ServingConfig) -> None:
@@ -161,28 +179,54 @@ def divergence(llm: Any, prompt: Sequence[int], reference: str, other: str) -> d
             "below_top": [float(logits.max() - logits[t]) / span for t in (ref_next, other_ids[0])]}
 
 
-def _ollama_answer(client: Any, name: str, task: Task, example: Example, schema: dict[str, Any] | None,
-                   max_tokens: int) -> tuple[str, bool]:
-    """Ollama's greedy answer and whether it finished (Ollama silently cuts a generation that repeats one
-    token 30 times, returning no done_reason; untrained models do that)."""
-    response = client.chat(model=name, messages=[{"role": "user", "content": _user(task, example)}], format=schema,
+def _ollama_answer(client: Any, name: str, content: str, schema: dict[str, Any] | None,
+                   max_tokens: int) -> tuple[str, str | None]:
+    """Ollama's greedy chat answer to one user message, and its ``done_reason``: "stop" when the model
+    ended it, "length" when ``num_predict`` cut it, ``None`` when Ollama cut a generation that repeated
+    one token 30 times (untrained models do that)."""
+    response = client.chat(model=name, messages=[{"role": "user", "content": content}], format=schema,
                            options={"temperature": 0, "num_predict": max_tokens})
-    return response.message.content or "", response.done_reason is not None
+    return response.message.content or "", response.done_reason
+
+
+def _generated(client: Any, name: str, prompt: str, max_tokens: int) -> tuple[str, str | None]:
+    """What ``ollama run NAME "<prompt>"`` gets: ``/api/generate`` with the model's TEMPLATE and SYSTEM."""
+    response = client.generate(model=name, prompt=prompt, options={"temperature": 0, "num_predict": max_tokens})
+    return response.response or "", response.done_reason
+
+
+def eval_valid_rate(run_folder: RunFolder) -> float | None:
+    """The share of schema-valid answers the run's own evaluation measured (``None`` before ``eval``)."""
+    report = run_folder.eval / "report.json"
+    if not report.is_file():
+        return None
+    return float(json.loads(report.read_text(encoding="utf-8"))["overall"]["schema_valid_rate"])
+
+
+def curl_example(url: str, name: str, schema: dict[str, Any], text: str) -> str:
+    """A shell line for applications: ``/api/chat`` with the bare input and ``format`` set to the schema."""
+    body = json.dumps({"model": name, "messages": [{"role": "user", "content": text}], "format": schema,
+                       "stream": False, "options": {"temperature": 0}}, ensure_ascii=False, separators=(",", ":"))
+    return f"curl -s {url}/api/chat -d '" + body.replace("'", "'\\''") + "'"
 
 
 def deploy(export_dir: str | Path, name: str, host: str | None = None, examples: Sequence[Example] | None = None,
-           n_check: int = 5, max_tokens: int = NUM_PREDICT) -> dict[str, Any]:
+           n_check: int = 5, max_tokens: int | None = None) -> dict[str, Any]:
     """Create ``name`` on the Ollama server at ``host`` from an export and check it; returns a summary.
 
-    ``max_tokens`` bounds each compared answer: both engines stop there, so a model that never stops is
-    compared on its first ``max_tokens`` tokens. Raises ``DeployError`` when the server is unreachable, the
-    name is invalid, ``show`` disagrees with the export, or Ollama's greedy answers differ from llama.cpp's
-    on the same GGUF.
+    ``max_tokens`` bounds each compared answer (default: the Modelfile's ``num_predict``): both engines stop
+    there, so a model that never stops is compared on its first ``max_tokens`` tokens. Raises ``DeployError``
+    when the server is unreachable or refuses, the name is invalid, ``show`` disagrees with the export,
+    Ollama's greedy answers differ from llama.cpp's on the same GGUF, or bare inputs get schema-valid answers
+    less often than the run's evaluation measured.
     """
+    import ollama
+
     validate_name(name)
     url = normalize_host(host)
     folder, manifest = find_export(export_dir)
     serving = ServingConfig.from_dict(manifest["serving"])
+    max_tokens = max_tokens or serving.num_predict
     task = run_task({"task": manifest["task"]})
     client = _connect(url)
 
@@ -191,38 +235,21 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
     adapter = manifest.get("adapter_file")
     uploaded: dict[str, bool] = {}
     digests: dict[str, str] = {}
-    for label in tqdm([manifest["model_file"], *([adapter] if adapter else [])], desc="upload blobs", unit="file"):
-        digests[label], uploaded[label] = upload(client, url, folder / label)
-    client.create(model=name, files={manifest["model_file"]: digests[manifest["model_file"]]},
-                  adapters={adapter: digests[adapter]} if adapter else None, template=serving.template,
-                  system=serving.system or None, parameters=serving.parameters(), stream=False)
+    try:
+        for label in tqdm([manifest["model_file"], *([adapter] if adapter else [])], desc="upload blobs",
+                          unit="file"):
+            digests[label], uploaded[label] = upload(client, url, folder / label)
+        client.create(model=name, files={manifest["model_file"]: digests[manifest["model_file"]]},
+                      adapters={adapter: digests[adapter]} if adapter else None, template=serving.template,
+                      system=serving.system or None, parameters=serving.parameters(), stream=False)
+    except ollama.ResponseError as exc:
+        raise DeployError(f"the Ollama server at {url} refused to create {name}: {_reason(exc)}") from None
     _check_show(client, name, serving)
 
     run_folder = RunFolder(Path(manifest["run_dir"]))
     chosen = list(examples) if examples is not None else load_test_examples(run_folder, n_check)
-    # Equality is checked on plain greedy answers: Ollama's C++ JSON-schema grammar and llama-cpp-python's
-    # Python port differ in whitespace rules, so schema-constrained answers of the same weights can differ
-    # where the model is unsure. The constrained answer is checked for what it promises: valid JSON.
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(folder / manifest["model_file"]), n_ctx=serving.num_ctx, n_threads=os.cpu_count(),
-                verbose=False, **({"lora_path": str(folder / adapter)} if adapter else {}))
-    references = _llama_answers(llm, task, chosen, max_tokens)
-    checks = []
-    for i, (example, (reference, prompt)) in enumerate(zip(chosen, references, strict=True)):
-        free, finished = _ollama_answer(client, name, task, example, None, max_tokens)
-        constrained, _ = _ollama_answer(client, name, task, example, task.output_schema, max_tokens)
-        same = free.strip() == reference.strip() if finished else reference.startswith(free)
-        check: dict[str, Any] = {"example": i, "ollama": free, "llama_cpp": reference, "same": same,
-                                 "finished": finished, "constrained": constrained,
-                                 "constrained_valid": parse_output(constrained, task.output_schema).valid}
-        if not same:
-            check["divergence"] = divergence(llm, prompt, reference, free)
-            check["tie"] = max(check["divergence"]["below_top"]) <= TIE_MARGIN
-        checks.append(check)
-    llm.close()
+    checks = _check_answers(client, name, folder, manifest, serving, task, chosen, max_tokens)
     bad = [c for c in checks if not c["same"] and not c["tie"]]
-    run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
     if bad:
         where = bad[0]["divergence"]
         raise DeployError(f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
@@ -230,11 +257,67 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
                           f"vs llama.cpp {bad[0]['llama_cpp']!r}; there, llama.cpp's logits put its token and Ollama's "
                           f"{where['below_top'][0]:.1e} and {where['below_top'][1]:.1e} of the logit range below the "
                           f"best, more than a numerical tie ({TIE_MARGIN})")
-    return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "run": run_line}
+    bare = _bare_figures(checks, eval_valid_rate(run_folder))
+    short = [path for path in ("generate", "chat") if bare[path] < bare["required"]]
+    if short:
+        failing = next(c for c in checks if not c[f"bare_{short[0]}_valid"])
+        raise DeployError(
+            f"bare test inputs (as `ollama run {name}` sends them) got schema-valid answers on "
+            f"{bare['generate']:.0%} through /api/generate and {bare['chat']:.0%} through /api/chat, less than the "
+            f"{bare['required']:.0%} {bare['required_from']}; e.g. example {failing['example']} answered "
+            f"{failing['bare_' + short[0]][:300]!r}")
+    run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
+    return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "bare": bare, "run": run_line,
+            "try": f"{run_line} {shlex.quote(chosen[0].input)}",
+            "curl": curl_example(url, name, task.schema, chosen[0].input)}
 
 
-def _user(task: Task, example: Example) -> str:
-    """Only the user turn is sent: the model's SYSTEM (from the Modelfile) must supply the system prompt."""
+def _check_answers(client: Any, name: str, folder: Path, manifest: dict[str, Any], serving: ServingConfig,
+                   task: Task, chosen: Sequence[Example], max_tokens: int) -> list[dict[str, Any]]:
+    """Ask every example through Ollama (full prompt, plain and constrained; bare input through
+    /api/generate and /api/chat) and llama.cpp (full prompt) on the same GGUF; one record per example."""
+    # Equality is checked on plain greedy answers: Ollama's C++ JSON-schema grammar and llama-cpp-python's
+    # Python port differ in whitespace rules, so schema-constrained answers of the same weights can differ
+    # where the model is unsure. The constrained answer is checked for what it promises: valid JSON.
+    from llama_cpp import Llama
+
     from .prompts import user_text
 
-    return user_text(example.instruction or task.instruction, example.input)
+    llm = Llama(model_path=str(folder / manifest["model_file"]), n_ctx=serving.num_ctx, n_threads=os.cpu_count(),
+                verbose=False, **({"lora_path": str(folder / manifest["adapter_file"])}
+                                  if manifest.get("adapter_file") else {}))
+    references = _llama_answers(llm, task, chosen, max_tokens)
+    checks = []
+    for i, (example, (reference, prompt)) in enumerate(zip(chosen, references, strict=True)):
+        full = user_text(example.instruction or task.instruction, example.input)
+        free, done = _ollama_answer(client, name, full, None, max_tokens)
+        constrained, _ = _ollama_answer(client, name, full, task.output_schema, max_tokens)
+        finished = done is not None
+        same = free.strip() == reference.strip() if finished else reference.startswith(free)
+        check: dict[str, Any] = {"example": i, "language": example.language, "ollama": free, "llama_cpp": reference,
+                                 "same": same, "finished": finished, "constrained": constrained,
+                                 "constrained_valid": parse_output(constrained, task.output_schema).valid,
+                                 "full_valid": done == "stop" and parse_output(free, task.output_schema).valid}
+        for path, (answer, reason) in (("generate", _generated(client, name, example.input, max_tokens)),
+                                       ("chat", _ollama_answer(client, name, example.input, None, max_tokens))):
+            check[f"bare_{path}"], check[f"bare_{path}_done"] = answer, reason
+            # Valid means parsed against the schema and ended by the model itself, not cut by num_predict.
+            check[f"bare_{path}_valid"] = reason == "stop" and parse_output(answer, task.output_schema).valid
+        if not same:
+            check["divergence"] = divergence(llm, prompt, reference, free)
+            check["tie"] = max(check["divergence"]["below_top"]) <= TIE_MARGIN
+        checks.append(check)
+    llm.close()
+    return checks
+
+
+def _bare_figures(checks: Sequence[dict[str, Any]], eval_rate: float | None) -> dict[str, Any]:
+    """Schema-valid shares of the bare-input answers and the share they must reach: the run's eval figure,
+    else (no eval yet) the share of the full-prompt answers through the same server."""
+    n = len(checks)
+    full = sum(c["full_valid"] for c in checks) / n
+    required, source = ((eval_rate, "that the run's evaluation measured (eval/report.json)") if eval_rate is not None
+                        else (full, "that the full training prompt got through the same server (no eval report)"))
+    return {"n": n, "generate": sum(c["bare_generate_valid"] for c in checks) / n,
+            "chat": sum(c["bare_chat_valid"] for c in checks) / n, "full_prompt": full, "eval": eval_rate,
+            "required": required, "required_from": source}

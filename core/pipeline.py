@@ -291,6 +291,8 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         "parity": manifest.get("parity"),
         "files": files,
         "modelfile": str(run.export / "Modelfile") if (run.export / "Modelfile").is_file() else None,
-        "ollama_run": f"ollama run {deploy['name']}" if deploy and deploy.get("name") else None,
+        "report": str(run.eval / "report.html") if (run.eval / "report.html").is_file() else None,
+        "ollama_run": deploy.get("run") if deploy else None,
+        "deployed": {k: deploy[k] for k in ("name", "host", "bare", "try", "curl")} if deploy else None,
         "stage_seconds": {k: v.get("seconds") for k, v in pipeline.items()},
     }

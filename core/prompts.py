@@ -7,7 +7,8 @@ the same system prompt, the same user layout and the same answer serialization.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .task import Example, Task
@@ -15,10 +16,33 @@ from .task import Example, Task
 Message = dict[str, str]
 
 
+def instruction_prefix(instruction: str) -> str:
+    """What precedes every input in the user turn: the instruction and a blank line (nothing without one)."""
+    instruction = instruction.strip()
+    return f"{instruction}\n\n" if instruction else ""
+
+
 def user_text(instruction: str, text: str) -> str:
     """The user turn: the instruction, a blank line, then the input verbatim."""
+    return instruction_prefix(instruction) + text
+
+
+def served_user_text(instruction: str, content: str) -> str:
+    """The user turn a deployed model gets for a message a user typed: a bare input is wrapped exactly as in
+    training; a message that already starts with the instruction (an application sending the full prompt)
+    is passed unchanged, so it is never wrapped twice. The Ollama ``TEMPLATE`` implements this rule
+    (``export.modelfile.go_template``) and is checked against it."""
     instruction = instruction.strip()
-    return f"{instruction}\n\n{text}" if instruction else text
+    if instruction and content.startswith(instruction):
+        return content
+    return user_text(instruction, content)
+
+
+def served_instruction(task: Task, examples: Sequence[Example]) -> str:
+    """The instruction the deployed model wraps bare inputs with: the one the training examples used (the
+    most common when they differ; the task's when there are none). Recorded at training time in run.json."""
+    counts = Counter((example.instruction or task.instruction).strip() for example in examples)
+    return counts.most_common(1)[0][0] if counts else task.instruction.strip()
 
 
 def answer_text(task: Task, output: Mapping[str, Any]) -> str:

@@ -61,9 +61,10 @@ from typing import Any, TypeVar
 
 from .compact_head import add_compact_lm_head, compact_head_applies
 from .errors import DataError, LingoforgeError
+from .export.modelfile import check_servable
 from .fsutil import write_jsonl
 from .models import BaseModel, materialize, resolve_base
-from .prompts import example_messages
+from .prompts import example_messages, served_instruction
 from .runfolder import RunFolder, file_sha256
 from .schema import validate
 from .shared_prefix import MASK_IMPLEMENTATIONS, SharedPrefixCollator
@@ -767,6 +768,8 @@ def train(
             f"training needs both training and validation examples (got {len(train_items)} and {len(val_items)})"
         )
     check_outputs(task, train_items + val_items)
+    instruction = served_instruction(task, [i.example for i in train_items])
+    check_servable(task.system_prompt, instruction)  # the Modelfile must carry them: refuse before training
     data_hashes = {"train": examples_sha256(train_items), "val": examples_sha256(val_items)}
 
     # 3. Resume or fresh start: a fresh start never overwrites a trained run; a resume must see the same data.
@@ -860,6 +863,8 @@ def train(
                 "data_sources": dict(sources or {}),
                 "examples": {"train": len(train_enc), "val": len(val_enc)},
                 "end_token": stop,
+                "instruction": instruction,
+                "longest_answer_tokens": max(e.trainable for e in train_enc),
                 "tokens_by_language": {"train": train_report, "val": val_report},
                 "plan": estimate,
                 "versions": _versions(),

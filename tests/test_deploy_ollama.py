@@ -23,15 +23,18 @@ from test_export import TASK, smollm2_export, smollm2_run, tiny_export, tiny_run
 pytestmark = pytest.mark.ollama
 
 
-def _rendered_by_ollama(url: str, model: str, user: str) -> str:
-    """The prompt Ollama's TEMPLATE renders for one user message (its SYSTEM added by the server)."""
-    response = httpx.post(f"{url}/api/chat", json={"model": model, "messages": [{"role": "user", "content": user}],
-                                                   "stream": False, "_debug_render_only": True}, timeout=120)
+def _rendered_by_ollama(url: str, model: str, user: str, path: str = "chat") -> str:
+    """The prompt Ollama's TEMPLATE renders for one user message (its SYSTEM added by the server), through
+    /api/chat or /api/generate (what `ollama run NAME "<input>"` calls)."""
+    request = {"messages": [{"role": "user", "content": user}]} if path == "chat" else {"prompt": user}
+    response = httpx.post(f"{url}/api/{path}", json={"model": model, **request, "stream": False,
+                                                     "_debug_render_only": True}, timeout=120)
     response.raise_for_status()
     return str(response.json()["_debug_info"]["rendered_template"])
 
 
 def _check_prompt_equals_training(url: str, model: str, run: Path) -> None:
+    """Ollama renders the training prompt for the full user turn and for the bare input a user types."""
     from transformers import AutoTokenizer
 
     task = get_task(TASK)
@@ -40,6 +43,8 @@ def _check_prompt_equals_training(url: str, model: str, run: Path) -> None:
         expected = tokenizer.apply_chat_template(prompt_messages(task, example.input, example.instruction),
                                                  tokenize=False, add_generation_prompt=True)
         assert _rendered_by_ollama(url, model, user_text(example.instruction, example.input)) == expected
+        assert _rendered_by_ollama(url, model, example.input) == expected
+        assert _rendered_by_ollama(url, model, example.input, "generate") == expected
 
 
 def test_tiny_qwen2_deploy_chat_and_rerun(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811

@@ -67,4 +67,9 @@ def deploy(run_or_export: Path, name: str, host: str | None, checks: int) -> Non
                f"{len(checks)} test inputs" + (f", {len(ties)} parted at a numerical tie" if ties else "")
                + f"; schema-constrained answers valid JSON: {sum(c['constrained_valid'] for c in checks)}"
                f" of {len(checks)}")
-    click.echo(summary["run"])
+    bare = summary["bare"]
+    eval_rate = "not evaluated" if bare["eval"] is None else f"{bare['eval']:.0%}"
+    click.echo(f"bare inputs, as users send them: schema-valid {bare['generate']:.0%} through `ollama run` "
+               f"(/api/generate), {bare['chat']:.0%} through /api/chat; the run's eval measured {eval_rate}")
+    click.echo(f"try it:  {summary['try']}")
+    click.echo(f"from an application (JSON guaranteed by `format`):\n  {summary['curl']}")

@@ -50,8 +50,19 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"{name}: {size / 1e6:.1f} MB" if size else name)
     if summary.get("modelfile"):
         console.print(f"Modelfile: {summary['modelfile']}")
-    if summary.get("ollama_run"):
-        console.print(f"[bold]{summary['ollama_run']}[/bold]")
+    if summary.get("report"):
+        console.print(f"report: {summary['report']}")
+    deployed = summary.get("deployed")
+    if deployed:
+        bare = deployed["bare"]
+        console.print(f"deployed {deployed['name']} on {deployed['host']}: bare test inputs answered with schema-valid "
+                      f"JSON {_pct(bare['generate'])} through `ollama run`, {_pct(bare['chat'])} through /api/chat "
+                      f"(eval measured {_pct(bare['eval'])})")
+        console.print(deployed["try"], style="bold", soft_wrap=True, markup=False, highlight=False)
+        console.print(f"from an application: {deployed['curl']}", soft_wrap=True, markup=False, highlight=False)
+    elif summary.get("modelfile"):
+        folder = Path(summary["modelfile"]).parent.parent
+        console.print(f"next: [bold]lingoforge deploy {folder} --name NAME[/bold], then `ollama run NAME \"<input>\"`")
 
 
 @click.command()

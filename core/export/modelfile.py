@@ -1,26 +1,42 @@
-"""The Ollama side of the chat format: a Go ``TEMPLATE`` equal to the training template, and the Modelfile.
+"""The Ollama side of the chat format: a Go ``TEMPLATE`` that serves the training prompt, and the Modelfile.
 
 Models that "work in Python and break in Ollama" almost always serve a different prompt than they were
-trained on (missing TEMPLATE, dropped system prompt, other whitespace) or miss a stop token. This module
-writes the ChatML template as a Go template, checks at export time that it renders exactly what the HF
-tokenizer's chat template renders for the task's prompts, and refuses values a Modelfile cannot hold.
+trained on (missing TEMPLATE, dropped system prompt, other whitespace, a missing instruction) or miss a
+stop token. Training's user turn is "instruction, blank line, input"; a user of ``ollama run NAME`` or of
+Ollama's ``/v1`` types the input alone. So the template wraps a bare user message with the training
+instruction (``prompts.served_user_text``), and export checks that it renders exactly what the HF
+tokenizer's chat template renders for the training prompts, for bare inputs and full prompts alike.
+It also refuses values a Modelfile cannot hold.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LingoforgeError
+from ..prompts import instruction_prefix, served_user_text
 
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 # Ollama's default repeat penalty (1.1) changes greedy answers; training and evaluation decode without one.
 REPEAT_PENALTY = 1.0
-# Longest answer Ollama may write (room for the built-in schemas' longest: a 400-character free-text field
-# plus the JSON). Without a bound, a model that never emits its stop token generates until the client gives
-# up (Ollama's default is unlimited, shifting the context): "it never stops" becomes "it stops, cut short".
+# Longest answer Ollama may write when the run does not record its longest training answer (runs trained
+# before it did): room for the built-in schemas' longest, a 400-character free-text field plus the JSON.
+# Without a bound, a model that never emits its stop token (one repeating keys) generates until the client
+# gives up (Ollama's default is unlimited, shifting the context): "it never stops" becomes "it stops, cut short".
 NUM_PREDICT = 640
+# Margin over the longest training answer: a test input may need a longer answer than any training one.
+ANSWER_MARGIN = 1.5
+ANSWER_SLACK = 16
+
+
+def num_predict_for(longest_answer_tokens: int | None, num_ctx: int) -> int:
+    """``num_predict``: the longest training answer (end token included) with margin, within the context."""
+    if not longest_answer_tokens:
+        return min(NUM_PREDICT, num_ctx)
+    return min(math.ceil(longest_answer_tokens * ANSWER_MARGIN) + ANSWER_SLACK, num_ctx)
 _SYSTEM_OPEN = "<|im_start|>system\n"
 _PROBE = "lingoforge-template-probe"
 
@@ -41,30 +57,54 @@ def probe_messages() -> list[dict[str, str]]:
     return [{"role": "user", "content": _PROBE}]
 
 
-def render_chatml(messages: Sequence[Mapping[str, str]], system_default: str | None) -> str:
+def render_chatml(messages: Sequence[Mapping[str, str]], system_default: str | None, instruction: str = "") -> str:
     """What :func:`go_template` renders for ``messages`` (the Python mirror used for the export-time check)."""
     out = ""
     if system_default is not None and (not messages or messages[0]["role"] != "system"):
         out += f"{_SYSTEM_OPEN}{system_default}<|im_end|>\n"
     for message in messages:
-        out += f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n"
+        content = served_user_text(instruction, message["content"]) if message["role"] == "user" else message["content"]
+        out += f"<|im_start|>{message['role']}\n{content}<|im_end|>\n"
     return out + "<|im_start|>assistant\n"
 
 
-def go_template(system_default: str | None) -> str:
-    """ChatML as an Ollama Go template over ``.Messages`` (Ollama puts SYSTEM first in ``.Messages``)."""
+def go_string(text: str) -> str:
+    """``text`` as a Go template string: raw (backquoted) literals need no escapes, which a Modelfile's
+    triple-quoted value would otherwise have to carry; a backquote itself is joined in as a quoted string."""
+    parts = [f"`{part}`" for part in text.split("`")]
+    return parts[0] if len(parts) == 1 else "(print " + ' "`" '.join(parts) + ")"
+
+
+def _user_content(instruction: str) -> str:
+    """The Go template of a message's content: a user message not starting with the instruction gets it first."""
+    prefix = instruction_prefix(instruction)
+    if not prefix:
+        return "{{ .Content }}"
+    head = instruction.strip()
+    n = len(head.encode("utf-8"))  # Go's len and slice count bytes
+    starts = f"(and (ge (len .Content) {n}) (eq (slice .Content 0 {n}) {go_string(head)}))"
+    wrap = f'{{{{ if and (eq .Role "user") (not {starts}) }}}}{{{{ {go_string(prefix)} }}}}{{{{ end }}}}'
+    return wrap + "{{ .Content }}"
+
+
+def go_template(system_default: str | None, instruction: str = "") -> str:
+    """ChatML as an Ollama Go template over ``.Messages`` (Ollama puts SYSTEM first in ``.Messages``; both
+    ``/api/generate``, which ``ollama run`` uses, and ``/api/chat`` and ``/v1`` render it), wrapping bare user
+    messages with ``instruction`` like :func:`render_chatml`."""
     head = ""
     if system_default is not None:
         head = ('{{- if not (and .Messages (eq (index .Messages 0).Role "system")) }}'
                 f"{_SYSTEM_OPEN}{system_default}<|im_end|>\n{{{{ end }}}}")
-    return (head + "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-            "<|im_start|>assistant\n")
+    return (head + "{{- range .Messages }}<|im_start|>{{ .Role }}\n" + _user_content(instruction)
+            + "<|im_end|>\n{{ end }}<|im_start|>assistant\n")
 
 
-def check_template(hf_renders: Sequence[tuple[Sequence[Mapping[str, str]], str]], system_default: str | None) -> None:
-    """Raise unless the ChatML template reproduces the HF chat template for every (messages, HF text) pair."""
+def check_template(hf_renders: Sequence[tuple[Sequence[Mapping[str, str]], str]], system_default: str | None,
+                   instruction: str = "") -> None:
+    """Raise unless the served template gives the HF chat template's text for every (messages, HF text) pair;
+    pairs may send a bare input where HF rendered the full training prompt."""
     for messages, expected in hf_renders:
-        got = render_chatml(messages, system_default)
+        got = render_chatml(messages, system_default, instruction)
         if got != expected:
             at = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
                       min(len(got), len(expected)))
@@ -77,13 +117,24 @@ def check_template(hf_renders: Sequence[tuple[Sequence[Mapping[str, str]], str]]
 
 
 def check_value(name: str, value: str) -> str:
-    """A Modelfile value goes between triple quotes: it cannot contain ``\"\"\"`` nor end with a quote."""
+    """A Modelfile value goes between triple quotes: it cannot contain ``\"\"\"`` nor end with a quote, and
+    Ollama's Modelfile parser drops characters that are not printable (zero-width joiners, no-break spaces)."""
+    dropped = next((c for c in value if c not in "\n\t" and not c.isprintable()), None)
+    if dropped is not None:
+        raise LingoforgeError(f"the {name} contains U+{ord(dropped):04X}, which Ollama's Modelfile parser drops; "
+                              "replace it (a plain space for a no-break space)")
     if '"""' in value:
         raise LingoforgeError(f'the {name} contains """ which a Modelfile cannot hold; remove the triple quote from it')
     if value.endswith('"'):
         raise LingoforgeError(f'the {name} ends with a double quote, which would merge with the closing """; '
                               "end it with another character")
     return value
+
+
+def check_servable(system_prompt: str, instruction: str) -> None:
+    """Refuse prompts a Modelfile cannot carry, before any work (training or a long export) is spent on them."""
+    check_value("system prompt", system_prompt)
+    check_value("instruction", instruction + ".")  # inside the TEMPLATE it may end with a quote
 
 
 @dataclass(frozen=True)
@@ -97,6 +148,7 @@ class ServingConfig:
     temperature: float = 0.0
     stop: tuple[str, ...] = STOP_TOKENS
     adapter_file: str | None = None
+    num_predict: int = NUM_PREDICT
 
     def __post_init__(self) -> None:
         check_value("TEMPLATE", self.template)
@@ -108,7 +160,7 @@ class ServingConfig:
     def parameters(self) -> dict[str, Any]:
         """The ``parameters`` of Ollama's create API (same values as the Modelfile's PARAMETER lines)."""
         return {"stop": list(self.stop), "temperature": self.temperature, "repeat_penalty": REPEAT_PENALTY,
-                "num_predict": NUM_PREDICT, "num_ctx": self.num_ctx}
+                "num_predict": self.num_predict, "num_ctx": self.num_ctx}
 
     def modelfile(self) -> str:
         """The Modelfile text (``FROM`` is relative to the Modelfile's folder)."""
@@ -120,7 +172,7 @@ class ServingConfig:
             lines.append(f'SYSTEM """{self.system}"""')
         lines += [f'PARAMETER stop "{s}"' for s in self.stop]
         lines += [f"PARAMETER temperature {self.temperature:g}", f"PARAMETER repeat_penalty {REPEAT_PENALTY:g}",
-                  f"PARAMETER num_predict {NUM_PREDICT}", f"PARAMETER num_ctx {self.num_ctx}"]
+                  f"PARAMETER num_predict {self.num_predict}", f"PARAMETER num_ctx {self.num_ctx}"]
         return "\n".join(lines) + "\n"
 
     def as_dict(self) -> dict[str, Any]:
@@ -131,4 +183,5 @@ class ServingConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ServingConfig:
         params = data["parameters"]
         return cls(data["model_file"], data["template"], data["system"], int(params["num_ctx"]),
-                   float(params["temperature"]), tuple(params["stop"]), data.get("adapter_file"))
+                   float(params["temperature"]), tuple(params["stop"]), data.get("adapter_file"),
+                   int(params["num_predict"]))

@@ -14,12 +14,23 @@ from typing import Any
 
 from ..errors import LingoforgeError
 from ..fsutil import write_json, write_text
+from ..prompts import prompt_messages
 from ..runfolder import RunFolder
 from ..task import Example, Task
 from .gguf import convert
 from .lora import base_config, convert_adapter
 from .merge import merge
-from .modelfile import ServingConfig, check_template, default_system, go_template, probe_messages
+from .modelfile import (
+    ANSWER_MARGIN,
+    ANSWER_SLACK,
+    ServingConfig,
+    check_servable,
+    check_template,
+    default_system,
+    go_template,
+    num_predict_for,
+    probe_messages,
+)
 from .parity import (
     DEFAULT_MAX_NEW_TOKENS,
     GGUFModel,
@@ -76,13 +87,27 @@ def context_length(folder: RunFolder, model_dir: Path) -> tuple[int, str]:
     return min(DEFAULT_NUM_CTX, limit), f"default {DEFAULT_NUM_CTX} (no token report in data/tokens.json)"
 
 
-def serving_config(task: Task, hf: HFReference, conversations: Sequence[Sequence[dict[str, str]]],
-                   model_file: str, num_ctx: int, adapter_file: str | None = None) -> ServingConfig:
-    """The Ollama TEMPLATE/SYSTEM/PARAMETERs, after checking the template renders the training prompts exactly."""
+def trained_prompt(run: dict[str, Any], task: Task) -> tuple[str, int | None]:
+    """The instruction training wrapped inputs with and its longest answer in tokens, from run.json
+    (runs trained before these were recorded: the task's instruction, and no answer length)."""
+    train = run.get("train") or {}
+    return str(train.get("instruction") or task.instruction.strip()), train.get("longest_answer_tokens")
+
+
+def serving_config(task: Task, hf: HFReference, examples: Sequence[Example], model_file: str, num_ctx: int,
+                   instruction: str, longest_answer_tokens: int | None,
+                   adapter_file: str | None = None) -> ServingConfig:
+    """The Ollama TEMPLATE/SYSTEM/PARAMETERs, after checking that the template renders the training prompt
+    exactly, both for a bare input (what `ollama run NAME "<ticket>"` sends) and for the full prompt."""
     system_default = default_system(hf.render(probe_messages()))
-    check_template([(m, hf.render(m)) for m in conversations], system_default)
-    return ServingConfig(model_file, go_template(system_default), task.system_prompt, num_ctx,
-                         adapter_file=adapter_file)
+    pairs = []
+    for example in examples:
+        full = prompt_messages(task, example.input, instruction)
+        bare = [*full[:-1], {"role": "user", "content": example.input}]
+        pairs += [(full, hf.render(full)), (bare, hf.render(full))]
+    check_template(pairs, system_default, instruction)
+    return ServingConfig(model_file, go_template(system_default, instruction), task.system_prompt, num_ctx,
+                         adapter_file=adapter_file, num_predict=num_predict_for(longest_answer_tokens, num_ctx))
 
 
 def _check_embedded_template(gguf: GGUFModel, hf: HFReference, path: Path) -> None:
@@ -103,6 +128,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     folder = RunFolder(Path(run_dir))
     run = folder.require()
     task = run_task(run)
+    instruction, longest_answer = trained_prompt(run, task)
+    check_servable(task.system_prompt, instruction)  # before minutes of merging and converting
     base_location = str((run.get("base") or {}).get("location") or "")
     if not base_location:
         raise LingoforgeError(f"{folder.run_json} has no base.location; cannot find the base model to merge into")
@@ -141,7 +168,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     hf = HFReference(reference_dir)
     conversations = conversations_for(task, chosen)
     num_ctx, num_ctx_source = context_length(folder, reference_dir)
-    serving = serving_config(task, hf, conversations, quantized.path.name, num_ctx, lora.name if lora else None)
+    serving = serving_config(task, hf, chosen, quantized.path.name, num_ctx, instruction, longest_answer,
+                             adapter_file=lora.name if lora else None)
     n_ctx = max(num_ctx, PARITY_N_CTX)  # parity needs room for the prompt and a full answer
     f16_model = GGUFModel(f16_path, n_ctx=n_ctx, lora_path=lora)
     _check_embedded_template(f16_model, hf, f16_path)
@@ -160,16 +188,16 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
                           + f" (details in {out / 'parity.json'})")
 
     write_text(out / "Modelfile", serving.modelfile())
-    manifest = _manifest(folder.root, task, quant, quantized.as_dict(), serving, lora, num_ctx_source, result,
-                         timings, adapter_only)
+    manifest = _manifest(folder.root, task, quant, quantized.as_dict(), serving, lora, num_ctx_source,
+                         longest_answer, result, timings, adapter_only)
     write_json(out / MANIFEST, manifest)
     folder.update(export={"dir": str(out), "quant": quant, "f16_parity": True, "warnings": result.warnings})
     return manifest
 
 
 def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig,
-              lora: Path | None, num_ctx_source: str, result: ParityResult, timings: dict[str, float],
-              adapter_only: bool) -> dict[str, Any]:
+              lora: Path | None, num_ctx_source: str, longest_answer: int | None, result: ParityResult,
+              timings: dict[str, float], adapter_only: bool) -> dict[str, Any]:
     return {
         "run_dir": str(run_dir.resolve()),
         "task": {"name": task.name, "version": task.version},
@@ -180,6 +208,8 @@ def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any
         "quantization": quant_report,
         "serving": serving.as_dict(),
         "num_ctx_source": num_ctx_source,
+        "num_predict_source": (f"{ANSWER_MARGIN:g} x the longest training answer ({longest_answer} tokens) + "
+                               f"{ANSWER_SLACK}" if longest_answer else "default (run.json records no answer length)"),
         "parity": {"examples": result.examples, "compared_tokens": result.compared_tokens,
                    "max_logit_drift": result.max_logit_drift,
                    "numerical_ties": len(result.ties), "accuracy": result.accuracy, "warnings": result.warnings},

@@ -1,0 +1,101 @@
+"""How a deployed model answers bare inputs, asked the way users ask: `ollama run NAME "<ticket>"`.
+
+    LINGOFORGE_OLLAMA_BIN=/path/to/ollama python bench/bench_deployed.py runs/demo
+
+Starts a private ``ollama serve`` (temporary model folder, free port), deploys the run's export with
+``lingoforge.deploy`` (which checks bare inputs itself), then types every test ticket of the run, bare,
+into the ``ollama`` CLI and sends it to ``/api/chat`` without ``format``; prints the share of answers that
+are JSON valid against the task's schema per language, and writes ``bench/results/deployed.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+from common import save
+from lingoforge.deploy import deploy
+from lingoforge.export.pipeline import load_test_examples, run_task
+from lingoforge.runfolder import RunFolder
+from lingoforge.schema import parse_output
+from rich.console import Console
+from rich.table import Table
+
+NAME = "bench-deployed"
+
+
+def _serve(binary: str, root: Path) -> tuple[subprocess.Popen, dict[str, str], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{sock.getsockname()[1]}"
+    env = {**os.environ, "OLLAMA_HOST": host, "OLLAMA_MODELS": str(root / "models"), "HOME": str(root),
+           "OLLAMA_NOHISTORY": "1"}
+    process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{host}"
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
+                return process, env, url
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"ollama serve did not start on {url}")
+
+
+def main() -> None:
+    run_dir = Path(sys.argv[1])
+    binary = os.environ.get("LINGOFORGE_OLLAMA_BIN") or "ollama"
+    run = RunFolder(run_dir)
+    task = run_task(run.require())
+    examples = load_test_examples(run, 10_000)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        process, env, url = _serve(binary, Path(tmp))
+        try:
+            summary = deploy(run_dir, NAME, host=url)
+            rows: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"cli": [], "chat": []})
+            started = time.perf_counter()
+            for example in examples:
+                cli = subprocess.run([binary, "run", NAME, example.input], env=env, capture_output=True, text=True,
+                                     timeout=600, check=True).stdout
+                chat = httpx.post(f"{url}/api/chat", timeout=600, json={
+                    "model": NAME, "messages": [{"role": "user", "content": example.input}], "stream": False,
+                }).json()["message"]["content"]
+                rows[example.language]["cli"].append(parse_output(cli, task.output_schema).valid)
+                rows[example.language]["chat"].append(parse_output(chat, task.output_schema).valid)
+            seconds = time.perf_counter() - started
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    table = Table(title=f"{run_dir}: bare test tickets, schema-valid answers from the deployed model")
+    for col in ("language", "n", "`ollama run`", "/api/chat (no format)"):
+        table.add_column(col, justify="right")
+    per_language = {}
+    for lang, row in sorted(rows.items()):
+        per_language[lang] = {"n": len(row["cli"]), "cli_valid": sum(row["cli"]), "chat_valid": sum(row["chat"])}
+        table.add_row(lang, str(len(row["cli"])), f"{sum(row['cli'])}/{len(row['cli'])}",
+                      f"{sum(row['chat'])}/{len(row['chat'])}")
+    n = sum(r["n"] for r in per_language.values())
+    cli_valid = sum(r["cli_valid"] for r in per_language.values())
+    chat_valid = sum(r["chat_valid"] for r in per_language.values())
+    table.add_row("[b]all", str(n), f"{cli_valid}/{n} ({cli_valid / n:.0%})",
+                  f"{chat_valid}/{n} ({chat_valid / n:.0%})")
+    Console().print(table)
+    Console().print(f"deploy's own check: {json.dumps(summary['bare'])}")
+    result = {"run": str(run_dir), "base": run.read().get("base", {}).get("spec"), "n": n,
+              "cli_valid_rate": cli_valid / n, "chat_valid_rate": chat_valid / n, "languages": per_language,
+              "deploy_check": summary["bare"], "seconds": round(seconds, 1), "load_average_before": load}
+    print(f"wrote {save('deployed', result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,3 +17,7 @@ class TaskDefinitionError(LingoforgeError):
 
 class DataError(LingoforgeError):
     """User data cannot be read or does not fit the task; the message names file, line and field."""
+
+
+class WriteError(LingoforgeError):
+    """An output could not be written (read-only folder, full disk); the message names the path and the reason."""

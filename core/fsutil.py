@@ -10,13 +10,25 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import WriteError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path`` and rename it over ``path`` only if the block succeeds."""
+    """Open a temp file beside ``path`` and rename it over ``path`` only if the block succeeds.
+
+    Failing to create the folder, write, sync or rename (read-only folder, full disk) raises ``WriteError``
+    naming ``path``, so every command reports it as one clear line instead of an ``OSError`` traceback.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: cannot create its folder {target.parent}: {_reason(exc)}") from exc
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: {_reason(exc)}") from exc
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
@@ -24,10 +36,27 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.filename not in (None, tmp, os.fspath(target)):
+            raise  # the block failed on another file (reading an input): not this write's failure
+        raise WriteError(f"cannot write {target}: {_reason(exc)}") from exc
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: str) -> None:
+    """Drop the temp file so a failed write leaves nothing behind (it is already gone once renamed)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for the failure; a file where a folder should be gets a plainer one than "File exists"."""
+    if isinstance(exc, FileExistsError):
+        return f"{exc.filename} is a file, not a folder"
+    return exc.strerror or str(exc)
 
 
 def _umask() -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lingoforge.cli import cli
 from lingoforge.commands.data import data
 from lingoforge.data.checks import check_file, cleaned_examples
 from lingoforge.errors import DataError
@@ -264,8 +265,33 @@ def test_fix_failure_leaves_no_output(tmp_path: Path, monkeypatch: pytest.Monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(checks, "cleaned_examples", failing)
-    result = CliRunner().invoke(data, ["check", str(path), "--task", _task_yaml(tmp_path), "--fix", str(out)])
-    assert isinstance(result.exception, OSError)
+    result = CliRunner().invoke(cli, ["data", "check", str(path), "--task", _task_yaml(tmp_path), "--fix", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+    assert f"Error: cannot write {out}: disk full" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "tickets.yaml"]
+
+
+def test_fix_into_an_unwritable_folder_names_the_path(tmp_path: Path) -> None:
+    path = write(tmp_path, dataset(3, 0))
+    (tmp_path / "blocker").write_text("a file, not a folder", encoding="utf-8")
+    out = tmp_path / "blocker" / "fixed.jsonl"
+    result = CliRunner().invoke(cli, ["data", "check", str(path), "--task", _task_yaml(tmp_path), "--fix", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: cannot write {out}: " in result.output and "Traceback" not in result.output
+
+
+def test_fix_with_no_usable_line_writes_nothing_and_fails(tmp_path: Path) -> None:
+    path = write(tmp_path, ["{broken", "not json at all", json.dumps({"input": "Help"})])
+    out = tmp_path / "fixed.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["data", "check", str(path), "--task", _task_yaml(tmp_path), "--fix", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: --fix {out}: {path} has no usable record, nothing written" in result.output
+    assert "invalid_json" in result.output  # the report saying why is still shown
+    as_json = runner.invoke(
+        cli, ["data", "check", str(path), "--task", _task_yaml(tmp_path), "--fix", str(out), "--json"]
+    )
+    assert as_json.exit_code == 1 and "fix" not in json.loads(as_json.stdout)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.jsonl", "tickets.yaml"]
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lingoforge.cli import cli
 from lingoforge.commands.data import data
 from lingoforge.data.dedup import find_duplicates
 from lingoforge.data.split import assign_splits, split_dataset
@@ -134,14 +137,20 @@ def test_split_refuses_a_file_with_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_split(tmp_path: Path) -> None:
-    source = _write(tmp_path / "all.jsonl", examples({"en": 40, "es": 20}))
-    task_file = tmp_path / "t.yaml"
-    task_file.write_text(
+def _task_file(tmp_path: Path) -> Path:
+    """The YAML twin of ``TASK`` for the CLI."""
+    path = tmp_path / "t.yaml"
+    path.write_text(
         "name: tickets\nlanguages: [en, es]\ninstruction: Classify.\nfields:\n  category:\n    type: enum\n"
         f"    labels: [{', '.join(LABELS)}]\n",
         encoding="utf-8",
     )
+    return path
+
+
+def test_cli_split(tmp_path: Path) -> None:
+    source = _write(tmp_path / "all.jsonl", examples({"en": 40, "es": 20}))
+    task_file = _task_file(tmp_path)
     result = CliRunner().invoke(
         data,
         ["split", str(source), "--task", str(task_file), "-o", str(tmp_path / "out"), "--val", "0.2", "--seed", "1"],
@@ -150,3 +159,26 @@ def test_cli_split(tmp_path: Path) -> None:
     assert "train" in result.output and (tmp_path / "out" / "data_report.json").is_file()
     report = json.loads((tmp_path / "out" / "data_report.json").read_text())
     assert report["fractions"]["val"] == 0.2 and report["files"]["val"]["records"] == 12
+
+
+@pytest.mark.parametrize("failure", ["not_a_folder", "disk_full"])
+def test_cli_split_write_failure_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    source = _write(tmp_path / "all.jsonl", examples({"en": 40, "es": 20}))
+    task_file = _task_file(tmp_path)
+    if failure == "not_a_folder":
+        (tmp_path / "blocker").write_text("a file, not a folder", encoding="utf-8")
+        out_dir, reason = tmp_path / "blocker" / "out", "Not a directory"
+    else:
+        out_dir, reason = tmp_path / "out", "No space left on device"
+
+        def no_space(*args: object) -> None:
+            raise OSError(errno.ENOSPC, reason)
+
+        monkeypatch.setattr(os, "fsync", no_space)
+    result = CliRunner().invoke(cli, ["data", "split", str(source), "--task", str(task_file), "-o", str(out_dir)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+    assert f"Error: cannot write {out_dir / 'train.jsonl'}: " in result.output and reason in result.output
+    assert "Traceback" not in result.output
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no partial or temp file

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -40,6 +42,27 @@ def test_languages_subset_and_unknown_language(tmp_path: Path) -> None:
     ok = CliRunner().invoke(cli, ["generate", "support_tickets", "-n", "9", "--languages", "de,hi,ja", "-o", str(out)])
     assert ok.exit_code == 0, ok.output
     assert [json.loads(x)["language"] for x in out.read_text(encoding="utf-8").splitlines()][:3] == ["de", "hi", "ja"]
-    bad = CliRunner().invoke(cli, ["generate", "support_tickets", "-n", "4", "--languages", "de,xx", "-o", str(tmp_path / "x.jsonl")])
+    bad = CliRunner().invoke(
+        cli, ["generate", "support_tickets", "-n", "4", "--languages", "de,xx", "-o", str(tmp_path / "x.jsonl")]
+    )
     assert bad.exit_code == 1 and "no generator text for xx" in bad.output
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_unwritable_output_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    out = blocker / "o.jsonl"
+    result = CliRunner().invoke(cli, ["generate", "support_tickets", "-n", "4", "-o", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+    assert f"Error: cannot write {out}: " in result.output and "Traceback" not in result.output
+
+    def no_space(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_space)
+    out = tmp_path / "o.jsonl"
+    result = CliRunner().invoke(cli, ["generate", "support_tickets", "-n", "4", "-o", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: cannot write {out}: No space left on device" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]  # no partial or temp file

@@ -47,7 +47,7 @@ def check(
     """Check FILE (JSONL, CSV, chat messages or key: value outputs) against a task.
 
     Exit code 0 when the file is usable for training, 1 when it has errors (even when --fix wrote a
-    clean copy, so scripts notice the input needed fixing)."""
+    clean copy, so scripts notice the input needed fixing). --fix writes nothing when no record is usable."""
     from ..data.checks import check_file, cleaned_examples
     from ..data.io import same_file, write_examples
     from ..data.progress import rich_stages
@@ -60,8 +60,8 @@ def check(
     with rich_stages() as stages:
         report = check_file(file, task, list(against) or _siblings(file), stages)
     fixed: dict[str, Any] | None = None
-    if fix_out is not None:
-        examples = cleaned_examples(report)
+    examples = cleaned_examples(report) if fix_out is not None else []
+    if fix_out is not None and examples:
         written = write_examples(fix_out, examples)
         fixed = {
             "path": str(fix_out),
@@ -77,6 +77,8 @@ def check(
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         _print_check(report, fixed)
+    if fix_out is not None and not examples:
+        raise DataError(f"--fix {fix_out}: {file} has no usable record, nothing written; fix the errors listed above")
     if not report.usable:
         ctx.exit(1)
 

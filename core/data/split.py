@@ -154,7 +154,6 @@ def split_dataset(
     examples = cleaned_examples(report)
     names = assign_splits(examples, task, val, test, seed)
     parts = {k: [e for e, name in zip(examples, names, strict=True) if name == k] for k in SPLITS}
-    out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     for k in SPLITS:
         path = out_dir / f"{k}.jsonl"

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import LingoforgeError
+from .noise import quiet_known_noise
 from .plugins import get_registry
 
 # name -> ("module:attribute", one-line help shown without importing the module)
@@ -69,7 +70,9 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point: plugins may add commands before click parses the arguments."""
+    """Console-script entry point: known third-party noise is filtered before plugins or commands import
+    anything, then plugins may add commands before click parses the arguments."""
+    quiet_known_noise()
     get_registry().add_commands(cli)
     cli()
 

@@ -111,10 +111,28 @@ def resolve_base(spec: str) -> BaseModel:
         if not (path / "config.json").is_file():
             raise LingoforgeError(f"{path} is a folder without config.json; expected a Hugging Face model folder")
         return BaseModel(spec, "local", str(path.resolve()))
-    if spec.count("/") == 1 and not spec.startswith((".", "/")):
+    if path.exists():
+        raise LingoforgeError(f"{path} is a file, not a model folder or a .gguf file")
+    if _is_hub_id(spec, path):
         return BaseModel(spec, "hub", spec)
+    if "/" in spec or "\\" in spec or spec.startswith((".", "~")):
+        raise LingoforgeError(f"model folder {path.absolute()} does not exist")
     known = ", ".join(sorted(PRESETS))
-    raise LingoforgeError(f"unknown base model {spec!r}: not a preset ({known}), a local folder, a .gguf file or a hub id (org/name)")
+    raise LingoforgeError(
+        f"unknown base model {spec!r}: not a preset ({known}) and no folder or .gguf file of that name exists"
+    )
+
+
+def _is_hub_id(spec: str, path: Path) -> bool:
+    """Whether a spec that names nothing local is a hub id: exactly ``org/name``, whose ``org`` is no local
+    folder, since a typo like ``runs/demoo`` has that shape too and must be told missing, not sent to the hub."""
+    return (
+        spec.count("/") == 1
+        and not spec.startswith((".", "/", "~"))
+        and not spec.endswith("/")
+        and "\\" not in spec
+        and not path.parent.is_dir()
+    )
 
 
 def materialize(base: BaseModel) -> str:

@@ -2,8 +2,9 @@
 
 Each output line is ``{"id", "output", "valid", "retried"}`` (+ ``language`` when the input gave one, + ``raw``
 for an unusable answer). The output is append-only: whole lines, flushed and fsynced per batch, so a
-killed run loses at most the batch in flight. On start, a partial trailing line (a kill in the middle of
-a write) is cut off and ids already written are skipped, so rerunning the same command finishes the job.
+killed run loses at most the batch in flight. On start, an existing output file is checked to be a
+prediction file (else it is refused untouched), a partial trailing line (a kill in the middle of a write)
+is cut off and ids already written are skipped, so rerunning the same command finishes the job.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -104,27 +106,82 @@ def read_inputs(source: str | Path, stdin: IO[str] | None = None) -> list[Item]:
     return parse_inputs(path.read_text(encoding="utf-8-sig"), str(path), csv_format)
 
 
+PREDICTION_KEYS = ("id", "output", "valid")
+_LINE_HEAD = '{"id":'  # every line this tool writes starts so (id is the record's first key), whitespace aside
+_AFTER_ID = ',"output":'
+
+
+def _compact(text: str) -> str:
+    """``text`` without whitespace, to compare JSON written with or without spaces after separators."""
+    return "".join(text.split())
+
+
+def _prediction_problem(line: bytes) -> str | None:
+    """Why a complete line is not one ``predict`` wrote, or ``None`` when it is one."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg}, column {exc.colno})"
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [key for key in PREDICTION_KEYS if key not in record]
+    if missing:
+        return f"no {', '.join(f'`{key}`' for key in missing)} field; found keys {sorted(record)}"
+    if not isinstance(record["valid"], bool):
+        return f"field `valid` is {record['valid']!r}, not true/false"
+    return None
+
+
+def _is_unfinished_prediction(tail: bytes) -> bool:
+    """Whether ``tail`` (bytes after the last newline) is the start of a prediction line cut by a kill.
+
+    Checked up to the key after ``id`` so that a one-line file of someone else's ``{"id": …, "input": …}``
+    records is not mistaken for one and cut."""
+    if _prediction_problem(tail) is None:  # a whole line whose newline was not written yet
+        return True
+    text = tail.decode("utf-8", errors="replace")  # a kill may cut a character in two
+    head = re.match(r'\{\s*"id"\s*:\s*', text)
+    if head is None:
+        return _LINE_HEAD.startswith(_compact(text))
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, head.end())
+    except json.JSONDecodeError:
+        return True  # cut inside the id value
+    after = _compact(text[end : end + 4 * len(_AFTER_ID)])
+    return after.startswith(_AFTER_ID) or _AFTER_ID.startswith(after)
+
+
 def completed_ids(out: Path) -> set[str]:
-    """Ids already in ``out``; a partial trailing line (a kill mid-write) is truncated away first."""
+    """Ids already in ``out``, which must be a prediction file of this tool.
+
+    The whole file is checked before anything is cut, so a file this tool did not write is refused byte for
+    byte unchanged; only then is a partial trailing line (a kill mid-write) truncated away to resume."""
     if not out.is_file():
         return set()
-    with open(out, "rb+") as fh:
-        data = fh.read()
-        keep = data.rfind(b"\n") + 1
-        if keep != len(data):
+    data = out.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    lines = data[:keep].split(b"\n")[:-1]  # split on \n only: raw answers may hold U+2028 and the like
+    refuse = f"is {out} the output of another command? It was left unchanged; choose a new -o file"
+    done: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        problem = _prediction_problem(line)
+        if problem is not None:
+            raise DataError(f"{out}:{number}: not a prediction line ({problem}); {refuse}")
+        done.add(str(json.loads(line)["id"]))
+    if keep != len(data):
+        if not _is_unfinished_prediction(data[keep:]):
+            raise DataError(
+                f"{out}:{len(lines) + 1}: unfinished last line that does not start like a prediction line "
+                f"({_LINE_HEAD}…); {refuse}"
+            )
+        with open(out, "rb+") as fh:
             fh.truncate(keep)
             fh.flush()
             os.fsync(fh.fileno())
-    done = set()
-    for number, line in enumerate(data[:keep].decode("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                done.add(str(json.loads(line)["id"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(
-                    f"{out}:{number}: not a prediction line; is {out} the output of another command? "
-                    "Choose a new -o file"
-                ) from None
     return done
 
 

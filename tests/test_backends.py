@@ -65,7 +65,7 @@ def test_resolve_every_model_form(tmp_path: Path) -> None:
         (lambda p: (p / "empty").mkdir() or str(p / "empty"), "neither a run folder"),
         (lambda p: str(make_run(p / "r", "base", adapter=False)), "holds no trained adapter"),
         (lambda p: "ollama:", "needs a model name"),
-        (lambda p: "not a model", "cannot tell what model"),
+        (lambda p: "not a model", "not a preset .* a run folder or ollama:NAME"),
     ],
 )
 def test_resolve_errors_say_what_to_fix(tmp_path: Path, make, message: str) -> None:

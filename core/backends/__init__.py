@@ -77,12 +77,9 @@ def resolve_model(spec: str) -> ModelSpec:
     from ..models import resolve_base
 
     try:
-        base = resolve_base(spec)
-    except LingoforgeError:
-        raise LingoforgeError(
-            f"cannot tell what model {spec!r} is: expected a run folder, a model folder, a .gguf "
-            "file, ollama:NAME, a preset name or a hub id (org/name)"
-        ) from None
+        base = resolve_base(spec)  # the one place that tells a missing folder from a hub id
+    except LingoforgeError as exc:
+        raise LingoforgeError(f"{exc} (a MODEL may also be a run folder or ollama:NAME)") from None
     return ModelSpec(spec, "hf", location=base.location, gguf=base.gguf)
 
 

@@ -4,12 +4,15 @@ The product promise is per-language accuracy you can trust on the model you depl
 broken down by language, and the same code scores the HF model, the GGUF file and the Ollama model.
 
 ``evaluate(...)`` returns the report as a dict; ``report.json`` holds it without ``predictions`` (those go
-to ``predictions.jsonl``). Its keys are stable (``format`` changes when they do):
+to ``predictions.jsonl``) and ``settings`` (those go to ``predictions.settings.json``). Its keys are stable
+(``format`` changes when they do):
 
 - ``format``: ``"lingoforge.eval/1"``.
-- ``model``: ``spec``, ``backend``, ``model`` (what the backend loaded), ``constrained``, plus ``host`` for Ollama.
+- ``model``: ``spec``, ``backend``, ``model`` (what the backend loaded), ``constrained``, ``fine_tuned`` (a run
+  folder, or training counts given), plus ``host`` for Ollama.
 - ``task``: ``name``, ``version``, ``primary_metric``, ``fields`` (label fields), ``text_fields``.
-- ``data``: ``n`` items evaluated, ``languages`` (sorted), ``source`` (file path or ``null``).
+- ``data``: ``n`` items evaluated, ``languages`` (sorted), ``source`` (file path or ``null``), ``resumed`` (items
+  whose answers came from an interrupted run's ``predictions.jsonl`` instead of the model).
 - ``overall`` and ``languages[LANG]``: one *slice* each, with
   ``n``; ``primary`` (mean of the task's primary metric); ``metrics`` (mean of every ``task.score`` key);
   ``schema_valid_rate`` (answers that parse and satisfy the schema); ``parse_failure_rate`` (no JSON object
@@ -23,20 +26,29 @@ to ``predictions.jsonl``). Its keys are stable (``format`` changes when they do)
   ``training_examples`` (``null`` = unknown), ``add_examples``, ``advice``}.
 - ``consistency``: ``null`` without parallel groups (``meta.group``), else {``groups``, ``score``,
   ``languages`` {LANG: score}, ``inconsistent_groups`` (up to 20 group ids)}.
-- ``throughput``: {``p50_s``, ``p95_s`` (per item), ``items_per_s``, ``total_s``, ``batch_size``}.
+- ``throughput``: {``p50_s``, ``p95_s`` (per item), ``items_per_s``, ``total_s``, ``batch_size``}; ``items_per_s``
+  and ``total_s`` count only what this invocation generated (``items_per_s`` is ``null`` when it resumed everything).
 - ``comparison`` and ``compared``: only with ``--compare``: see :func:`compare_reports`; ``compared`` is
   the second model's full report.
 
 Schema-invalid answers score as misses (``task.score(None, gold)``): an application cannot use them.
+
+Given ``predictions=PATH``, answers are appended to PATH as each batch finishes (flushed and fsynced), so a
+killed evaluation keeps what it generated; PATH's sidecar ``predictions.settings.json`` records what they
+were generated for (model and its weight files, evaluated items and schema, decoding settings). Rerun with
+the same settings, only the missing items are generated (a partial last line is cut off); with other settings
+PATH starts over. Resumed answers are parsed and scored again, so the report equals an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +56,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, ModelSpec, get_backend, resolve_model
-from .errors import DataError
+from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, Generation, ModelSpec, get_backend, resolve_model
+from .errors import DataError, WriteError
+from .fsutil import write_json, write_text
 from .prompts import prompt_messages
-from .schema import parse_output
+from .schema import parse_output, validate
 from .scoring import field_value
 from .task import Example, Task
 
 FORMAT = "lingoforge.eval/1"
+SETTINGS_FORMAT = "lingoforge.eval-predictions/1"
 INVALID = "(invalid)"
 LAG_POINTS = 0.05  # a language lags when its primary metric is more than 5 points under the mean
 MIN_TEXT_CHARS = 12  # shorter free text (a name, "n/a") says too little about its language
@@ -116,20 +130,31 @@ def lagging_languages(
     lag_points: float = LAG_POINTS,
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """(mean, lagging): languages more than ``lag_points`` under the mean of ``primary``, or under
-    ``threshold``, each with advice in numbers. Worst first."""
+    ``threshold``, each with advice in numbers. Worst first.
+
+    A language missing from the training data is not short of 20-30 examples but of all of them: its advice
+    says so and asks for as many as a trained language has on average."""
     if not primary:
         return None, []
     mean = sum(primary.values()) / len(primary)
+    trained = [n for n in (training_counts or {}).values() if n > 0]
     out = []
     for lang, value in primary.items():
         gap = max(mean - value, (threshold - value) if threshold is not None else 0.0)
         if not (mean - value > lag_points + 1e-12 or (threshold is not None and value < threshold)):
             continue
         count = None if training_counts is None else int(training_counts.get(lang, 0))
-        add = examples_to_add(gap)
         reference = f"{mean:.0%} mean" if mean - value > lag_points else f"{threshold:.0%} threshold"
-        known = "training examples unknown" if count is None else f"{count} training examples"
-        advice = f"{lang}: {value:.0%} vs {reference}; {known} — add about {add} more {lang} examples and retrain"
+        if count == 0:
+            add = round(sum(trained) / len(trained)) if trained else examples_to_add(gap)
+            advice = (
+                f"{lang}: {value:.0%} vs {reference}; not in the training data — add about {add} {lang} examples "
+                "and retrain"
+            )
+        else:
+            add = examples_to_add(gap)
+            known = "training examples unknown" if count is None else f"{count} training examples"
+            advice = f"{lang}: {value:.0%} vs {reference}; {known} — add about {add} more {lang} examples and retrain"
         out.append(
             {
                 "language": lang,
@@ -184,17 +209,43 @@ def stratified(examples: Sequence[Example], limit: int | None) -> list[Example]:
     return out
 
 
+def score_answer(task: Task, index: int, ex: Example, gen: Generation) -> dict[str, Any]:
+    """The prediction record of one answer: parsed, checked against the schema and scored against the gold."""
+    parsed = parse_output(gen.text, task.schema)
+    return {
+        "index": index,
+        "language": ex.language,
+        "input": ex.input,
+        "gold": dict(ex.output),
+        "raw": gen.text,
+        "output": parsed.value,
+        "valid": parsed.valid,
+        "lenient": parsed.lenient,
+        "error": parsed.error,
+        "scores": task.score(parsed.value if parsed.valid else None, ex.output),
+        "latency_s": gen.latency_s,
+        "n_tokens": gen.n_tokens,
+        "group": ex.meta.get("group"),
+    }
+
+
 def predict_examples(
     backend: Backend,
     task: Task,
     examples: Sequence[Example],
     *,
+    indices: Sequence[int] | None = None,
+    on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
     constrained: bool = False,
     batch_size: int = 8,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     console: Console | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
-    """Run the model over ``examples`` and parse each answer; returns (prediction records, generation seconds)."""
+    """Run the model over ``examples`` and parse each answer; returns (prediction records, generation seconds).
+
+    ``indices`` are the records' ``index`` values (default 0, 1, ...: a resumed run passes the missing ones);
+    ``on_batch`` receives each batch's records as soon as they exist, so they can be saved before the next."""
+    positions = list(range(len(examples))) if indices is None else list(indices)
     schema = task.schema
     records: list[dict[str, Any]] = []
     total = 0.0
@@ -209,26 +260,13 @@ def predict_examples(
                 max_new_tokens=max_new_tokens,
             )
             total += time.perf_counter() - began
-            for offset, (ex, gen) in enumerate(zip(chunk, gens, strict=True)):
-                parsed = parse_output(gen.text, schema)
-                pred = parsed.value if parsed.valid else None
-                records.append(
-                    {
-                        "index": start + offset,
-                        "language": ex.language,
-                        "input": ex.input,
-                        "gold": dict(ex.output),
-                        "raw": gen.text,
-                        "output": parsed.value,
-                        "valid": parsed.valid,
-                        "lenient": parsed.lenient,
-                        "error": parsed.error,
-                        "scores": task.score(pred, ex.output),
-                        "latency_s": gen.latency_s,
-                        "n_tokens": gen.n_tokens,
-                        "group": ex.meta.get("group"),
-                    }
-                )
+            batch = [
+                score_answer(task, positions[start + offset], ex, gen)
+                for offset, (ex, gen) in enumerate(zip(chunk, gens, strict=True))
+            ]
+            if on_batch is not None:
+                on_batch(batch)
+            records += batch
             progress.advance(bar, len(chunk))
     return records, total
 
@@ -319,8 +357,10 @@ def build_report(
     training_counts: Mapping[str, int] | None = None,
     threshold: float | None = None,
     source: str | None = None,
+    resumed: int = 0,
 ) -> dict[str, Any]:
-    """The full report dict (without predictions) from scored prediction records."""
+    """The full report dict (without predictions) from scored prediction records; ``seconds`` is the time spent
+    generating the ``len(records) - resumed`` answers that did not come from an earlier run."""
     by_lang: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
         by_lang[r["language"]].append(r)
@@ -348,7 +388,7 @@ def build_report(
             "fields": list(task.fields),
             "text_fields": list(task.text_fields),
         },
-        "data": {"n": len(records), "languages": sorted(by_lang), "source": source},
+        "data": {"n": len(records), "languages": sorted(by_lang), "source": source, "resumed": resumed},
         "overall": overall,
         "languages": languages,
         "primary_mean": mean,
@@ -356,7 +396,7 @@ def build_report(
         "consistency": consistency(task, records),
         "throughput": {
             **overall["latency"],
-            "items_per_s": len(records) / seconds if seconds else None,
+            "items_per_s": (len(records) - resumed) / seconds if seconds else None,
             "total_s": seconds,
             "batch_size": batch_size,
         },
@@ -375,6 +415,220 @@ def training_counts_of(spec: ModelSpec) -> dict[str, int] | None:
     return dict(counts)
 
 
+# --------------------------------------------------------------------------- streamed, resumable predictions
+
+
+def settings_path(predictions: str | Path) -> Path:
+    """The sidecar that says what a ``predictions.jsonl`` was generated for."""
+    return Path(predictions).with_name(Path(predictions).stem + ".settings.json")
+
+
+def prediction_line(model: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``predictions.jsonl`` line: the record tagged with the model spec and backend that answered it
+    (a comparison puts both models in one file, possibly the same spec on two backends)."""
+    return {"model": model["spec"], "backend": model["backend"], **record}
+
+
+def weight_files(spec: ModelSpec, backend: str) -> dict[str, list[int]]:
+    """Size and mtime of the files ``backend`` loads for ``spec``, so a model retrained or re-exported at the
+    same path does not pass for the one that wrote earlier predictions (a hub id or Ollama name has none)."""
+    if backend == "ollama":
+        return {}
+    roots = [spec.gguf] if backend == "llamacpp" or not spec.location else [Path(spec.location), spec.adapter]
+    files: dict[str, list[int]] = {}
+    for root in roots:
+        if root is None or not root.exists():
+            continue
+        for path in sorted(root.iterdir()) if root.is_dir() else [root]:
+            if path.is_file():
+                stat = path.stat()
+                files[str(path)] = [stat.st_size, stat.st_mtime_ns]
+    return files
+
+
+def model_identity(model: str | Backend, backend: str | None = None, host: str | None = None) -> dict[str, Any]:
+    """What decides a model's answers besides the prompts: spec, backend, Ollama host, weight files."""
+    if isinstance(model, Backend):
+        return {"spec": model.model, **model.describe()}
+    spec = resolve_model(model)
+    name = backend or spec.default_backend
+    host = host if name == "ollama" else None
+    return {"spec": model, "backend": name, "host": host, "files": weight_files(spec, name)}
+
+
+def eval_settings(
+    task: Task,
+    examples: Sequence[Example],
+    models: Sequence[Mapping[str, Any]],
+    *,
+    constrained: bool,
+    max_new_tokens: int,
+) -> dict[str, Any]:
+    """Everything the answers in ``predictions.jsonl`` depend on; a rerun resumes only when they are equal.
+
+    ``data_sha256`` covers the evaluated items (prompts as sent, gold answers, languages, groups, so a changed
+    file or ``--limit`` counts) and the output schema."""
+    digest = hashlib.sha256(json.dumps(task.schema, sort_keys=True).encode())
+    for ex in examples:
+        prompt = prompt_messages(task, ex.input, ex.instruction or None)
+        item = [prompt, dict(ex.output), ex.language, ex.meta.get("group")]
+        digest.update(json.dumps(item, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n")
+    return json.loads(
+        json.dumps(
+            {
+                "format": SETTINGS_FORMAT,
+                "task": {"name": task.name, "version": task.version},
+                "data_sha256": digest.hexdigest(),
+                "n": len(examples),
+                "constrained": constrained,
+                "max_new_tokens": max_new_tokens,
+                "models": list(models),
+            },
+            default=str,
+        )
+    )
+
+
+class PredictionLog:
+    """An eval folder's ``predictions.jsonl``, appended a batch at a time and resumed when reopened with the
+    same settings; with other settings (or none recorded) it starts over rather than mix answers."""
+
+    def __init__(self, path: str | Path, settings: Mapping[str, Any]) -> None:
+        self.path = Path(path)
+        self.done: dict[tuple[str, str], dict[int, Generation]] = defaultdict(dict)
+        sidecar = settings_path(self.path)
+        try:
+            same = json.loads(sidecar.read_text(encoding="utf-8")) == settings
+        except (OSError, json.JSONDecodeError):
+            same = False
+        if same and self.path.is_file():
+            self._load()
+            return
+        # Empty the predictions before recording the new settings: a crash in between leaves nothing to mix.
+        write_text(self.path, "")
+        write_json(sidecar, settings)
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        # Split on \n only: answers may hold U+2028 and the like, which str.splitlines() would split on.
+        for number, line in enumerate(data[:keep].split(b"\n")[:-1], 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                gen = Generation(str(r["raw"]), float(r["latency_s"]), int(r["n_tokens"]))
+                self.done[(str(r["model"]), str(r["backend"]))][int(r["index"])] = gen
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise DataError(
+                    f"{self.path}:{number}: not an eval prediction line (needs model, backend, index, raw, latency_s, "
+                    f"n_tokens); delete {self.path} or write the report to another folder (-o)"
+                ) from None
+        if keep != len(data):  # a kill in the middle of a write: its settings say the file is ours to cut
+            self._write(lambda fh: fh.truncate(keep), "rb+")
+
+    def _write(self, action: Callable[[Any], Any], mode: str) -> None:
+        """Run ``action`` on the open file and get it on disk; a full disk or read-only folder is a ``WriteError``."""
+        try:
+            with open(self.path, mode) as fh:
+                action(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise WriteError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def completed(self, model: Mapping[str, Any]) -> dict[int, Generation]:
+        """The answers ``model`` (a ``model_identity``) already gave, by item index."""
+        return self.done.get((model["spec"], model["backend"]), {})
+
+    def append(self, model: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> None:
+        """Add ``records`` as whole lines, on disk before returning."""
+        text = "".join(
+            json.dumps(prediction_line(model, r), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records
+        )
+        self._write(lambda fh: fh.write(text.encode("utf-8")), "ab")
+
+
+# --------------------------------------------------------------------------- evaluate and compare
+
+
+def _evaluate(
+    model: str | Backend,
+    task: Task,
+    examples: Sequence[Example],
+    identity: Mapping[str, Any],
+    log: PredictionLog | None,
+    *,
+    backend: str | None = None,
+    constrained: bool = False,
+    batch_size: int = 8,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    host: str | None = None,
+    threshold: float | None = None,
+    training_counts: Mapping[str, int] | None = None,
+    source: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """One model's report on already selected ``examples``, generating only what ``log`` lacks."""
+    if isinstance(model, Backend):
+        opened, spec_text, counts, run = model, model.model, training_counts, False
+    else:
+        spec = resolve_model(model)
+        opened = get_backend(spec, backend, host=host, concurrency=batch_size)
+        spec_text, run = model, spec.run is not None
+        counts = training_counts if training_counts is not None else training_counts_of(spec)
+    done = log.completed(identity) if log is not None else {}
+    records = {i: score_answer(task, i, examples[i], gen) for i, gen in done.items()}
+    todo = [i for i in range(len(examples)) if i not in records]
+    seconds = 0.0
+    try:
+        if done and console is not None and log is not None:
+            console.print(f"{spec_text}: {len(done)} of {len(examples)} answers already in {log.path}")
+        if todo:
+            new, seconds = predict_examples(
+                opened,
+                task,
+                [examples[i] for i in todo],
+                indices=todo,
+                on_batch=None if log is None else lambda batch: log.append(identity, batch),
+                constrained=constrained,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                console=console,
+            )
+            records.update((r["index"], r) for r in new)
+        described = {
+            "spec": spec_text,
+            **opened.describe(),
+            "constrained": constrained,
+            "fine_tuned": run or counts is not None,
+        }
+    finally:
+        if not isinstance(model, Backend):
+            opened.close()
+    ordered = [records[i] for i in range(len(examples))]
+    report = build_report(
+        task,
+        ordered,
+        model=described,
+        seconds=seconds,
+        batch_size=batch_size,
+        training_counts=counts,
+        threshold=threshold,
+        source=source,
+        resumed=len(done),
+    )
+    report["predictions"] = ordered
+    return report
+
+
+def _selected(examples: Sequence[Example], limit: int | None) -> list[Example]:
+    selected = stratified(examples, limit)
+    if not selected:
+        raise DataError("no examples to evaluate: the test data is empty")
+    return selected
+
+
 def evaluate(
     model: str | Backend,
     task: Task,
@@ -390,43 +644,32 @@ def evaluate(
     training_counts: Mapping[str, int] | None = None,
     source: str | None = None,
     console: Console | None = None,
+    predictions: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (a MODEL spec, or an open Backend) on ``examples``; returns the report with the
-    per-item ``predictions`` under that key. Training counts come from a run folder unless given."""
-    examples = stratified(examples, limit)
-    if not examples:
-        raise DataError("no examples to evaluate: the test data is empty")
-    if isinstance(model, Backend):
-        opened, spec_text, counts = model, model.model, training_counts
-    else:
-        spec = resolve_model(model)
-        opened = get_backend(spec, backend, host=host, concurrency=batch_size)
-        spec_text, counts = model, training_counts if training_counts is not None else training_counts_of(spec)
-    try:
-        records, seconds = predict_examples(
-            opened,
-            task,
-            examples,
-            constrained=constrained,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            console=console,
-        )
-        described = {"spec": spec_text, **opened.describe(), "constrained": constrained}
-    finally:
-        if not isinstance(model, Backend):
-            opened.close()
-    report = build_report(
+    per-item ``predictions`` and the ``settings`` they depend on under those keys. Training counts come from a
+    run folder unless given. With ``predictions`` (a JSONL path), answers are streamed there and a rerun with
+    the same settings generates only the items it lacks."""
+    examples = _selected(examples, limit)
+    identity = model_identity(model, backend, host)
+    settings = eval_settings(task, examples, [identity], constrained=constrained, max_new_tokens=max_new_tokens)
+    report = _evaluate(
+        model,
         task,
-        records,
-        model=described,
-        seconds=seconds,
+        examples,
+        identity,
+        None if predictions is None else PredictionLog(predictions, settings),
+        backend=backend,
+        constrained=constrained,
         batch_size=batch_size,
-        training_counts=counts,
+        max_new_tokens=max_new_tokens,
+        host=host,
         threshold=threshold,
+        training_counts=training_counts,
         source=source,
+        console=console,
     )
-    report["predictions"] = records
+    report["settings"] = settings
     return report
 
 
@@ -476,30 +719,75 @@ def compare(
     *,
     backend_a: str | None = None,
     backend_b: str | None = None,
+    constrained: bool = False,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    host: str | None = None,
+    limit: int | None = None,
+    predictions: str | Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate two models on the same examples: model A's report with ``comparison`` (per-language
-    deltas, b - a) and ``compared`` (B's report) added. Used for base vs fine-tuned and export parity."""
-    a = evaluate(model_a, task, examples, backend=backend_a, **options)
-    b = evaluate(model_b, task, examples, backend=backend_b, **options)
+    deltas, b - a) and ``compared`` (B's report) added. Used for base vs fine-tuned and export parity.
+    With ``predictions``, both models' answers are streamed to that one file and resumed as in :func:`evaluate`."""
+    examples = _selected(examples, limit)
+    ids = [model_identity(model_a, backend_a, host), model_identity(model_b, backend_b, host)]
+    settings = eval_settings(task, examples, ids, constrained=constrained, max_new_tokens=max_new_tokens)
+    log = None if predictions is None else PredictionLog(predictions, settings)
+    shared = dict(constrained=constrained, max_new_tokens=max_new_tokens, host=host, **options)
+    a = _evaluate(model_a, task, examples, ids[0], log, backend=backend_a, **shared)
+    b = _evaluate(model_b, task, examples, ids[1], log, backend=backend_b, **shared)
     a["comparison"] = compare_reports(a, b)
     a["compared"] = b
+    a["settings"] = settings
     return a
 
 
 # --------------------------------------------------------------------------- data and progress
 
 
-def load_examples(path: str | Path, task: Task) -> list[Example]:
-    """Test data in any format ``lingoforge data`` reads; every example must say its language."""
-    from .data.io import read_examples
+def _listed(head: str, problems: Sequence[str], limit: int = 10) -> str:
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return head + ":\n  " + "\n  ".join(problems[:limit]) + more
 
-    examples = read_examples(path, task)
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def load_examples(path: str | Path, task: Task) -> list[Example]:
+    """Test data in any format ``lingoforge data`` reads; every example must say its language, and every gold
+    output must fit the task's schema: gold data written for another task would otherwise score 0% quietly."""
+    from .data.io import read_records
+
+    result = read_records(path, task)
+    check = f"lingoforge data check {path} --task {task.name}"
+    if result.findings:
+        raise DataError(
+            _listed(
+                f"{path}: {len(result.findings)} unusable line(s) (`{check} --fix CLEAN.jsonl` drops them)",
+                [str(f) for f in result.findings],
+            )
+        )
+    examples = [r.example for r in result.records]
     unlabelled = sum(not ex.language for ex in examples)
     if unlabelled:
         raise DataError(
             f"{path}: {unlabelled} example(s) without a language; per-language evaluation needs one "
-            f"per example (run `lingoforge data check {path} --task {task.name}` to detect them)"
+            f"per example (run `{check}` to detect them)"
+        )
+    schema = task.schema
+    problems = [
+        f"{path}:{r.line}: /output{issue.pointer}: {_short(issue.message)}"
+        for r in result.records
+        for issue in validate(schema, dict(r.example.output))[:1]
+    ]
+    if problems:
+        raise DataError(
+            _listed(
+                f"{path}: {len(problems)} of {len(examples)} gold outputs do not fit the output schema of task "
+                f"{task.name!r}; is this data for another task? (`{check}` lists every problem)",
+                problems,
+            )
         )
     return examples
 

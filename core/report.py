@@ -1,4 +1,5 @@
-"""Write an evaluation report: report.json, predictions.jsonl, charts/*.png and a self-contained report.html.
+"""Write an evaluation report: report.json, predictions.jsonl (+ its settings sidecar), charts/*.png and a
+self-contained report.html.
 
 The HTML embeds its charts as base64 PNGs and its CSS inline, so it can be mailed or attached to a
 ticket as one file. Charts are drawn with matplotlib's Agg canvas directly (no pyplot global state, no
@@ -17,6 +18,7 @@ from typing import Any
 
 from rich.table import Table
 
+from .evaluate import prediction_line, settings_path
 from .fsutil import atomic_open, write_json, write_jsonl
 
 
@@ -113,6 +115,28 @@ def charts(report: Mapping[str, Any]) -> dict[str, bytes]:
     return out
 
 
+# --------------------------------------------------------------------------- advice
+
+
+def advice_by_model(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], list[Mapping[str, Any]]]]:
+    """(role, model block, lagging languages) for each model of the report: ``first`` (MODEL) and, with
+    ``--compare``, ``second``. The second comes first when only it is fine-tuned: its advice is the one to act on."""
+    sections: list[tuple[str, Mapping[str, Any], list[Mapping[str, Any]]]] = [
+        ("first", report["model"], list(report["lagging"]))
+    ]
+    compared = report.get("compared")
+    if compared:
+        second = ("second", compared["model"], list(compared["lagging"]))
+        tuned_second = compared["model"].get("fine_tuned") and not report["model"].get("fine_tuned")
+        sections = [second, *sections] if tuned_second else [*sections, second]
+    return sections
+
+
+def model_title(role: str, model: Mapping[str, Any]) -> str:
+    """How the advice names a model of a comparison: ``second model tuned (fine-tuned)``."""
+    return f"{role} model {model['spec']}{' (fine-tuned)' if model.get('fine_tuned') else ''}"
+
+
 # --------------------------------------------------------------------------- rich table
 
 
@@ -183,11 +207,15 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
         f"mean over languages {pct(report['primary_mean'])}.</p>",
     ]
     parts.append("<h2>Lagging languages</h2>")
-    parts.append(
-        "<ul>" + "".join(f"<li class='lag'>{e(r['advice'])}</li>" for r in report["lagging"]) + "</ul>"
-        if report["lagging"]
-        else "<p>No language lags the mean by more than 5 points.</p>"
-    )
+    sections = advice_by_model(report)
+    for role, advised, lagging_of in sections:
+        if len(sections) > 1:
+            parts.append(f"<h3>{e(model_title(role, advised))}</h3>")
+        parts.append(
+            "<ul>" + "".join(f"<li class='lag'>{e(r['advice'])}</li>" for r in lagging_of) + "</ul>"
+            if lagging_of
+            else "<p>No language lags the mean by more than 5 points.</p>"
+        )
     head = [
         "language",
         "n",
@@ -280,25 +308,31 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json (without predictions), predictions.jsonl, charts/*.png and report.html into ``out_dir``.
+    """Write report.json (without predictions and settings), predictions.jsonl, charts/*.png and report.html
+    into ``out_dir``.
 
-    With a compared model, its predictions go to the same predictions.jsonl tagged by ``model``."""
+    With a compared model, its predictions go to the same predictions.jsonl tagged by ``model`` and ``backend``.
+    The report's ``settings`` go to predictions.settings.json, so a later ``eval`` with the same settings reuses
+    these answers; a report without them removes that file, so nothing is reused for the wrong settings."""
     out = Path(out_dir)
-    data = {k: v for k, v in report.items() if k != "predictions"}
+    hidden = ("predictions", "settings")
+    data = {k: v for k, v in report.items() if k not in hidden}
     if "compared" in data:
-        data["compared"] = {k: v for k, v in data["compared"].items() if k != "predictions"}
+        data["compared"] = {k: v for k, v in data["compared"].items() if k not in hidden}
     predictions = list(report.get("predictions", []))
-    tagged = [{"model": report["model"]["spec"], **p} for p in predictions]
+    tagged = [prediction_line(report["model"], p) for p in predictions]
     if "compared" in report:
-        tagged += [
-            {"model": report["compared"]["model"]["spec"], **p} for p in report["compared"].get("predictions", [])
-        ]
+        tagged += [prediction_line(report["compared"]["model"], p) for p in report["compared"].get("predictions", [])]
     images = charts(data)
     for name, png in images.items():
         with atomic_open(out / "charts" / name, "wb") as fh:
             fh.write(png)
     write_json(out / "report.json", data)
+    sidecar = settings_path(out / "predictions.jsonl")
+    sidecar.unlink(missing_ok=True)  # first: predictions with the settings of other answers must never exist
     write_jsonl(out / "predictions.jsonl", tagged)
+    if report.get("settings"):
+        write_json(sidecar, report["settings"])
     with atomic_open(out / "report.html") as fh:
         fh.write(render_html(data, images, predictions))
     return {

@@ -129,6 +129,13 @@ def test_lagging_language_advice_in_numbers() -> None:
     assert lagging[0]["add_examples"] == 25 and lagging[0]["n_test"] == 20
 
 
+def test_a_language_missing_from_training_is_called_that_not_short_of_30() -> None:
+    _, lagging = lagging_languages({"en": 0.9, "es": 0.9, "de": 0.0}, {"en": 40, "es": 30}, {"de": 10})
+    assert [r["language"] for r in lagging] == ["de"]
+    assert lagging[0]["advice"] == "de: 0% vs 60% mean; not in the training data — add about 35 de examples and retrain"
+    assert lagging[0]["training_examples"] == 0 and lagging[0]["add_examples"] == 35
+
+
 def test_lagging_by_threshold_and_unknown_training_counts() -> None:
     _, lagging = lagging_languages({"en": 0.70, "es": 0.72}, None, threshold=0.80)
     assert [r["language"] for r in lagging] == ["en", "es"]
@@ -253,6 +260,90 @@ def test_training_counts_come_from_the_run_folder(task: Task, tmp_path: Path, mo
         == "es: 0% vs 50% mean; 12 training examples — add about 30 more es examples and retrain"
     )
     assert backends.resolve_model(str(run)).task_name() == "tickets"
+
+
+def test_compare_cli_advises_each_model_fine_tuned_first(
+    task: Task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from lingoforge import evaluate as evaluate_module
+    from lingoforge.cli import cli
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "data").mkdir()
+    (run / "run.json").write_text(json.dumps({"task": {"name": "tickets"}, "base": {"location": "unused"}}))
+    (run / "data" / "train.jsonl").write_text(
+        "".join(json.dumps({"language": lang}) + "\n" for lang in ["en"] * 30 + ["es"] * 12)
+    )
+    base = ScriptedBackend(lambda u: answer_json("tech"), "base")  # 50% everywhere: nothing lags
+    base.name = "ollama"
+    tuned = ScriptedBackend(lambda u: answer_json("tech" if "tech" in u or " de " in u else "billing"), "tuned")
+    tuned.name = "hf"  # right in en and es, 50% in de (not in its training data)
+    monkeypatch.setattr(evaluate_module, "get_backend", lambda spec, backend, **kw: tuned if spec.run else base)
+    data = tmp_path / "test.jsonl"
+    data.write_text(
+        "".join(json.dumps(ex(lang, c).to_record()) + "\n" for lang in ("en", "es", "de") for c in ("tech", "billing")),
+        encoding="utf-8",
+    )
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        cli, ["eval", "ollama:base", "--compare", str(run), "--task", task.source, "--data", str(data), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    second = text.index(f"second model {run} (fine-tuned):")
+    advice = text.index("de: 50% vs 83% mean; not in the training data — add about 21 de examples and retrain")
+    first = text.index("first model ollama:base:")
+    assert second < advice < first
+    assert "no language lags the mean by more than 5 points" in text[first:]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    tuned_advice = f"<h3>second model {run} (fine-tuned)</h3>\n<ul><li class='lag'>de: 50% vs 83% mean"
+    base_advice = "<h3>first model ollama:base</h3>\n<p>No language lags the mean by more than 5 points.</p>"
+    assert html.index(tuned_advice) < html.index(base_advice)
+
+
+# --------------------------------------------------------------------------- gold data against the task's schema
+
+
+def test_gold_outputs_that_do_not_fit_the_schema_are_refused_by_file_line_and_field(task: Task, tmp_path: Path) -> None:
+    from lingoforge.errors import DataError
+    from lingoforge.evaluate import load_examples
+
+    good = ex("en", "tech").to_record()
+    wrong_label = {**good, "output": {**good["output"], "category": "refund"}}
+    missing = {**good, "output": {"category": "tech", "reply": "ok"}}
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good, wrong_label, good, missing]), encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        load_examples(path, task)
+    message = str(caught.value)
+    assert "2 of 4 gold outputs do not fit the output schema of task 'tickets'" in message
+    assert f"{path}:2: /output/category: 'refund' is not one of ['shipping', 'billing', 'tech']" in message
+    assert f"{path}:4: /output: 'priority' is a required property" in message
+    path.write_text(json.dumps(good) + "\n", encoding="utf-8")
+    assert load_examples(path, task) == [ex("en", "tech")]
+
+
+def test_eval_refuses_another_tasks_data_before_generating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from lingoforge import evaluate as evaluate_module
+    from lingoforge.cli import cli
+
+    def no_model(*args: Any, **kwargs: Any) -> Backend:
+        raise AssertionError("a model was opened for data that cannot be scored")
+
+    monkeypatch.setattr(evaluate_module, "get_backend", no_model)
+    products = Path(__file__).resolve().parents[1] / "plugins" / "ecommerce_taxonomy" / "samples" / "de.jsonl"
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(
+        cli, ["eval", "ollama:tickets", "--task", "support_tickets", "--data", str(products), "-o", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "do not fit the output schema of task 'support_tickets'" in result.output
+    assert f"{products}:1: /output" in result.output
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- a real (tiny, random) model

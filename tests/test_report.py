@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from lingoforge.evaluate import build_report, compare_reports
-from lingoforge.report import render_table, write_report
+from lingoforge.report import advice_by_model, render_table, write_report
 from lingoforge.yaml_task import load_yaml_task
 from rich.console import Console
 
@@ -99,6 +99,23 @@ def test_write_report_files_and_self_contained_html(report: dict[str, Any], tmp_
     assert not re.search(r'(src|href)="(?!data:)', html), "the report must not load anything from outside"
     assert "hi: 50% vs 73% mean" in html and "Comparison" in html and "Unusable answers" in html
     assert len(paths["predictions"].read_text().splitlines()) == 30
+
+
+def test_each_compared_model_gets_its_own_advice_the_fine_tuned_one_first(
+    report: dict[str, Any], tmp_path: Path
+) -> None:
+    assert [(role, model["spec"]) for role, model, _ in advice_by_model(report)] == [
+        ("first", "base"),
+        ("second", "tuned"),
+    ]
+    report["compared"]["model"]["fine_tuned"] = True
+    sections = advice_by_model(report)
+    assert [(role, model["spec"]) for role, model, _ in sections] == [("second", "tuned"), ("first", "base")]
+    tuned_advice = "hi: 80% vs 87% mean; training examples unknown — add about 20 more hi examples and retrain"
+    assert [lag["advice"] for lag in sections[0][2]] == [tuned_advice]
+    html = write_report(report, tmp_path / "eval")["html"].read_text()
+    assert html.index("<h3>second model tuned (fine-tuned)</h3>") < html.index(tuned_advice)
+    assert html.index(tuned_advice) < html.index("<h3>first model base</h3>") < html.index("hi: 50% vs 73% mean")
 
 
 def test_rich_table_lists_every_language_and_the_deltas(report: dict[str, Any]) -> None:

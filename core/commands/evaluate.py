@@ -89,9 +89,12 @@ def eval_cmd(
     consistency, latency; names lagging languages with advice and writes report.json/html + charts.
 
     MODEL: a run folder, a merged model folder, a .gguf file, ollama:NAME, or a base preset/hub id.
+    Answers are saved to predictions.jsonl as they come; rerunning after an interruption generates only
+    the missing ones (with other settings it starts over). Gold outputs that do not fit the task's schema
+    stop the evaluation before anything is generated.
     """
     from ..evaluate import compare, evaluate, load_examples
-    from ..report import render_table, write_report
+    from ..report import advice_by_model, model_title, render_table, write_report
 
     spec = resolve_model(model)
     task = _task(task_name, spec)
@@ -100,6 +103,7 @@ def eval_cmd(
             raise LingoforgeError("say which test data to use: --data TEST.jsonl")
         data_path = spec.run.data / "test.jsonl"
     examples = load_examples(data_path, task)
+    out = output or (spec.run.eval if spec.run is not None else Path("eval"))
     console = Console(stderr=True)
     options: dict[str, Any] = dict(
         constrained=constrained,
@@ -110,19 +114,25 @@ def eval_cmd(
         threshold=threshold,
         source=str(data_path),
         console=console,
+        predictions=out / "predictions.jsonl",
     )
     if compare_model:
         report = compare(model, compare_model, task, examples, backend_a=backend, backend_b=compare_backend, **options)
     else:
         report = evaluate(model, task, examples, backend=backend, **options)
-    out = output or (spec.run.eval if spec.run is not None else Path("eval"))
     paths = write_report(report, out)
     if as_json:
         click.echo(paths["json"].read_text(encoding="utf-8"), nl=False)
         return
     Console().print(render_table(report))
-    for lag in report["lagging"]:
-        click.secho(lag["advice"], fg="red")
+    sections = advice_by_model(report)
+    for role, advised, lagging in sections:
+        if len(sections) > 1:
+            click.echo(f"{model_title(role, advised)}:")
+            if not lagging:
+                click.echo("  no language lags the mean by more than 5 points")
+        for lag in lagging:
+            click.secho(("  " if len(sections) > 1 else "") + lag["advice"], fg="red")
     click.echo(f"report: {paths['html']}  (json: {paths['json']}, predictions: {paths['predictions']})")
 
 

@@ -244,7 +244,9 @@ class Pipeline:
     # -- everything --------------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:
         """Run every stage (skipping those up to date) and write ``summary.json``."""
+        self.run.claim(self.o.task.name)  # before anything is written: never another task's run, nor foreign files
         self.run.root.mkdir(parents=True, exist_ok=True)
+        self.run.update(task={"name": self.o.task.name, "version": self.o.task.version})
         started = time.perf_counter()
         for stage in STAGES:
             getattr(self, stage)()
@@ -275,8 +277,9 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
     for lang in sorted(set(base["languages"]) | set(tuned["languages"])):
         b = (base["languages"].get(lang) or {}).get("primary")
         t = (tuned["languages"].get(lang) or {}).get("primary")
-        gguf = (parity_acc.get(lang) or {}).get("gguf")  # parity reports points (0-100) on its own sample
-        languages[lang] = {"base": b, "fine_tuned": t, "gguf_parity_sample": None if gguf is None else gguf / 100}
+        sample = parity_acc.get(lang) or {}  # parity scores its own few items, in points (0-100)
+        gguf = None if sample.get("gguf") is None else {"n": sample["n"], "score": sample["gguf"] / 100}
+        languages[lang] = {"base": b, "fine_tuned": t, "gguf_parity_sample": gguf}
     pipeline = run.read().get("pipeline") or {}
     files = {p.name: _size(p) for p in sorted(run.export.glob("*.gguf"))}
     deploy = (pipeline.get("deploy") or {}).get("result")

@@ -79,9 +79,52 @@ class RunFolder:
         write_json(self.run_json, data)
         return data
 
+    def claim(self, task_name: str) -> None:
+        """Refuse, before anything is written, a folder holding another task's run or files that are not a run
+        (a new or empty folder, or this task's run, is fine)."""
+        if self.run_json.is_file():
+            spec = self.read().get("task")
+            recorded = spec.get("name") if isinstance(spec, dict) else spec
+            if recorded and recorded != task_name:
+                raise LingoforgeError(f"{self.root} holds a run of task {recorded!r}, not {task_name!r}; "
+                                      "choose another -o folder (nothing was written)")
+        elif self.root.is_dir() and any(self.root.iterdir()):
+            raise LingoforgeError(f"{self.root} is not empty and holds no run.json, so it is not a lingoforge run "
+                                  "folder; choose a new or empty -o folder (nothing was written)")
+
+    def check_adapter(self) -> None:
+        """Refuse a missing or damaged adapter before export spends minutes on it (see :func:`check_adapter`)."""
+        check_adapter(self.adapter)
+
     def require(self) -> dict[str, Any]:
         """run.json of an existing run, or an error saying what is missing."""
         data = self.read()
         if not data:
             raise LingoforgeError(f"{self.root} is not a lingoforge run folder (no run.json); run `lingoforge train` first")
         return data
+
+
+def check_adapter(adapter: Path) -> None:
+    """Refuse a missing or damaged PEFT adapter folder (a truncated copy, a killed write) naming the file at
+    fault, instead of a traceback from deep inside peft or safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    config, weights = adapter / "adapter_config.json", adapter / "adapter_model.safetensors"
+    if not config.is_file():
+        raise LingoforgeError(f"{adapter} holds no trained adapter (adapter_config.json); "
+                              f"run `lingoforge train` on {adapter.parent} first")
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LingoforgeError(f"{config}: damaged, not valid JSON ({exc}); retrain or restore the adapter") from None
+    if not isinstance(parsed, dict) or "r" not in parsed or "target_modules" not in parsed:
+        raise LingoforgeError(f"{config}: not a LoRA adapter config (no r / target_modules)")
+    if not weights.is_file():
+        raise LingoforgeError(f"{weights} is missing; retrain or restore the adapter")
+    try:
+        with safe_open(str(weights), framework="numpy") as fh:  # checks the header against the file size
+            names = list(fh.keys())
+    except (SafetensorError, OSError) as exc:
+        raise LingoforgeError(f"{weights}: damaged ({exc}); retrain or restore the adapter") from None
+    if not names:
+        raise LingoforgeError(f"{weights} holds no tensors; retrain or restore the adapter")

@@ -1103,11 +1103,18 @@ def train_from_files(
     """
     data_path = Path(data)
     run = RunFolder(Path(out_dir))
+    main = int(os.environ.get("RANK", "0")) == 0  # under DDP only process 0 writes
+    if main:
+        run.claim(task.name)  # inputs are validated before anything is written to the run folder
+    base_model = resolve_base(base)
     train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed)
+    if main:
+        run.update(task={"name": task.name, "version": task.version})  # the folder is this task's run from now on
     files = {name: {"path": path, "sha256": file_sha256(path)} for name, path in sources.items()}
-    if not data_path.is_dir() and not (run.data / "train.jsonl").exists() and int(os.environ.get("RANK", "0")) == 0:
+    if main and not data_path.is_dir() and not (run.data / "train.jsonl").exists():
         write_jsonl(run.data / "train.jsonl", (i.example.to_record() for i in train_items))
         write_jsonl(run.data / "val.jsonl", (i.example.to_record() for i in val_items))
     return train(
-        task, train_items, val_items, base, out_dir, config, resume=resume, force=force, quiet=quiet, sources=files
+        task, train_items, val_items, base_model, out_dir, config, resume=resume, force=force, quiet=quiet,
+        sources=files,
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LingoforgeError
+from ..runfolder import check_adapter
 from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
 
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -34,6 +35,8 @@ class HFBackend(Backend):
         self, location: str, adapter: str | Path | None = None, device: str | None = None, dtype: str | None = None
     ) -> None:
         super().__init__(f"{location} + {adapter}" if adapter else location)
+        if adapter is not None:
+            check_adapter(Path(adapter))  # a damaged adapter is named before minutes of loading
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

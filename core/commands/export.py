@@ -20,12 +20,15 @@ from ..export.quantize import QUANTS
               help="Write a GGUF LoRA adapter (ADAPTER line) on the unmodified base instead of merged weights.")
 @click.option("--parity-n", type=click.IntRange(min=1), default=8, show_default=True,
               help="Test examples for the HF vs GGUF parity check.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out examples for parity (default: the run's test split, else its validation examples).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export manifest as JSON.")
-def export(run: Path, out_dir: Path | None, quant: str, adapter_only: bool, parity_n: int, as_json: bool) -> None:
+def export(run: Path, out_dir: Path | None, quant: str, adapter_only: bool, parity_n: int, data: Path | None,
+           as_json: bool) -> None:
     """Merge the adapter, convert to GGUF, quantize, write a Modelfile and check parity with the HF model."""
     from ..export.pipeline import export_run
 
-    manifest = export_run(run, out_dir, quant=quant, parity_n=parity_n, adapter_only=adapter_only)
+    manifest = export_run(run, out_dir, quant=quant, parity_n=parity_n, adapter_only=adapter_only, data=data)
     if as_json:
         click.echo(json.dumps(manifest, ensure_ascii=False, indent=2))
         return

@@ -18,6 +18,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _sample(row: dict[str, Any] | None) -> str:
+    """A score on a handful of items as the items: "1/2" rather than a percentage that moves in 50-point steps."""
+    if row is None:
+        return "-"
+    hits = row["score"] * row["n"]
+    return f"{round(hits)}/{row['n']}" if abs(hits - round(hits)) < 1e-6 else f"{row['score']:.0%} of {row['n']}"
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{summary['task']} on {summary['base']}: {summary['primary_metric']} per language")
     for col in ("language", "base", "fine-tuned", "Δ", "GGUF (parity sample)"):
@@ -25,7 +33,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for lang, row in summary["languages"].items():
         delta = None if row["base"] is None or row["fine_tuned"] is None else row["fine_tuned"] - row["base"]
         table.add_row(lang, _pct(row["base"]), _pct(row["fine_tuned"]),
-                      "-" if delta is None else f"{delta * 100:+.0f} pts", _pct(row["gguf_parity_sample"]))
+                      "-" if delta is None else f"{delta * 100:+.0f} pts", _sample(row["gguf_parity_sample"]))
     o = summary["overall"]
     table.add_row("[b]all", _pct(o["base"]), _pct(o["fine_tuned"]),
                   f"{(o['fine_tuned'] - o['base']) * 100:+.0f} pts" if None not in (o["base"], o["fine_tuned"]) else "-", "")

@@ -1,12 +1,15 @@
 """``export_run``: run folder → merged HF model → F16 GGUF → quantized GGUF → Modelfile → parity report.
 
-Each step writes into ``export/`` atomically; the manifest ``export/export.json`` is written last, so a
-folder with a manifest is a complete, parity-checked export that ``deploy`` can trust.
+The adapter and the prompts are checked first (minutes of merging are not spent on a damaged adapter or a
+system prompt a Modelfile cannot hold). Every step writes into ``.export.partial/`` beside ``export/``; the
+manifest ``export.json`` is written last and the folder swapped in only then, so ``export/`` is always a
+complete, parity-checked export that ``deploy`` can trust, and a failed export keeps the previous one.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,13 +63,36 @@ def run_task(run: dict[str, Any]) -> Task:
     return get_task(str(name))
 
 
-def load_test_examples(folder: RunFolder, n: int) -> list[Example]:
-    """The first ``n`` examples of ``data/test.jsonl`` (the split training never saw)."""
-    path = folder.data / "test.jsonl"
-    if not path.is_file():
-        raise LingoforgeError(f"{path} is missing; parity needs test examples (run `lingoforge data split`)")
+def test_split(folder: RunFolder, data: str | Path | None = None) -> tuple[Path, str | None]:
+    """The file parity and deploy take their examples from, and a note when it is not a test split.
+
+    ``data`` (``export --data FILE``) wins; then ``data/test.jsonl`` of the run (``lingoforge run``), then
+    ``test.jsonl`` beside the split folder the run was trained on (``data split`` → ``train --data DIR``,
+    recorded in run.json); else the validation examples, which training saw only for its loss.
+    """
+    if data is not None:
+        path = Path(data)
+        if not path.is_file():
+            raise LingoforgeError(f"--data {path} does not exist")
+        return path, None
+    sources = (folder.read().get("train") or {}).get("data_sources") or {}
+    split_folder = Path(sources["train"]["path"]).parent if "train" in sources and "val" in sources else None
+    for candidate in filter(None, (folder.data / "test.jsonl", split_folder and split_folder / "test.jsonl")):
+        if candidate.is_file():
+            return candidate, None
+    for candidate in filter(None, (folder.data / "val.jsonl", split_folder and split_folder / "val.jsonl")):
+        if candidate.is_file():
+            return candidate, (f"no test split was found for {folder.root}; using the validation examples in "
+                               f"{candidate} (pass --data FILE to use held-out examples)")
+    raise LingoforgeError(f"no test or validation examples found for {folder.root} (looked in {folder.data} and "
+                          "beside the training data recorded in run.json); pass --data FILE")
+
+
+def load_test_examples(folder: RunFolder, n: int, data: str | Path | None = None) -> list[Example]:
+    """The first ``n`` examples of the run's test split (see :func:`test_split`)."""
+    path, _ = test_split(folder, data)
     examples: list[Example] = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for line in fh:
             if line.strip() and len(examples) < n:
                 examples.append(Example.from_record(json.loads(line)))
@@ -118,7 +144,8 @@ def _check_embedded_template(gguf: GGUFModel, hf: HFReference, path: Path) -> No
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: str = "q5_k_m", parity_n: int = 8,
                adapter_only: bool = False, examples: Sequence[Example] | None = None,
-               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True) -> dict[str, Any]:
+               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, progress: bool = True,
+               data: str | Path | None = None) -> dict[str, Any]:
     """Export a trained run for Ollama and prove parity; returns (and writes) the export manifest.
 
     Raises ``ParityError`` (after writing ``parity.json``) when the F16 GGUF does not reproduce HF.
@@ -133,10 +160,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     base_location = str((run.get("base") or {}).get("location") or "")
     if not base_location:
         raise LingoforgeError(f"{folder.run_json} has no base.location; cannot find the base model to merge into")
-    out = Path(out_dir) if out_dir else folder.export
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
-    chosen = list(examples) if examples is not None else load_test_examples(folder, parity_n)
+    folder.check_adapter()
+    source, source_note = (None, None) if examples is not None else test_split(folder, data)
+    chosen = list(examples) if examples is not None else load_test_examples(folder, parity_n, source)
+    final = Path(out_dir) if out_dir else folder.export
+    # Everything is written beside the export folder and swapped in once parity passed: a failed or killed
+    # export leaves the previous, checked export (and its manifest) as it was.
+    out = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     timings: dict[str, float] = {}
 
     def step(name: str, started: float) -> None:
@@ -190,9 +222,23 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     write_text(out / "Modelfile", serving.modelfile())
     manifest = _manifest(folder.root, task, quant, quantized.as_dict(), serving, lora, num_ctx_source,
                          longest_answer, result, timings, adapter_only)
+    manifest["parity"]["source"] = str(source) if source else "given examples"
+    if source_note:
+        manifest["parity"]["warnings"].append(source_note)
     write_json(out / MANIFEST, manifest)
-    folder.update(export={"dir": str(out), "quant": quant, "f16_parity": True, "warnings": result.warnings})
+    _swap_in(out, final)
+    folder.update(export={"dir": str(final), "quant": quant, "f16_parity": True, "warnings": result.warnings})
     return manifest
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Replace ``final`` with the complete export ``new`` (two renames; the old one is removed after)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _manifest(run_dir: Path, task: Task, quant: str, quant_report: dict[str, Any], serving: ServingConfig,

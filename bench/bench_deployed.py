@@ -5,7 +5,9 @@
 Starts a private ``ollama serve`` (temporary model folder, free port), deploys the run's export with
 ``lingoforge.deploy`` (which checks bare inputs itself), then types every test ticket of the run, bare,
 into the ``ollama`` CLI and sends it to ``/api/chat`` without ``format``; prints the share of answers that
-are JSON valid against the task's schema per language, and writes ``bench/results/deployed.json``.
+are JSON valid against the task's schema per language, and writes ``bench/results/deployed.json``. For
+comparison the same GGUF is also created with the template exports wrote before bare inputs were wrapped
+with the training instruction ("unwrapped") and asked the same tickets through the CLI.
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ def _serve(binary: str, root: Path) -> tuple[subprocess.Popen, dict[str, str], s
     raise SystemExit(f"ollama serve did not start on {url}")
 
 
+def _ask_cli(binary: str, env: dict[str, str], name: str, text: str) -> str:
+    return subprocess.run([binary, "run", name, text], env=env, capture_output=True, text=True, timeout=600,
+                          check=True).stdout
+
+
+def _create_unwrapped(run_dir: Path, url: str) -> None:
+    """The same GGUF, SYSTEM and parameters under the template that passed the user's message alone."""
+    import ollama
+    from lingoforge.deploy import find_export, upload
+    from lingoforge.export.modelfile import ServingConfig, default_system, go_template, probe_messages
+    from transformers import AutoTokenizer
+
+    folder, manifest = find_export(run_dir)
+    serving = ServingConfig.from_dict(manifest["serving"])
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "merged"))
+    system_default = default_system(tokenizer.apply_chat_template(probe_messages(), tokenize=False,
+                                                                  add_generation_prompt=True))
+    client = ollama.Client(host=url)
+    digest, _ = upload(client, url, folder / serving.model_file)
+    client.create(model=f"{NAME}-unwrapped", files={serving.model_file: digest}, template=go_template(system_default),
+                  system=serving.system, parameters=serving.parameters(), stream=False)
+
+
 def main() -> None:
     run_dir = Path(sys.argv[1])
     binary = os.environ.get("LINGOFORGE_OLLAMA_BIN") or "ollama"
@@ -62,37 +87,40 @@ def main() -> None:
         process, env, url = _serve(binary, Path(tmp))
         try:
             summary = deploy(run_dir, NAME, host=url)
-            rows: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"cli": [], "chat": []})
+            _create_unwrapped(run_dir, url)
+            rows: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"cli": [], "chat": [], "unwrapped": []})
             started = time.perf_counter()
             for example in examples:
-                cli = subprocess.run([binary, "run", NAME, example.input], env=env, capture_output=True, text=True,
-                                     timeout=600, check=True).stdout
+                cli = _ask_cli(binary, env, NAME, example.input)
                 chat = httpx.post(f"{url}/api/chat", timeout=600, json={
                     "model": NAME, "messages": [{"role": "user", "content": example.input}], "stream": False,
                 }).json()["message"]["content"]
+                unwrapped = _ask_cli(binary, env, f"{NAME}-unwrapped", example.input)
                 rows[example.language]["cli"].append(parse_output(cli, task.output_schema).valid)
                 rows[example.language]["chat"].append(parse_output(chat, task.output_schema).valid)
+                rows[example.language]["unwrapped"].append(parse_output(unwrapped, task.output_schema).valid)
             seconds = time.perf_counter() - started
         finally:
             process.terminate()
             process.wait(timeout=30)
     table = Table(title=f"{run_dir}: bare test tickets, schema-valid answers from the deployed model")
-    for col in ("language", "n", "`ollama run`", "/api/chat (no format)"):
+    for col in ("language", "n", "`ollama run`", "/api/chat (no format)", "`ollama run`, unwrapped template"):
         table.add_column(col, justify="right")
     per_language = {}
     for lang, row in sorted(rows.items()):
-        per_language[lang] = {"n": len(row["cli"]), "cli_valid": sum(row["cli"]), "chat_valid": sum(row["chat"])}
-        table.add_row(lang, str(len(row["cli"])), f"{sum(row['cli'])}/{len(row['cli'])}",
-                      f"{sum(row['chat'])}/{len(row['chat'])}")
+        per_language[lang] = {"n": len(row["cli"]), "cli_valid": sum(row["cli"]), "chat_valid": sum(row["chat"]),
+                              "unwrapped_cli_valid": sum(row["unwrapped"])}
+        table.add_row(lang, str(len(row["cli"])), *(f"{sum(row[k])}/{len(row[k])}" for k in ("cli", "chat", "unwrapped")))
     n = sum(r["n"] for r in per_language.values())
     cli_valid = sum(r["cli_valid"] for r in per_language.values())
     chat_valid = sum(r["chat_valid"] for r in per_language.values())
-    table.add_row("[b]all", str(n), f"{cli_valid}/{n} ({cli_valid / n:.0%})",
-                  f"{chat_valid}/{n} ({chat_valid / n:.0%})")
+    unwrapped_valid = sum(r["unwrapped_cli_valid"] for r in per_language.values())
+    table.add_row("[b]all", str(n), *(f"{v}/{n} ({v / n:.0%})" for v in (cli_valid, chat_valid, unwrapped_valid)))
     Console().print(table)
     Console().print(f"deploy's own check: {json.dumps(summary['bare'])}")
     result = {"run": str(run_dir), "base": run.read().get("base", {}).get("spec"), "n": n,
-              "cli_valid_rate": cli_valid / n, "chat_valid_rate": chat_valid / n, "languages": per_language,
+              "cli_valid_rate": cli_valid / n, "chat_valid_rate": chat_valid / n,
+              "unwrapped_cli_valid_rate": unwrapped_valid / n, "languages": per_language,
               "deploy_check": summary["bare"], "seconds": round(seconds, 1), "load_average_before": load}
     print(f"wrote {save('deployed', result)}")
 

@@ -7,8 +7,8 @@ Read this module from the top: every step of ``train`` below is one numbered com
 
 Defaults (the multilingual recipe we follow; every value can be overridden by a YAML file or a flag and is
 written to run.json): LoRA rank 32 on all linear layers, alpha 64, dropout 0.05; lr 1.5e-4, cosine, warmup
-ratio 0.05; 4 epochs; effective batch 4 (micro-batch 4 x accumulation 1); max length from the run's token
-report (``data/tokens.json`` key ``max_seq_length``), else 2048.
+ratio 0.05; 4 epochs; effective batch 4 (micro-batch 4 x accumulation 1); max length from a token report
+(``--tokens FILE``, else the run's ``data/tokens.json``; key ``max_seq_length``), else 2048.
 
 Precision. On CUDA the base model is loaded in 4-bit NF4 with double quantization and bf16 compute, with
 gradient checkpointing: this is what makes a 7B model fit in about 12 GB. On CPU the default is a plain
@@ -48,12 +48,11 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -67,6 +66,7 @@ from .models import BaseModel, materialize, resolve_base
 from .prompts import example_messages, served_instruction
 from .runfolder import RunFolder, file_sha256
 from .schema import validate
+from .scoring import normalize_text
 from .shared_prefix import MASK_IMPLEMENTATIONS, SharedPrefixCollator
 from .task import Example, Task
 
@@ -98,7 +98,7 @@ class TrainConfig:
     epochs: float = 4.0
     batch_size: int = 4  # micro-batch per device
     grad_accum: int = 1  # effective batch = batch_size x grad_accum x processes
-    max_len: int | None = None  # None: data/tokens.json max_seq_length, else 2048
+    max_len: int | None = None  # None: max_seq_length of --tokens or data/tokens.json, else 2048
     load_in_4bit: bool | None = None  # None: True on CUDA, False on CPU (module docstring)
     gradient_checkpointing: bool | None = None  # None: same as load_in_4bit's device default (on for CUDA)
     padding_free: bool = True
@@ -108,7 +108,7 @@ class TrainConfig:
     save_steps: int = 50
     eval_steps: int | None = None  # None: save_steps (the best adapter is chosen among saved checkpoints)
     save_total_limit: int = 2
-    val_fraction: float = 0.1  # held out when --data is a single file
+    val_fraction: float = 0.1  # held out per language when --data is a single file; 0: no validation
     eval_batch_size: int = 8
     logging_steps: int = 1
 
@@ -207,7 +207,7 @@ def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
                 cfg.eval_steps is None or cfg.save_steps % cfg.eval_steps == 0,
                 "save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated checkpoints)",
             ),
-            (0 < cfg.val_fraction < 1, "val_fraction: must be in (0, 1)"),
+            (0 <= cfg.val_fraction < 1, "val_fraction: must be in [0, 1) (0: no validation split)"),
             (cfg.save_total_limit >= 1, "save_total_limit: must be >= 1"),
             (
                 cfg.scheduler in ("cosine", "linear", "constant", "constant_with_warmup"),
@@ -220,19 +220,44 @@ def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
     return cfg
 
 
+def read_token_report(path: Path) -> int:
+    """``max_seq_length`` of a token report (``lingoforge tokens FILE --json`` output, or a run's data/tokens.json)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise LingoforgeError(f"token report {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise LingoforgeError(
+            f"{path}: not a JSON token report ({exc}); write one with `lingoforge tokens FILE --tokenizer T --json`"
+        ) from None
+    value = report.get("max_seq_length") if isinstance(report, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 16:
+        raise LingoforgeError(
+            f"{path}: max_seq_length: expected an integer >= 16, got {value!r}; rerun `lingoforge tokens ... --json` "
+            "or pass --max-len"
+        )
+    return value
+
+
+def max_len_source(config: TrainConfig, run: RunFolder, tokens: Path | None = None) -> tuple[int, str]:
+    """The max sequence length and what set it, so a silent 2048 never hides a token report that was missed.
+
+    Order: the settings (--max-len, --config, a resumed run), a ``tokens`` report made anywhere (--tokens), the
+    run folder's ``data/tokens.json``, else 2048.
+    """
+    if config.max_len is not None:
+        return config.max_len, "the settings (--max-len, --config or the resumed run)"
+    if tokens is not None:
+        return read_token_report(tokens), f"--tokens {tokens}"
+    report = run.data / "tokens.json"
+    if report.is_file():
+        return read_token_report(report), str(report)
+    return DEFAULT_MAX_LEN, f"the default (no --tokens and no {report}; `lingoforge tokens` measures it)"
+
+
 def resolve(config: TrainConfig, run: RunFolder, cuda: bool) -> TrainConfig:
     """Fill the ``None`` settings from the device and the run folder's token report."""
-    max_len = config.max_len
-    if max_len is None:
-        report = run.data / "tokens.json"
-        max_len = DEFAULT_MAX_LEN
-        if report.is_file():
-            try:
-                max_len = int(json.loads(report.read_text(encoding="utf-8"))["max_seq_length"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise LingoforgeError(
-                    f"{report}: no usable max_seq_length ({exc}); rerun `lingoforge tokens` or pass --max-len"
-                ) from None
+    max_len, _ = max_len_source(config, run)
     four_bit = cuda if config.load_in_4bit is None else config.load_in_4bit
     checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
     eval_steps = config.eval_steps or config.save_steps
@@ -280,13 +305,60 @@ def _listed(head: str, problems: Sequence[str], limit: int = 10) -> str:
     return head + ":\n  " + "\n  ".join(problems[:limit]) + more
 
 
+def holdout_score(example: Example, seed: int) -> float:
+    """An example's place in [0, 1) for the validation split: a hash of the seed and its input as ``data check``
+    normalises it for duplicates, so its side depends on nothing else in the file and duplicates share a side."""
+    digest = hashlib.sha256(f"{seed}\x00{normalize_text(example.input)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_validation(items: Sequence[Located], fraction: float, seed: int) -> tuple[list[Located], list[Located]]:
+    """Train and validation examples of one file: validation is every example whose ``holdout_score`` is below
+    ``fraction``, decided per example, so adding rows to any language moves no existing row between the two.
+
+    The price of that stability is that each language holds out about ``fraction`` of its examples, not exactly.
+    A language with two or more examples keeps at least one on each side (its lowest-scored example validates,
+    its highest trains), so per-language validation loss exists for every language; a single example trains.
+    That borrowed row is the one exception to stability: it returns to training once a row of its language falls
+    under ``fraction`` by its own hash.
+    """
+    if fraction == 0:
+        return list(items), []
+    scores = [holdout_score(item.example, seed) for item in items]
+    held = [score < fraction for score in scores]
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for k, item in enumerate(items):
+        by_lang[item.example.language].append(k)
+    for indices in by_lang.values():
+        if len(indices) == 1:
+            held[indices[0]] = False
+            continue
+        if not any(held[k] for k in indices):
+            held[min(indices, key=scores.__getitem__)] = True
+        if all(held[k] for k in indices):
+            held[max(indices, key=scores.__getitem__)] = False
+    return [i for i, h in zip(items, held, strict=True) if not h], [i for i, h in zip(items, held, strict=True) if h]
+
+
+def describe_holdout(train_items: Sequence[Located], val_items: Sequence[Located], fraction: float) -> str:
+    """What a single data file lost to validation, per language: those examples are not trained on."""
+    languages = sorted({i.example.language for i in [*train_items, *val_items]})
+    held = Counter(i.example.language for i in val_items)
+    return (
+        f"held out {len(val_items)} of {len(train_items) + len(val_items)} examples for validation "
+        f"(about {fraction * 100:g}% per language, chosen by a hash of each input, so adding examples moves none): "
+        + ", ".join(f"{lang} {held[lang]}" for lang in languages)
+        + "; pass --val to change (0: no validation)"
+    )
+
+
 def load_data(
     data: Path, task: Task, val_fraction: float, seed: int
 ) -> tuple[list[Located], list[Located], dict[str, str]]:
     """Train and validation examples from a split folder (train.jsonl + val.jsonl) or one file.
 
-    A single file gets a validation split held out per language (at least one example each when a language
-    has two or more), so per-language validation loss exists for every language.
+    A single file gets a validation split held out per language by ``split_validation`` (none when
+    ``val_fraction`` is 0); a folder's own val.jsonl is used as it is.
     """
     if data.is_dir():
         train_file, val_file = data / "train.jsonl", data / "val.jsonl"
@@ -301,22 +373,11 @@ def load_data(
             read_examples(val_file, task),
             {"train": str(train_file), "val": str(val_file)},
         )
-    items = read_examples(data, task)
-    by_lang: dict[str, list[Located]] = defaultdict(list)
-    for item in items:
-        by_lang[item.example.language].append(item)
-    rng = random.Random(seed)
-    train_items: list[Located] = []
-    val_items: list[Located] = []
-    for lang in sorted(by_lang):
-        group = by_lang[lang][:]
-        rng.shuffle(group)
-        n_val = min(len(group) - 1, max(1, round(len(group) * val_fraction))) if len(group) > 1 else 0
-        val_items += group[:n_val]
-        train_items += group[n_val:]
-    if not val_items:
+    train_items, val_items = split_validation(read_examples(data, task), val_fraction, seed)
+    if val_fraction > 0 and not val_items:
         raise DataError(
-            f"{data}: too few examples to hold out a validation split; add examples or pass a folder with val.jsonl"
+            f"{data}: no language has two examples, so none can be held out for validation; add examples, "
+            "pass --val 0 to train without validation, or pass a folder with val.jsonl"
         )
     return train_items, val_items, {"train+val": str(data)}
 
@@ -763,10 +824,10 @@ def train(
     val_items = [
         e if isinstance(e, Located) else Located(e, f"validation example {i + 1}") for i, e in enumerate(val_examples)
     ]
-    if not train_items or not val_items:
-        raise DataError(
-            f"training needs both training and validation examples (got {len(train_items)} and {len(val_items)})"
-        )
+    if not train_items:
+        raise DataError(f"training needs training examples (got none, and {len(val_items)} validation examples)")
+    if not val_items:
+        say("no validation examples: training without validation loss; the adapter is the last checkpoint")
     check_outputs(task, train_items + val_items)
     instruction = served_instruction(task, [i.example for i in train_items])
     check_servable(task.system_prompt, instruction)  # the Modelfile must carry them: refuse before training
@@ -894,10 +955,10 @@ def train(
         shared = cfg.shared_prefix and model.config._attn_implementation in MASK_IMPLEMENTATIONS
         trainer = trainer_cls(
             model=model,
-            args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared),
+            args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared, validate=bool(val_enc)),
             data_collator=SharedPrefixCollator() if shared else None,
             train_dataset=train_ds,
-            eval_dataset=val_by_language[next(iter(val_by_language))],  # evaluate() reads val_by_language
+            eval_dataset=next(iter(val_by_language.values()), None),  # evaluate() reads val_by_language
             processing_class=tokenizer,
             peft_config=lora_config(cfg),
             callbacks=[progress, *callbacks],
@@ -975,11 +1036,19 @@ def train(
     return result
 
 
-def sft_config(cfg: TrainConfig, run: RunFolder, batch_size: int, grad_accum: int, cuda: bool,
-               shared_prefix: bool = False) -> Any:
+def sft_config(
+    cfg: TrainConfig,
+    run: RunFolder,
+    batch_size: int,
+    grad_accum: int,
+    cuda: bool,
+    shared_prefix: bool = False,
+    validate: bool = True,
+) -> Any:
     """trl/transformers arguments for one attempt; everything else is library defaults, on purpose.
 
-    With ``shared_prefix`` our collator packs the rows, so trl's own padding-free collator is switched off."""
+    With ``shared_prefix`` our collator packs the rows, so trl's own padding-free collator is switched off.
+    Without ``validate`` (no validation examples) nothing is evaluated and the last checkpoint is the adapter."""
     from trl import SFTConfig
 
     # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns)
@@ -1005,14 +1074,14 @@ def sft_config(cfg: TrainConfig, run: RunFolder, batch_size: int, grad_accum: in
         max_length=None,  # lengths were checked in encode(); nothing is truncated
         dataset_kwargs={"skip_prepare_dataset": True},  # input_ids + labels are built above
         logging_steps=cfg.logging_steps,
-        eval_strategy="steps",
-        eval_steps=cfg.eval_steps,
+        eval_strategy="steps" if validate else "no",
+        eval_steps=cfg.eval_steps if validate else None,
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        load_best_model_at_end=validate,
+        metric_for_best_model="eval_loss" if validate else None,
+        greater_is_better=False if validate else None,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -1095,26 +1164,42 @@ def train_from_files(
     resume: bool = False,
     force: bool = False,
     quiet: bool = False,
+    tokens: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """The CLI's entry: read DATA (a split folder or one JSONL file), hold out validation if needed, train.
 
-    A single file's split is written to the run folder's ``data/`` (train.jsonl, val.jsonl) so evaluation and a
-    resumed run see the same split; an existing split there is left alone.
+    A single file's split is written to the run folder's ``data/`` (train.jsonl, and val.jsonl unless validation
+    is off) so evaluation and a resumed run see the same split; an existing split there is left alone. ``tokens``
+    is a token report (``lingoforge tokens --json``) whose ``max_seq_length`` is used when the settings give none.
     """
     data_path = Path(data)
     run = RunFolder(Path(out_dir))
     main = int(os.environ.get("RANK", "0")) == 0  # under DDP only process 0 writes
+    say = _say(quiet or not main)
     if main:
         run.claim(task.name)  # inputs are validated before anything is written to the run folder
     base_model = resolve_base(base)
     train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed)
+    max_len, max_len_from = max_len_source(config, run, Path(tokens) if tokens is not None else None)
     if main:
         run.update(task={"name": task.name, "version": task.version})  # the folder is this task's run from now on
+    if not data_path.is_dir() and val_items:
+        say(describe_holdout(train_items, val_items, config.val_fraction))
+    say(f"max length {max_len} from {max_len_from}")
     files = {name: {"path": path, "sha256": file_sha256(path)} for name, path in sources.items()}
     if main and not data_path.is_dir() and not (run.data / "train.jsonl").exists():
         write_jsonl(run.data / "train.jsonl", (i.example.to_record() for i in train_items))
-        write_jsonl(run.data / "val.jsonl", (i.example.to_record() for i in val_items))
+        if val_items:
+            write_jsonl(run.data / "val.jsonl", (i.example.to_record() for i in val_items))
     return train(
-        task, train_items, val_items, base_model, out_dir, config, resume=resume, force=force, quiet=quiet,
+        task,
+        train_items,
+        val_items,
+        base_model,
+        out_dir,
+        replace(config, max_len=max_len),
+        resume=resume,
+        force=force,
+        quiet=quiet,
         sources=files,
     )

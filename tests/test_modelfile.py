@@ -177,8 +177,20 @@ def test_instruction_a_modelfile_cannot_hold_is_refused() -> None:
 
 
 def test_characters_the_modelfile_parser_drops_are_refused() -> None:
-    with pytest.raises(LingoforgeError, match="U+200C"):
+    with pytest.raises(LingoforgeError, match=r"U\+200C"):
         _config(system="Reply in Persian: می\u200cخواهم")
-    with pytest.raises(LingoforgeError, match="U+00A0"):
+    with pytest.raises(LingoforgeError, match=r"U\+00A0"):
         check_value("instruction", "Classify:\u00a0the ticket")
     assert check_value("instruction", "Classify:\n\t- the ticket") == "Classify:\n\t- the ticket"
+
+
+def test_the_training_end_token_must_stop_the_served_model(qwen2_tokenizer) -> None:
+    from lingoforge.export.modelfile import check_stop
+
+    vocab = qwen2_tokenizer.get_vocab()
+    check_stop("<|im_end|>", vocab)
+    check_stop(None, vocab)  # a run trained before the end token was recorded
+    with pytest.raises(LingoforgeError, match="not among the Modelfile's stop sequences"):
+        check_stop("<|im_end|>", vocab, stop=("<|endoftext|>",))
+    with pytest.raises(LingoforgeError, match="not in the exported model's vocabulary"):
+        check_stop("<|no-such-token|>", vocab)

@@ -12,6 +12,7 @@ from lingoforge.task import Example, Task
 from lingoforge.train import (
     Located,
     TrainConfig,
+    TrainResult,
     check_masks,
     check_outputs,
     complete_checkpoints,
@@ -19,7 +20,10 @@ from lingoforge.train import (
     load_config_file,
     load_data,
     make_config,
+    max_len_source,
     resolve,
+    sft_config,
+    train_from_files,
     with_oom_retry,
 )
 
@@ -88,6 +92,11 @@ def located(examples: list[Example]) -> list[Located]:
     return [Located(e, f"data.jsonl:{i + 1}") for i, e in enumerate(examples)]
 
 
+def finished(out: str) -> TrainResult:
+    """What a stubbed ``train_from_files`` returns, so CLI tests run the command to its end without training."""
+    return TrainResult(Path(out) / "adapter", Path(out) / "run.json", 1, 0.5, None, {}, {}, 4, 1, 1.0, 1.0, 1.0)
+
+
 # --- settings -------------------------------------------------------------------------------------------------
 
 
@@ -131,6 +140,65 @@ def test_max_len_comes_from_the_token_report_and_device_picks_precision(tmp_path
     gpu = resolve(TrainConfig(), run, cuda=True)
     assert (gpu.max_len, gpu.load_in_4bit, gpu.gradient_checkpointing) == (384, True, True)
     assert resolve(TrainConfig(max_len=128, load_in_4bit=True), run, cuda=False).max_len == 128
+
+
+def test_max_len_source_order_settings_tokens_file_run_report_default(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run")
+    assert max_len_source(TrainConfig(), run) == (
+        2048,
+        f"the default (no --tokens and no {run.data / 'tokens.json'}; `lingoforge tokens` measures it)",
+    )
+    run.data.mkdir(parents=True)
+    (run.data / "tokens.json").write_text(json.dumps({"max_seq_length": 256}))
+    assert max_len_source(TrainConfig(), run) == (256, str(run.data / "tokens.json"))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"tokenizer": "t", "max_seq_length": 384}))
+    assert max_len_source(TrainConfig(), run, report) == (384, f"--tokens {report}")
+    assert max_len_source(TrainConfig(max_len=128), run, report)[0] == 128
+
+
+def test_a_bad_token_report_names_the_file_and_field(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"max_seq_length": "long"}))
+    with pytest.raises(LingoforgeError, match=r"report.json: max_seq_length: expected an integer >= 16, got 'long'"):
+        max_len_source(TrainConfig(), RunFolder(tmp_path / "run"), report)
+    report.write_text("Tokens per language: ...")
+    with pytest.raises(LingoforgeError, match=r"report.json: not a JSON token report"):
+        max_len_source(TrainConfig(), RunFolder(tmp_path / "run"), report)
+
+
+def test_train_from_files_takes_max_len_from_tokens_and_says_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    import lingoforge.train
+
+    configs: list[TrainConfig] = []
+    monkeypatch.setattr(lingoforge.train, "train", lambda *args, **kw: configs.append(args[5]))
+    data = tmp_path / "all.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in tiny_examples(12)))
+    report = tmp_path / "tokens.json"
+    report.write_text(json.dumps({"max_seq_length": 384}))
+    run = tmp_path / "run"
+    train_from_files(tiny_task(), data, "qwen2.5-0.5b", run, make_config(), tokens=report)
+    assert configs.pop().max_len == 384
+    assert f"max length 384 from --tokens {report}" in capsys.readouterr().err
+    train_from_files(tiny_task(), data, "qwen2.5-0.5b", run, make_config({"max_len": 200}), tokens=report)
+    assert configs.pop().max_len == 200
+    assert "max length 200 from the settings (--max-len" in capsys.readouterr().err
+
+
+def test_without_validation_nothing_is_evaluated_and_the_last_checkpoint_is_kept(tmp_path: Path) -> None:
+    cfg = resolve(TrainConfig(), RunFolder(tmp_path), cuda=False)
+    args = sft_config(cfg, RunFolder(tmp_path), 4, 1, cuda=False, validate=False)
+    assert (str(args.eval_strategy), args.load_best_model_at_end, args.metric_for_best_model) == (
+        "IntervalStrategy.NO",
+        False,
+        None,
+    )
+    args = sft_config(cfg, RunFolder(tmp_path), 4, 1, cuda=False)
+    assert (str(args.eval_strategy), args.load_best_model_at_end, args.metric_for_best_model) == (
+        "IntervalStrategy.STEPS",
+        True,
+        "eval_loss",
+    )
 
 
 # --- data -----------------------------------------------------------------------------------------------------
@@ -337,6 +405,64 @@ def test_cli_reports_bad_input_as_a_clean_error(tmp_path: Path, monkeypatch) -> 
     assert result.exit_code == 1 and "rank: must be > 0" in result.output
 
 
+def test_cli_tokens_flag_reaches_training(tmp_path: Path, monkeypatch) -> None:
+    import lingoforge.plugins
+    import lingoforge.train
+    from click.testing import CliRunner
+    from lingoforge.cli import cli
+
+    seen: dict[str, object] = {}
+
+    def fake(task, data, base, out, config, **kw):
+        seen.update(kw)
+        return finished(out)
+
+    monkeypatch.setattr(lingoforge.plugins, "get_task", lambda name: tiny_task())
+    monkeypatch.setattr(lingoforge.train, "train_from_files", fake)
+    data = tmp_path / "all.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in tiny_examples(12)))
+    report = tmp_path / "tokens.json"
+    report.write_text(json.dumps({"max_seq_length": 384}))
+    args = ["train", "mini_tickets", "--data", str(data), "--base", "qwen2.5-0.5b", "-o", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, [*args, "--tokens", str(report)])
+    assert result.exit_code == 0, result.output
+    assert seen["tokens"] == str(report)
+    result = CliRunner().invoke(cli, [*args, "--tokens", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2 and "missing.json' does not exist" in result.output
+
+
+def test_train_and_export_take_output_and_the_old_out_spelling(tmp_path: Path, monkeypatch) -> None:
+    import lingoforge.export.pipeline
+    import lingoforge.plugins
+    import lingoforge.train
+    from click.testing import CliRunner
+    from lingoforge.cli import cli
+
+    outs: list[str] = []
+
+    def fake_train(task, data, base, out, config, **kw):
+        outs.append(str(out))
+        return finished(out)
+
+    monkeypatch.setattr(lingoforge.plugins, "get_task", lambda name: tiny_task())
+    monkeypatch.setattr(lingoforge.train, "train_from_files", fake_train)
+    monkeypatch.setattr(
+        lingoforge.export.pipeline, "export_run", lambda run, out_dir, **kw: outs.append(str(out_dir)) or {"ok": 1}
+    )
+    data = tmp_path / "all.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in tiny_examples(4)))
+    train_args = ["train", "mini_tickets", "--data", str(data), "--base", "qwen2.5-0.5b"]
+    (tmp_path / "run").mkdir()
+    for spelling in (["-o", "A"], ["--output", "B"], ["--out", "C"], ["--output=D"], ["--out=E"]):
+        for args in (train_args, ["export", str(tmp_path / "run"), "--json"]):
+            result = CliRunner().invoke(cli, [*args, *spelling])
+            assert result.exit_code == 0, result.output
+            assert outs.pop() == spelling[-1].split("=")[-1]
+    for command in ("train", "export"):
+        shown = CliRunner().invoke(cli, [command, "--help"]).output
+        assert "-o, --output" in shown and "--out " not in shown and "--out," not in shown
+
+
 def test_train_refuses_with_the_plan_numbers_when_memory_is_short(
     tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -350,3 +476,18 @@ def test_train_refuses_with_the_plan_numbers_when_memory_is_short(
     assert "the plan needs about" in text and "has 0.0 GB" in text and "lm head output" in text
     assert "--force" in text
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_train_without_validation_examples_goes_on_and_says_so(
+    tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """No validation is allowed (``--val 0``): train() gets as far as the memory plan, the last step before a model."""
+    import lingoforge.plan
+    from lingoforge.train import train
+
+    monkeypatch.setattr(lingoforge.plan, "device_memory_gb", lambda cuda: 0.01)
+    with pytest.raises(LingoforgeError, match="the plan needs about"):
+        train(tiny_task(), tiny_examples(8), [], str(tiny_qwen2_dir), tmp_path / "run")
+    assert "no validation examples: training without validation loss" in capsys.readouterr().err
+    with pytest.raises(DataError, match="training needs training examples"):
+        train(tiny_task(), [], tiny_examples(4), str(tiny_qwen2_dir), tmp_path / "run")

@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from ..export.quantize import QUANTS
+from .train import old_out_spelling
 
 
-@click.command()
+@click.command(context_settings={"token_normalize_func": old_out_spelling})
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Export folder (default: RUN/export).")
 @click.option("--quant", type=click.Choice(sorted(QUANTS)), default="q5_k_m", show_default=True,
               help="Quantization of the GGUF Ollama serves.")

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 
-@click.command("train")
+def old_out_spelling(token: str) -> str:
+    """Read ``--out`` as ``--output``: train and export took ``-o/--out`` while the other commands take
+    ``-o/--output``; the old spelling keeps working but help shows one. Click's token normaliser sees option
+    names without their dashes (and choice values, none of which is ``out``)."""
+    return "output" if token == "out" else token
+
+
+@click.command("train", context_settings={"token_normalize_func": old_out_spelling})
 @click.argument("task_name", metavar="TASK")
 @click.option(
     "--data",
@@ -21,7 +28,7 @@ import click
 @click.option(
     "--base", required=True, help="Preset (qwen2.5-7b-instruct, smollm2-135m, ...), hub id, local folder or .gguf file."
 )
-@click.option("-o", "--out", "out", required=True, type=click.Path(), help="Run folder (runs/NAME).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(), help="Run folder (runs/NAME).")
 @click.option(
     "--config",
     "config_file",
@@ -34,7 +41,19 @@ import click
 @click.option("--epochs", type=float, help="Epochs [4].")
 @click.option("--batch-size", type=int, help="Micro-batch per device [4].")
 @click.option("--grad-accum", type=int, help="Gradient accumulation steps [1].")
-@click.option("--max-len", type=int, help="Max sequence length [data/tokens.json, else 2048].")
+@click.option("--max-len", type=int, help="Max sequence length [--tokens, else the run's data/tokens.json, else 2048].")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Token report (`lingoforge tokens FILE --json`) whose max_seq_length sets --max-len.",
+)
+@click.option(
+    "--val",
+    "val_fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Fraction of each language held out for validation when --data is one file [0.1]; 0: no validation.",
+)
 @click.option(
     "--4bit/--no-4bit", "load_in_4bit", default=None, help="4-bit NF4 base weights [on for CUDA, off on CPU]."
 )
@@ -51,6 +70,7 @@ def train(
     base: str,
     out: str,
     config_file: str | None,
+    tokens_file: str | None,
     resume: bool,
     force: bool,
     quiet: bool,
@@ -61,10 +81,17 @@ def train(
     from ..runfolder import RunFolder
     from ..train import load_config_file, make_config, train_from_files
 
+    if flags["val_fraction"] is not None and Path(data).is_dir():
+        raise click.UsageError(
+            f"--val holds out part of one data file; {data} is a split folder with its own val.jsonl "
+            "(split again with `lingoforge data split --val`, or pass the JSONL file)"
+        )
     # A resumed run starts from the settings it recorded, so `--resume` alone continues the same recipe.
     recorded = (RunFolder(Path(out)).read().get("train") or {}).get("config") if resume else None
     config = make_config(recorded, load_config_file(config_file) if config_file else None, flags)
-    result = train_from_files(get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet)
+    result = train_from_files(
+        get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet, tokens=tokens_file
+    )
     per_lang = ", ".join(f"{k} {v:.4f}" for k, v in result.eval_loss_by_language.items())
     click.echo(
         f"adapter: {result.adapter_dir}  (best validation loss {result.best_eval_loss:.4f}; {per_lang})"

@@ -137,6 +137,18 @@ def check_servable(system_prompt: str, instruction: str) -> None:
     check_value("instruction", instruction + ".")  # inside the TEMPLATE it may end with a quote
 
 
+def check_stop(end_token: str | None, vocab: Mapping[str, int], stop: Sequence[str] = STOP_TOKENS) -> None:
+    """The token training closed every answer with must be a stop sequence, or the served model runs on
+    past its answer (``None``: a run trained before the end token was recorded)."""
+    if end_token is None:
+        return
+    if end_token not in vocab:
+        raise LingoforgeError(f"the training end token {end_token!r} is not in the exported model's vocabulary")
+    if end_token not in stop:
+        raise LingoforgeError(f"the training end token {end_token!r} is not among the Modelfile's stop sequences "
+                              f"({', '.join(stop)}): the deployed model would not stop after its answer")
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """Everything Ollama needs to serve the model like it was trained; renders the Modelfile and the API call."""

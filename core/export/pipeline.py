@@ -28,6 +28,7 @@ from .modelfile import (
     ANSWER_SLACK,
     ServingConfig,
     check_servable,
+    check_stop,
     check_template,
     default_system,
     go_template,
@@ -120,11 +121,18 @@ def trained_prompt(run: dict[str, Any], task: Task) -> tuple[str, int | None]:
     return str(train.get("instruction") or task.instruction.strip()), train.get("longest_answer_tokens")
 
 
+def trained_end_token(run: dict[str, Any]) -> str | None:
+    """The token training closed every answer with (run.json ``train.end_token``)."""
+    return (run.get("train") or {}).get("end_token")
+
+
 def serving_config(task: Task, hf: HFReference, examples: Sequence[Example], model_file: str, num_ctx: int,
-                   instruction: str, longest_answer_tokens: int | None,
+                   instruction: str, longest_answer_tokens: int | None, end_token: str | None,
                    adapter_file: str | None = None) -> ServingConfig:
     """The Ollama TEMPLATE/SYSTEM/PARAMETERs, after checking that the template renders the training prompt
-    exactly, both for a bare input (what `ollama run NAME "<ticket>"` sends) and for the full prompt."""
+    exactly, both for a bare input (what `ollama run NAME "<ticket>"` sends) and for the full prompt, and
+    that the training end token stops the served model."""
+    check_stop(end_token, hf.tokenizer.get_vocab())
     system_default = default_system(hf.render(probe_messages()))
     pairs = []
     for example in examples:
@@ -201,7 +209,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     conversations = conversations_for(task, chosen)
     num_ctx, num_ctx_source = context_length(folder, reference_dir)
     serving = serving_config(task, hf, chosen, quantized.path.name, num_ctx, instruction, longest_answer,
-                             adapter_file=lora.name if lora else None)
+                             trained_end_token(run), adapter_file=lora.name if lora else None)
     n_ctx = max(num_ctx, PARITY_N_CTX)  # parity needs room for the prompt and a full answer
     f16_model = GGUFModel(f16_path, n_ctx=n_ctx, lora_path=lora)
     _check_embedded_template(f16_model, hf, f16_path)

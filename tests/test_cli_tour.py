@@ -26,7 +26,8 @@ def test_split_train_export_finds_the_test_split(tiny_qwen2_dir: Path, tmp_path:
     _ok("data", "split", "d.jsonl", "--task", "support_tickets", "-o", "split")
     _ok("train", "support_tickets", "--data", "split", "--base", str(tiny_qwen2_dir), "-o", "run",
         "--max-steps", "2", "--quiet")
-    manifest = json.loads(_ok("export", "run", "--quant", "q8_0", "--parity-n", "1", "--json"))
+    output = _ok("export", "run", "--quant", "q8_0", "--parity-n", "1", "--json")  # progress bars, then the JSON
+    manifest, _ = json.JSONDecoder().raw_decode(output, output.index('{\n  "run_dir"'))
     assert Path(manifest["parity"]["source"]).resolve() == (tmp_path / "split" / "test.jsonl").resolve()
     assert not any("no test split" in w for w in manifest["parity"]["warnings"])
 

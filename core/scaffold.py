@@ -1,6 +1,7 @@
 """``lingoforge new-task``: write an installable task plugin package the user then fills with real text.
 
-The package registers through the ``lingoforge`` entry-point group exactly like the built-in tasks,
+The package registers through the ``lingoforge`` entry-point group exactly like the built-in tasks, has
+their layout (``schema.json``, ``prompts.py``, ``generator.py``, ``scoring.py``, wired in ``__init__.py``),
 and ships a test that runs the task contract, so a plugin author starts from a green test.
 """
 
@@ -50,7 +51,8 @@ packages = ["$package"]
 "$package" = ["schema.json"]
 ''')
 
-_INIT = Template('''"""lingoforge task plugin `$name`: wiring only; text lives in generator.py, metrics in scoring.py."""
+_INIT = Template('''"""lingoforge task plugin `$name`: wiring only; the output is in schema.json, the prompts in
+prompts.py, the examples in generator.py and the metrics in scoring.py."""
 
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ from importlib.resources import files
 
 from lingoforge import Task, hookimpl
 
-from .generator import INSTRUCTION, generate
+from .generator import generate
+from .prompts import INSTRUCTION, SYSTEM_PROMPT
 from .scoring import score
 
 TASK = Task(
@@ -67,7 +70,7 @@ TASK = Task(
     version="0.1.0",
     description="Classify a message into one of the $name labels.",
     languages=$languages,
-    system_prompt="You label customer messages. Answer with JSON only.",
+    system_prompt=SYSTEM_PROMPT,
     instruction=INSTRUCTION,
     output_schema=json.loads(files(__package__).joinpath("schema.json").read_text(encoding="utf-8")),
     scorer=score,
@@ -82,7 +85,7 @@ def register_tasks(register):
     register(TASK)
 ''')
 
-_GENERATOR = Template('''"""Seeded synthetic examples. Replace PHRASES with real, native phrasings per label and language."""
+_GENERATOR = Template('''"""Seeded examples. Replace PHRASES with real, native phrasings per label and language."""
 
 from __future__ import annotations
 
@@ -91,9 +94,10 @@ from collections.abc import Sequence
 
 from lingoforge import Example
 
+from .prompts import INSTRUCTION
+
 LABELS = $labels
 PHRASES = $phrases
-INSTRUCTION = "Label this message. Reply with a JSON object {\\"label\\": ...} using one of: $label_list."
 
 
 def generate(n: int, seed: int, languages: Sequence[str]) -> list[Example]:
@@ -103,9 +107,18 @@ def generate(n: int, seed: int, languages: Sequence[str]) -> list[Example]:
     for i in range(n):
         language = languages[i % len(languages)]
         label = LABELS[(i // len(languages)) % len(LABELS)]
-        text = PHRASES.get(language, "[" + language + "] {label} #{n}").format(label=label, n=f"{seed}-{i}-{rng.randrange(10**6)}")
+        phrase = PHRASES.get(language, "[" + language + "] {label} #{n}")
+        text = phrase.format(label=label, n=f"{seed}-{i}-{rng.randrange(10**6)}")
         examples.append(Example(INSTRUCTION, text, {"label": label}, language))
     return examples
+''')
+
+_PROMPTS = Template('''"""The system prompt, and the instruction before every input in training, eval and serving."""
+
+from __future__ import annotations
+
+SYSTEM_PROMPT = "You label customer messages. Answer with JSON only."
+INSTRUCTION = "Label this message. Reply with a JSON object {\\"label\\": ...} using one of: $label_list."
 ''')
 
 _SCORING = '''"""Per-example metrics in [0, 1]; `pred` is None when the model answer did not parse."""
@@ -150,8 +163,9 @@ appears in `lingoforge tasks`:
     lingoforge tasks
     pytest tests
 
-Edit `$package/generator.py` (native phrasings per label and language), `$package/schema.json` (the output)
-and `$package/scoring.py` (metrics). Keep the contract test green.
+Edit `$package/generator.py` (native phrasings per label and language), `$package/schema.json` (the output),
+`$package/prompts.py` (system prompt and instruction) and `$package/scoring.py` (metrics). Keep the contract
+test green.
 ''')
 
 
@@ -160,10 +174,14 @@ def scaffold(name: str, labels: list[str], languages: list[str], directory: Path
     problems = []
     if not TASK_NAME_PATTERN.match(name):
         problems.append(f"task name {name!r} must match {TASK_NAME_PATTERN.pattern}")
-    problems += [f"label {lab!r} must be 1-64 letters, digits, spaces, '_' or '-'" for lab in labels if not _LABEL.match(lab)]
+    problems += [
+        f"label {lab!r} must be 1-64 letters, digits, spaces, '_' or '-'" for lab in labels if not _LABEL.match(lab)
+    ]
     if len(set(labels)) != len(labels) or len(labels) < 2:
         problems.append("give at least two distinct labels")
-    problems += [f"language {lang!r} is not an ISO 639-1 code" for lang in languages if not LANGUAGE_PATTERN.match(lang)]
+    problems += [
+        f"language {lang!r} is not an ISO 639-1 code" for lang in languages if not LANGUAGE_PATTERN.match(lang)
+    ]
     if problems:
         raise LingoforgeError("cannot create the task:\n  - " + "\n  - ".join(problems))
     root = directory / name
@@ -189,6 +207,7 @@ def scaffold(name: str, labels: list[str], languages: list[str], directory: Path
     write_text(root / "pyproject.toml", _PYPROJECT.substitute(values))
     write_text(root / "README.md", _README.substitute(values))
     write_text(root / package / "__init__.py", _INIT.substitute(values))
+    write_text(root / package / "prompts.py", _PROMPTS.substitute(values))
     write_text(root / package / "generator.py", _GENERATOR.substitute(values))
     write_text(root / package / "scoring.py", _SCORING)
     write_text(root / package / "schema.json", json.dumps(schema, ensure_ascii=False, indent=2) + "\n")

@@ -1,21 +1,16 @@
-"""The support_tickets plugin: contract, balance, determinism, scoring, native text and committed samples."""
+"""The support_tickets plugin: label balance, priority cues, native text and scoring.
+
+The generic checks (contract, determinism, schema, languages, samples) run in test_plugin_contract.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
-from lingoforge.schema import validate
-from lingoforge.testing import assert_task_contract
 from lingoforge_plugins.support_tickets import TASK
 from lingoforge_plugins.support_tickets.labels import CATEGORIES, LANGUAGES, PRIORITY_BY_CUE
-from lingoforge_plugins.support_tickets.make_samples import SAMPLES_DIR, sample_records
 from lingoforge_plugins.support_tickets.scoring import METRICS, detect_language
 
 N = 500
@@ -26,31 +21,8 @@ def examples():
     return TASK.generate(N, 0)
 
 
-def _jsonl(examples) -> str:
-    return "".join(json.dumps(e.to_record(), ensure_ascii=False) + "\n" for e in examples)
-
-
-def test_contract():
-    assert_task_contract(TASK, n=200)
-
-
-def test_registered_through_the_entry_point():
-    import lingoforge
-
-    assert lingoforge.get_task("support_tickets").version == TASK.version
-
-
-def test_every_output_is_valid_against_the_schema(examples):
-    assert len(examples) == N
-    invalid = [(i, issues) for i, e in enumerate(examples) if (issues := validate(TASK.schema, dict(e.output)))]
-    assert not invalid, invalid[:3]
-
-
-def test_languages_are_balanced(examples):
-    counts = Counter(e.language for e in examples)
-    assert set(counts) == set(LANGUAGES)
-    assert all(abs(c - N / len(LANGUAGES)) <= 1 for c in counts.values()), counts
-    assert all(e.language == LANGUAGES[i % len(LANGUAGES)] == e.output["language"] for i, e in enumerate(examples))
+def test_the_language_field_is_the_ticket_language(examples):
+    assert all(e.language == e.output["language"] for e in examples)
 
 
 def test_categories_are_balanced_per_language(examples):
@@ -66,32 +38,11 @@ def test_uneven_split_and_language_subset():
     assert counts == {"ja": 8, "pt": 8, "ar": 7}
 
 
-def test_no_duplicate_inputs(examples):
-    assert len({e.input for e in examples}) == N
-
-
 def test_priority_follows_the_cue_of_the_phrasing(examples):
     for e in examples:
         cue = e.meta["template"].split(".")[1]
         assert e.output["priority"] == PRIORITY_BY_CUE[cue], e.meta
     assert {e.output["priority"] for e in examples} == set(PRIORITY_BY_CUE.values())
-
-
-def test_same_seed_gives_identical_bytes_and_another_seed_differs(examples):
-    assert _jsonl(TASK.generate(N, 0)) == _jsonl(examples)
-    assert _jsonl(TASK.generate(N, 1)) != _jsonl(examples)
-
-
-def test_same_seed_gives_identical_bytes_in_another_process(examples):
-    """A different hash seed in a fresh interpreter must not change a byte (no set/hash ordering)."""
-    code = (
-        "import hashlib, json; from lingoforge_plugins.support_tickets import TASK; "
-        f"print(hashlib.sha256(''.join(json.dumps(e.to_record(), ensure_ascii=False) + '\\n' "
-        f"for e in TASK.generate({N}, 0)).encode()).hexdigest())"
-    )
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == hashlib.sha256(_jsonl(examples).encode()).hexdigest()
 
 
 NATIVE_SCRIPT = {
@@ -181,14 +132,3 @@ def test_malformed_predictions_score_zero_without_raising(pred):
     scores = TASK.score(pred, GOLD)
     assert set(scores) == set(METRICS)
     assert all(v == 0.0 for v in scores.values()), scores
-
-
-def test_committed_samples_are_current():
-    """Reviewers read ``samples/``; ``python -m lingoforge_plugins.support_tickets.make_samples`` rewrites it."""
-    for lang, records in sample_records().items():
-        committed = [
-            json.loads(line) for line in (SAMPLES_DIR / f"{lang}.jsonl").read_text(encoding="utf-8").splitlines()
-        ]
-        assert committed == records, (
-            f"samples/{lang}.jsonl is stale: run python -m lingoforge_plugins.support_tickets.make_samples"
-        )

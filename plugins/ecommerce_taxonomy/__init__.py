@@ -6,19 +6,35 @@ styles). The taxonomy comes from ``taxonomy.yaml`` or the file ``$LINGOFORGE_TAX
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from lingoforge import Task, hookimpl
 
 from .generator import generate
 from .prompts import INSTRUCTION, system_prompt
-from .schema import output_schema
 from .scoring import score
 from .taxonomy import Taxonomy, default_taxonomy
 from .vocab import LANGUAGES
 
 VERSION = "1"
+_SCHEMA: dict[str, Any] = json.loads(Path(__file__).with_name("schema.json").read_text(encoding="utf-8"))
+
+
+def output_schema(taxonomy: Taxonomy) -> dict[str, Any]:
+    """``schema.json`` with the taxonomy's leaf paths as the ``category`` enum (left empty in the file: the
+    taxonomy is replaceable, so the list cannot be static).
+
+    ``category`` is an enum so that Ollama's ``format=`` and grammar-constrained decoding can only emit
+    a real leaf; ``brand`` stays free text because brands are open-ended.
+    """
+    schema = copy.deepcopy(_SCHEMA)
+    schema["properties"]["category"]["enum"] = taxonomy.paths
+    return schema
 
 
 def build_task(taxonomy: Taxonomy) -> Task:

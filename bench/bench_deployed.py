@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 from common import save
 from lingoforge.deploy import deploy
-from lingoforge.export.pipeline import load_test_examples, run_task
+from lingoforge.export.pipeline import load_test_examples
 from lingoforge.runfolder import RunFolder
 from lingoforge.schema import parse_output
 from rich.console import Console
@@ -80,7 +80,7 @@ def main() -> None:
     run_dir = Path(sys.argv[1])
     binary = os.environ.get("LINGOFORGE_OLLAMA_BIN") or "ollama"
     run = RunFolder(run_dir)
-    task = run_task(run.require())
+    task = run.task()
     examples = load_test_examples(run, 10_000)
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,9 +43,9 @@ def _tiny_qwen2(folder: Path) -> Path:
 
 
 def _smollm2(_: Path) -> Path:
-    from lingoforge.models import materialize, resolve_base
+    from lingoforge.models import resolve_base
 
-    return Path(materialize(resolve_base("smollm2-135m")))
+    return Path(resolve_base("smollm2-135m").weights())
 
 
 def _make_run(root: Path, base: Path) -> Path:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 
 from common import save
+from lingoforge import get_task
 from rich.console import Console
 from rich.table import Table
-
-from lingoforge import get_task
 
 RUNS = {"support_tickets": 5000, "ecommerce_taxonomy": 5000, "contract_extraction": 500}
 TARGET_PER_S = {"support_tickets": 2000, "ecommerce_taxonomy": 2000, "contract_extraction": 50}

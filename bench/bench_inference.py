@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lingoforge.backends import get_backend
-from lingoforge.models import cache_dir, materialize, resolve_base, smollm2_gguf
+from lingoforge.models import cache_dir, resolve_base, smollm2_gguf
 from lingoforge.schema import parse_output
 from rich.console import Console
 from rich.table import Table
@@ -292,7 +292,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     convs = conversations(args.items)
-    smollm2_dir = materialize(resolve_base("smollm2-135m"))
+    smollm2_dir = resolve_base("smollm2-135m").weights()
     results = {
         "machine": {
             "cpus": os.cpu_count(),

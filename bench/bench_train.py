@@ -109,7 +109,8 @@ def plain_sft(location: str, task: Any, examples: list[Any], steps: int, batch: 
 def ours(
     location: str, task: Any, train_ex: list[Any], val_ex: list[Any], steps: int, batch: int, four_bit: bool
 ) -> dict[str, float]:
-    from lingoforge.train import TrainConfig, train
+    from lingoforge.config import TrainConfig
+    from lingoforge.train import train
 
     timer = timer_callback()
     with tempfile.TemporaryDirectory() as out:
@@ -136,10 +137,10 @@ def main() -> None:
 
     import torch
     from lingoforge import get_task
-    from lingoforge.models import materialize, resolve_base
+    from lingoforge.models import resolve_base
 
     task = get_task("support_tickets")
-    location = materialize(resolve_base("smollm2-135m"))
+    location = resolve_base("smollm2-135m").weights()
     examples = task.generate(args.examples, seed=0)
     val = task.generate(len(task.languages), seed=1)
     load_before = os.getloadavg()

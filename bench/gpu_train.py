@@ -76,8 +76,9 @@ def make_rows(n: int, seed: int) -> list[dict[str, list[int]]]:
 
 
 def load_4bit(folder: Path) -> Any:
-    """The same loading as ``lingoforge.train.load_model`` on CUDA."""
-    from lingoforge.train import TrainConfig, load_model
+    """The same loading as ``lingoforge.trainer.load_model`` on CUDA."""
+    from lingoforge.config import TrainConfig
+    from lingoforge.trainer import load_model
 
     return load_model(str(folder), TrainConfig(load_in_4bit=True), cuda=True)
 
@@ -186,10 +187,11 @@ def _pad_collator(features: list[dict[str, list[int]]]) -> dict[str, Any]:
 
 
 def run_ours(folder: Path, rows: list[dict[str, list[int]]], steps: int, warmup: int) -> dict[str, Any]:
-    """(b) the settings of ``lingoforge.train.sft_config`` (checkpointing, padding-free, chunked LM head)."""
+    """(b) the settings of ``lingoforge.trainer.sft_config`` (checkpointing, padding-free, chunked LM head)."""
     import torch
     from datasets import Dataset
-    from lingoforge.train import TrainConfig, lora_config
+    from lingoforge.config import TrainConfig
+    from lingoforge.trainer import lora_config
     from trl import SFTConfig, SFTTrainer
 
     meter = Meter(warmup)

@@ -24,12 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("lingoforge.commands.generate:generate", "Write synthetic multilingual examples for a task."),
     "data": ("lingoforge.commands.data:data", "Check and split datasets."),
     "tokens": ("lingoforge.commands.tokens:tokens", "Per-language token statistics and max length advice."),
-    "plan": ("lingoforge.commands.train:plan", "Estimate memory and time for training a base model."),
+    "plan": ("lingoforge.commands.plan:plan", "Estimate memory and time for training a base model."),
     "train": ("lingoforge.commands.train:train", "Train one LoRA adapter (QLoRA) on mixed-language data."),
     "eval": ("lingoforge.commands.evaluate:eval_cmd", "Evaluate a model per language and write a report."),
-    "predict": ("lingoforge.commands.evaluate:predict", "Batch prediction to JSONL, resumable."),
+    "predict": ("lingoforge.commands.predict:predict", "Batch prediction to JSONL, resumable."),
     "export": ("lingoforge.commands.export:export", "Merge, convert to GGUF, quantize and write a Modelfile."),
-    "deploy": ("lingoforge.commands.export:deploy", "Create the model on an Ollama server and check it."),
+    "deploy": ("lingoforge.commands.deploy:deploy", "Create the model on an Ollama server and check it."),
     "run": ("lingoforge.commands.run:run", "Run the whole pipeline from task to deployed model."),
 }
 

@@ -24,8 +24,10 @@ from typing import Any
 
 from .errors import LingoforgeError
 from .export.modelfile import STOP_TOKENS, ServingConfig
-from .export.pipeline import MANIFEST, load_test_examples, run_task
-from .runfolder import RunFolder
+from .export.pipeline import load_test_examples
+from .plugins import get_task
+from .progress import track
+from .runfolder import MANIFEST, RunFolder
 from .schema import parse_output
 from .task import Example, Task
 
@@ -199,10 +201,8 @@ def _generated(client: Any, name: str, prompt: str, max_tokens: int) -> tuple[st
 
 def eval_valid_rate(run_folder: RunFolder) -> float | None:
     """The share of schema-valid answers the run's own evaluation measured (``None`` before ``eval``)."""
-    report = run_folder.eval / "report.json"
-    if not report.is_file():
-        return None
-    return float(json.loads(report.read_text(encoding="utf-8"))["overall"]["schema_valid_rate"])
+    report = run_folder.eval_result()
+    return None if report is None else float(report["overall"]["schema_valid_rate"])
 
 
 def curl_example(url: str, name: str, schema: dict[str, Any], text: str) -> str:
@@ -229,17 +229,14 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
     folder, manifest = find_export(export_dir)
     serving = ServingConfig.from_dict(manifest["serving"])
     max_tokens = max_tokens or serving.num_predict
-    task = run_task({"task": manifest["task"]})
+    task = get_task(manifest["task"]["name"])
     client = _connect(url)
-
-    from tqdm import tqdm
 
     adapter = manifest.get("adapter_file")
     uploaded: dict[str, bool] = {}
     digests: dict[str, str] = {}
     try:
-        for label in tqdm([manifest["model_file"], *([adapter] if adapter else [])], desc="upload blobs",
-                          unit="file"):
+        for label in track([manifest["model_file"], *([adapter] if adapter else [])], "upload blobs"):
             digests[label], uploaded[label] = upload(client, url, folder / label)
         client.create(model=name, files={manifest["model_file"]: digests[manifest["model_file"]]},
                       adapters={adapter: digests[adapter]} if adapter else None, template=serving.template,

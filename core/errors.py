@@ -21,3 +21,9 @@ class DataError(LingoforgeError):
 
 class WriteError(LingoforgeError):
     """An output could not be written (read-only folder, full disk); the message names the path and the reason."""
+
+
+def listed(head: str, problems: list[str], limit: int = 10) -> str:
+    """``head`` and the first ``limit`` problems, one per line: every multi-problem error reads the same way."""
+    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
+    return head + ":\n  " + "\n  ".join(problems[:limit]) + more

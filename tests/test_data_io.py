@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from lingoforge.data.convert import coerce, normalize_language, parse_key_value
-from lingoforge.data.io import MAX_RECORD_BYTES, read_examples, read_records, read_text, write_examples
+from lingoforge.data.io import MAX_RECORD_BYTES, load_examples, read_records, read_text, write_examples
 from lingoforge.errors import DataError
 from lingoforge.prompts import example_messages, user_text
 from lingoforge.task import Example, Task
@@ -266,16 +266,16 @@ def test_bad_lines_become_findings_with_line_and_field(tmp_path: Path) -> None:
     assert all(str(tmp_path / "d.jsonl") in str(f) for f in result.findings)
 
 
-def test_read_examples_refuses_unusable_lines(tmp_path: Path) -> None:
+def test_load_examples_refuses_unusable_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "d.jsonl", json.dumps({"input": "a", "output": OUTPUT}) + "\n{oops\n")
     with pytest.raises(DataError, match=r"(?s)1 unusable line.*d.jsonl:2: not valid JSON.*--fix"):
-        read_examples(path, TASK)
+        load_examples(path, TASK)
 
 
 def test_write_examples_round_trips(tmp_path: Path) -> None:
     examples = [Example("", "Hola 你好", OUTPUT, "es", {"id": 1}), Example("Classify.", "b", OUTPUT, "en")]
     assert write_examples(tmp_path / "out.jsonl", examples) == 2
-    assert read_examples(tmp_path / "out.jsonl", TASK) == examples
+    assert [i.example for i in load_examples(tmp_path / "out.jsonl", TASK)] == examples
 
 
 @pytest.mark.parametrize(

@@ -308,8 +308,11 @@ def test_compare_cli_advises_each_model_fine_tuned_first(
 
 
 def test_gold_outputs_that_do_not_fit_the_schema_are_refused_by_file_line_and_field(task: Task, tmp_path: Path) -> None:
+    from lingoforge.data.io import load_examples as read
     from lingoforge.errors import DataError
-    from lingoforge.evaluate import load_examples
+
+    def load_examples(path: Path, task: Task) -> list:
+        return [item.example for item in read(path, task, gold=True)]
 
     good = ex("en", "tech").to_record()
     wrong_label = {**good, "output": {**good["output"], "category": "refund"}}

@@ -107,9 +107,10 @@ def _served_vs_training(tokenizer, instruction: str) -> None:
     """For each ticket: the served template's render of the bare ticket (and of the full prompt) tokenizes to
     exactly the prompt ids training put before the answer (``train.encode``)."""
     from lingoforge import get_task
+    from lingoforge.data.io import Located
+    from lingoforge.encode import encode
     from lingoforge.prompts import prompt_messages
     from lingoforge.task import Example
-    from lingoforge.train import Located, encode
 
     task = get_task("support_tickets")
     probe = tokenizer.apply_chat_template(probe_messages(), tokenize=False, add_generation_prompt=True)

@@ -6,26 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from lingoforge.config import TrainConfig, load_config_file, make_config, max_len_source, resolve
+from lingoforge.data.io import Located, check_labelled
+from lingoforge.data.split import load_data
+from lingoforge.encode import check_masks, encode
 from lingoforge.errors import DataError, LingoforgeError
 from lingoforge.runfolder import RunFolder
 from lingoforge.task import Example, Task
-from lingoforge.train import (
-    Located,
-    TrainConfig,
-    TrainResult,
-    check_masks,
-    check_outputs,
-    complete_checkpoints,
-    encode,
-    load_config_file,
-    load_data,
-    make_config,
-    max_len_source,
-    resolve,
-    sft_config,
-    train_from_files,
-    with_oom_retry,
-)
+from lingoforge.train import TrainResult, train_from_files
+from lingoforge.trainer import complete_checkpoints, sft_config, with_oom_retry
 
 CATEGORIES = ["shipping", "billing", "refund"]
 TEXTS = {
@@ -230,7 +219,7 @@ def test_unreadable_lines_are_named(tmp_path: Path) -> None:
 def test_data_for_another_task_is_rejected_with_lines() -> None:
     wrong = [Example("", "hello", {"sentiment": "positive"}, "en"), *tiny_examples(2)]
     with pytest.raises(DataError) as err:
-        check_outputs(tiny_task(), located(wrong))
+        check_labelled(tiny_task(), located(wrong))
     assert "data.jsonl:1" in str(err.value) and "another task" in str(err.value)
     assert "data.jsonl:2" not in str(err.value)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lingoforge.train import CheckpointWriteError, TrainConfig, complete_checkpoints, train
+from lingoforge.config import TrainConfig
+from lingoforge.train import train
+from lingoforge.trainer import CheckpointWriteError, complete_checkpoints
 from test_train import tiny_examples, tiny_task
 
 pytestmark = pytest.mark.slow
@@ -87,7 +89,8 @@ def _train_script(tmp_path: Path, model: Path, out: Path, resume: bool) -> Path:
         textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(TESTS)!r})
-        from lingoforge.train import TrainConfig, train
+        from lingoforge.config import TrainConfig
+        from lingoforge.train import train
         from test_train import tiny_examples, tiny_task
         train(tiny_task(), tiny_examples(32), tiny_examples(8, seed=1), {str(model)!r}, {str(out)!r},
               TrainConfig(lr=5e-3, max_steps=8, save_steps=2, save_total_limit=3), resume={resume}, quiet=True)
@@ -228,7 +231,8 @@ def test_two_cpu_processes_ddp_gloo(tiny_qwen2_dir: Path, tmp_path: Path) -> Non
         textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(TESTS)!r})
-        from lingoforge.train import TrainConfig, train
+        from lingoforge.config import TrainConfig
+        from lingoforge.train import train
         from test_train import tiny_examples, tiny_task
         r = train(tiny_task(), tiny_examples(32), tiny_examples(8, seed=1), {str(tiny_qwen2_dir)!r}, {str(out)!r},
                   TrainConfig(lr=5e-3, max_steps=3, save_steps=3, batch_size=2), quiet=True)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lingoforge.config import make_config
+from lingoforge.data.split import holdout_score, load_data
 from lingoforge.errors import DataError, LingoforgeError
 from lingoforge.task import Example
-from lingoforge.train import holdout_score, load_data, make_config, train_from_files
+from lingoforge.train import train_from_files
 from test_train import CATEGORIES, TEXTS, finished, tiny_task
 
 NEW_TEXTS = {"it": "Dov'è il mio pacco?", "pt": "Onde está a minha encomenda?", "ja": "荷物はどこですか？"}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LingoforgeError
-from ..runfolder import RunFolder
+from ..runfolder import RUN_JSON, RunFolder
 from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
 
 BACKENDS = ("hf", "llamacpp", "ollama")
@@ -48,10 +48,7 @@ class ModelSpec:
 
     def task_name(self) -> str | None:
         """The task a run folder was trained for (``None`` for other models)."""
-        if self.run is None:
-            return None
-        task = self.run.read().get("task")
-        return task.get("name") if isinstance(task, dict) else task
+        return None if self.run is None else self.run.task_name()
 
 
 def resolve_model(spec: str) -> ModelSpec:
@@ -66,7 +63,7 @@ def resolve_model(spec: str) -> ModelSpec:
         if not path.is_file():
             raise LingoforgeError(f"GGUF file {path} does not exist")
         return ModelSpec(spec, "gguf", gguf=path.resolve())
-    if path.is_dir() and (path / "run.json").is_file():
+    if path.is_dir() and (path / RUN_JSON).is_file():
         return _run_folder(spec, RunFolder(path.resolve()))
     if path.is_dir() and (path / "config.json").is_file():
         return ModelSpec(spec, "hf", location=str(path.resolve()))
@@ -84,12 +81,8 @@ def resolve_model(spec: str) -> ModelSpec:
 
 
 def _run_folder(spec: str, run: RunFolder) -> ModelSpec:
-    data = run.require()
-    base = data.get("base")
-    location = base.get("location") if isinstance(base, dict) else base
-    if not location:
-        raise LingoforgeError(f"{run.run_json} names no base model (base.location); rerun `lingoforge train`")
-    if not (run.adapter / "adapter_config.json").is_file():
+    location = run.base_location()
+    if not run.has_adapter:
         raise LingoforgeError(
             f"{run.adapter} holds no trained adapter (adapter_config.json); run `lingoforge train` on {run.root} first"
         )
@@ -127,9 +120,9 @@ def get_backend(
     from .hf import HFBackend
 
     if spec.kind == "gguf" or (spec.kind == "hf" and not spec.location and spec.gguf is not None):
-        from ..models import BaseModel, materialize
+        from ..models import BaseModel
 
         # transformers dequantizes the GGUF once into the cache; evaluates the same weights in full precision.
-        location = materialize(BaseModel(spec.spec, "gguf", "", None, spec.gguf))
+        location = BaseModel(spec.spec, "gguf", "", None, spec.gguf).weights()
         return HFBackend(location, **options)
     return HFBackend(spec.location, adapter=spec.adapter, **options)

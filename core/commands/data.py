@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from ..config import TrainConfig
+from .options import config_options, old_out_spelling
+
 SPLIT_NAMES = ("train", "val", "test")
 SHOWN_FINDINGS = 40
 
@@ -50,9 +53,9 @@ def check(
     clean copy, so scripts notice the input needed fixing). --fix writes nothing when no record is usable."""
     from ..data.checks import check_file, cleaned_examples
     from ..data.io import same_file, write_examples
-    from ..data.progress import rich_stages
     from ..errors import DataError
     from ..plugins import get_task
+    from ..progress import rich_stages
 
     task = get_task(task_name)
     if fix_out is not None and same_file(file, fix_out):
@@ -141,26 +144,26 @@ def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
         )
 
 
-@data.command("split")
+@data.command("split", context_settings={"token_normalize_func": old_out_spelling})
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--task", "task_name", required=True, help="Task name or path to a task YAML file.")
 @click.option(
     "-o",
-    "--out",
+    "--output",
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the splits.",
 )
-@click.option("--val", default=0.1, show_default=True, type=float, help="Fraction for validation.")
+@click.option("--val", default=TrainConfig.val_fraction, show_default=True, type=float, help="Fraction for validation.")
 @click.option("--test", default=0.1, show_default=True, type=float, help="Fraction for test.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@config_options("seed", defaults=TrainConfig())
 @click.option("--json", "as_json", is_flag=True, help="Print data_report.json.")
 def split(file: Path, task_name: str, out_dir: Path, val: float, test: float, seed: int, as_json: bool) -> None:
     """Split FILE into train/val/test, stratified by language and primary label, near duplicates kept together."""
-    from ..data.progress import rich_stages
     from ..data.split import split_dataset
     from ..plugins import get_task
+    from ..progress import rich_stages
 
     task = get_task(task_name)
     with rich_stages() as stages:

@@ -1,46 +1,16 @@
-"""``lingoforge eval`` (per-language report) and ``lingoforge predict`` (resumable batch prediction)."""
+"""``lingoforge eval``: the per-language report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
-from ..backends import BACKENDS, DEFAULT_MAX_NEW_TOKENS, ModelSpec, resolve_model
+from ..backends import BACKENDS, resolve_model
 from ..errors import LingoforgeError
-from ..plugins import get_task
-from ..task import Task
-
-
-def _task(task_name: str | None, spec: ModelSpec) -> Task:
-    """``--task``, else the task a run folder was trained for."""
-    name = task_name or spec.task_name()
-    if not name:
-        raise LingoforgeError(f"say which task {spec.spec!r} answers: --task NAME (or a task YAML file)")
-    return get_task(name)
-
-
-_model_options = [
-    click.option("--task", "task_name", help="Task name or YAML file (default: the run folder's task)."),
-    click.option(
-        "--backend",
-        type=click.Choice(BACKENDS),
-        help="Default: hf for folders, llamacpp for .gguf, ollama for ollama:NAME.",
-    ),
-    click.option("--constrained", is_flag=True, help="Force answers to the task's JSON schema while decoding."),
-    click.option("--host", help="Ollama server (default: $OLLAMA_HOST, else http://127.0.0.1:11434)."),
-    click.option("--max-new-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NEW_TOKENS, show_default=True),
-    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table."),
-]
-
-
-def model_options(fn: Any) -> Any:
-    for option in reversed(_model_options):
-        fn = option(fn)
-    return fn
+from .options import model_options, task_for
 
 
 @click.command("eval")
@@ -93,16 +63,17 @@ def eval_cmd(
     the missing ones (with other settings it starts over). Gold outputs that do not fit the task's schema
     stop the evaluation before anything is generated.
     """
-    from ..evaluate import compare, evaluate, load_examples
+    from ..data.io import load_examples
+    from ..evaluate import compare, evaluate
     from ..report import advice_by_model, model_title, render_table, write_report
 
     spec = resolve_model(model)
-    task = _task(task_name, spec)
+    task = task_for(task_name, spec)
     if data_path is None:
         if spec.run is None:
             raise LingoforgeError("say which test data to use: --data TEST.jsonl")
         data_path = spec.run.data / "test.jsonl"
-    examples = load_examples(data_path, task)
+    examples = [item.example for item in load_examples(data_path, task, gold=True)]
     out = output or (spec.run.eval if spec.run is not None else Path("eval"))
     console = Console(stderr=True)
     options: dict[str, Any] = dict(
@@ -134,63 +105,3 @@ def eval_cmd(
         for lag in lagging:
             click.secho(("  " if len(sections) > 1 else "") + lag["advice"], fg="red")
     click.echo(f"report: {paths['html']}  (json: {paths['json']}, predictions: {paths['predictions']})")
-
-
-@click.command()
-@click.argument("model")
-@click.argument("input_path", metavar="INPUT")
-@model_options
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Output JSONL; rerunning skips ids already in it.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1),
-    default=8,
-    show_default=True,
-    help="Batch size for hf, parallel requests for ollama.",
-)
-def predict(
-    model: str,
-    input_path: str,
-    task_name: str | None,
-    backend: str | None,
-    constrained: bool,
-    host: str | None,
-    max_new_tokens: int,
-    as_json: bool,
-    output: Path,
-    concurrency: int,
-) -> None:
-    """Predict INPUT (JSONL, CSV or - for stdin) into a JSONL file, resumably.
-
-    Each line: the input's id (its `id` field or line number), the parsed `output` and `valid`; an invalid
-    answer is retried once with constrained decoding.
-    """
-    from ..predict import predict as run_predict
-
-    spec = resolve_model(model)
-    summary = run_predict(
-        spec.spec,
-        _task(task_name, spec),
-        input_path,
-        output,
-        backend=backend,
-        constrained=constrained,
-        concurrency=concurrency,
-        host=host,
-        max_new_tokens=max_new_tokens,
-        console=Console(stderr=True),
-    )
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-        return
-    rate = f", {summary['items_per_s']:.2f} items/s" if summary["items_per_s"] else ""
-    click.echo(
-        f"{summary['written']} written ({summary['valid']} valid, {summary['retried']} retried constrained, "
-        f"{summary['invalid']} invalid), {summary['skipped']} already done{rate} → {summary['out']}"
-    )

@@ -10,8 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..config import TrainConfig
 from ..pipeline import Options, Pipeline
 from ..plugins import get_task
+from .options import config_options
 
 
 def _pct(value: float | None) -> str:
@@ -35,8 +37,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         table.add_row(lang, _pct(row["base"]), _pct(row["fine_tuned"]),
                       "-" if delta is None else f"{delta * 100:+.0f} pts", _sample(row["gguf_parity_sample"]))
     o = summary["overall"]
-    table.add_row("[b]all", _pct(o["base"]), _pct(o["fine_tuned"]),
-                  f"{(o['fine_tuned'] - o['base']) * 100:+.0f} pts" if None not in (o["base"], o["fine_tuned"]) else "-", "")
+    gain = "-" if None in (o["base"], o["fine_tuned"]) else f"{(o['fine_tuned'] - o['base']) * 100:+.0f} pts"
+    table.add_row("[b]all", _pct(o["base"]), _pct(o["fine_tuned"]), gain, "")
     console.print(table)
     metrics = summary.get("metrics") or {}
     if metrics:
@@ -76,49 +78,42 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.command()
 @click.argument("task_name", metavar="TASK")
 @click.option("--base", required=True, help="Preset (qwen2.5-7b-instruct, smollm2-135m, ...), hub id, folder or .gguf.")
-@click.option("-o", "--output", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), help="Your examples instead of generated ones.")
-@click.option("-n", "n", type=click.IntRange(10), default=400, show_default=True, help="Examples to generate.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your examples instead of generated ones.")
+@click.option("-n", "n", type=click.IntRange(10), default=Options.n, show_default=True, help="Examples to generate.")
+@config_options("seed", defaults=TrainConfig())
 @click.option("--languages", help="Comma-separated subset of the task's languages.")
-@click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="Fraction held out for validation (per language).")
-@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+@click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=Options.val,
+              show_default=True, help="Fraction held out for validation (per language).")
+@click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=Options.test, show_default=True,
               help="Fraction held out for evaluation and parity (per language).")
-@click.option("--epochs", type=float, help="Training epochs (default 4).")
-@click.option("--lr", type=float, help="Learning rate (default 1.5e-4).")
-@click.option("--rank", type=int, help="LoRA rank (default 32).")
-@click.option("--batch-size", type=int, help="Micro-batch (default 4).")
-@click.option("--grad-accum", type=int, help="Gradient accumulation (default 1).")
-@click.option("--max-len", type=int, help="Max sequence length (default: from the token report).")
-@click.option("--4bit/--no-4bit", "load_in_4bit", default=None, help="4-bit NF4 base (default: on CUDA only).")
-@click.option("--max-steps", type=int, help="Stop training after this many steps.")
-@click.option("--save-steps", type=int, help="Checkpoint every N steps (default 50); a killed run resumes there.")
+@config_options(
+    "epochs", "lr", "rank", "batch_size", "grad_accum", "max_len", "load_in_4bit", "max_steps", "save_steps"
+)
 @click.option("--eval-limit", type=int, help="Evaluate on at most this many test examples (stratified by language).")
-@click.option("--eval-max-new-tokens", type=int, default=256, show_default=True)
-@click.option("--quant", type=click.Choice(["q5_k_m", "q4_k_m", "q8_0", "f16"]), default="q5_k_m", show_default=True)
-@click.option("--parity-n", type=int, default=8, show_default=True, help="Test examples for the GGUF parity check.")
+@click.option("--eval-max-new-tokens", type=int, default=Options.eval_max_new_tokens, show_default=True)
+@click.option("--quant", type=click.Choice(["q5_k_m", "q4_k_m", "q8_0", "f16"]), default=Options.quant,
+              show_default=True)
+@click.option("--parity-n", type=int, default=Options.parity_n, show_default=True,
+              help="Test examples for the GGUF parity check.")
 @click.option("--deploy", is_flag=True, help="Create the model on an Ollama server at the end.")
 @click.option("--name", help="Ollama model name (default: <task>-<run folder>).")
 @click.option("--host", help="Ollama server (default $OLLAMA_HOST or 127.0.0.1:11434).")
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it will not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(task_name: str, base: str, out: Path, data: Path | None, n: int, seed: int, languages: str | None,
-        val: float, test: float,
-        epochs: float | None, lr: float | None, rank: int | None, batch_size: int | None, grad_accum: int | None,
-        max_len: int | None, load_in_4bit: bool | None, max_steps: int | None, save_steps: int | None, eval_limit: int | None,
-        eval_max_new_tokens: int, quant: str, parity_n: int, deploy: bool, name: str | None, host: str | None,
-        force: bool, as_json: bool) -> None:
+        val: float, test: float, eval_limit: int | None, eval_max_new_tokens: int, quant: str, parity_n: int,
+        deploy: bool, name: str | None, host: str | None, force: bool, as_json: bool, **train: Any) -> None:
     """Run TASK from examples to an exported (and with --deploy, deployed) model in the run folder -o.
 
     Rerunning the same command continues where it stopped; stages whose inputs did not change are skipped.
     """
-    train = {"epochs": epochs, "lr": lr, "rank": rank, "batch_size": batch_size, "grad_accum": grad_accum,
-             "max_len": max_len, "load_in_4bit": load_in_4bit, "max_steps": max_steps, "save_steps": save_steps, "seed": seed}
     options = Options(
         task=get_task(task_name), base=base, out=out, data=data, n=n, seed=seed,
         languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None, val=val, test=test,
-        train={k: v for k, v in train.items() if v is not None}, eval_limit=eval_limit,
+        train={k: v for k, v in {**train, "seed": seed}.items() if v is not None}, eval_limit=eval_limit,
         eval_max_new_tokens=eval_max_new_tokens, quant=quant, parity_n=parity_n, deploy=deploy, name=name,
         host=host, force=force,
     )

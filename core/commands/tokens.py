@@ -59,9 +59,9 @@ def tokens(
 ) -> None:
     """Count the tokens of FILE's training sequences per language and recommend max_seq_length."""
     from ..data.io import read_records
-    from ..data.progress import rich_stages
     from ..errors import DataError
     from ..plugins import get_task
+    from ..progress import rich_stages
     from ..tokens import token_report
 
     task = get_task(task_name) if task_name else _untyped_task()

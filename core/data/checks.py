@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..progress import Advance, Stages, silent
 from ..schema import validate
 from ..task import Example, Task
 from .convert import Record
@@ -27,7 +28,6 @@ from .dedup import THRESHOLD, find_duplicates
 from .findings import Finding
 from .io import ReadResult, read_records
 from .langid import MIN_CONFIDENCE, LanguageDetector
-from .progress import Advance, Stages, silent
 
 MIN_PER_LANGUAGE = 50
 FIRST_RUN = (300, 500)

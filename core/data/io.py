@@ -9,15 +9,18 @@ and ``--fix`` can drop them. UTF-8 BOMs are stripped and CRLF line ends accepted
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..errors import DataError
+from ..errors import DataError, listed
 from ..fsutil import write_jsonl
+from ..schema import validate
 from ..task import Example, Task
 from .convert import Record, from_csv_row, from_json, required_csv_columns
 from .findings import Finding
@@ -155,20 +158,52 @@ def _guess_encoding(data: bytes) -> str | None:
 def read_records(path: str | Path, task: Task, progress: Progress | None = None) -> ReadResult:
     """Read and convert every record of a JSONL or CSV file (format chosen by the file suffix)."""
     path = Path(path)
-    text = read_text(path)
-    if path.suffix.lower() in CSV_SUFFIXES:
-        return _read_csv(path, text, task, progress)
-    return _read_jsonl(path, text, task, progress)
+    fmt = "csv" if path.suffix.lower() in CSV_SUFFIXES else "jsonl"
+    result = ReadResult(path, fmt)
+    file = str(path)
+
+    def columns(header: list[str]) -> None:
+        _require_columns(path, header, required_csv_columns(task, header))
+
+    for row in read_rows(read_text(path), file, fmt, columns, progress, tsv=path.suffix.lower() == ".tsv"):
+        if isinstance(row, Finding):
+            result.findings.append(row)
+        elif fmt == "csv":
+            _add(result, from_csv_row(row.value, row.line, task, file))
+        else:
+            _add(result, from_json(row.value, row.line, task, file))
+    return result
 
 
-def _read_jsonl(path: Path, text: str, task: Task, progress: Progress | None) -> ReadResult:
-    result = ReadResult(path, "jsonl")
+@dataclass(frozen=True)
+class Row:
+    """One record of a file before any task is applied: a parsed JSON value, or a CSV row (column → cell)."""
+
+    line: int
+    value: Any
+
+
+def read_rows(
+    text: str,
+    name: str,
+    fmt: str,
+    columns: Callable[[list[str]], None] | None = None,
+    progress: Progress | None = None,
+    tsv: bool = False,
+) -> Iterator[Row | Finding]:
+    """The records of JSONL or CSV text, each with its 1-based line, or a ``Finding`` for a line that cannot
+    be parsed (invalid JSON, a short row, an oversized record). The one parser of data files: labelled
+    examples (``read_records``) and prediction inputs (``predict``) differ only in what they make of a row.
+    ``columns`` may refuse a CSV header by raising ``DataError``."""
+    return _csv_rows(text, name, columns, progress, tsv) if fmt == "csv" else _jsonl_rows(text, name, progress)
+
+
+def _jsonl_rows(text: str, file: str, progress: Progress | None) -> Iterator[Row | Finding]:
     if text.lstrip().startswith("["):
         raise DataError(
-            f"{path}: line 1: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
-            f"e.g. jq -c '.[]' {path.name} > {path.stem}.jsonl"
+            f"{file}: line 1: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
+            f"e.g. jq -c '.[]' {Path(file).name} > {Path(file).stem}.jsonl"
         )
-    file = str(path)
     for number, raw in enumerate(text.split("\n"), start=1):
         if progress and number % 10_000 == 0:
             progress(10_000)
@@ -176,53 +211,39 @@ def _read_jsonl(path: Path, text: str, task: Task, progress: Progress | None) ->
         if not line.strip():
             continue
         if len(line) * 4 > MAX_RECORD_BYTES and len(line.encode("utf-8")) > MAX_RECORD_BYTES:
-            result.findings.append(
-                Finding(
-                    "error",
-                    "too_large",
-                    number,
-                    "",
-                    f"the record is {_size(line)}, over the {_size_limit()} limit per record; "
-                    "split the text or check that the file has one record per line",
-                    file,
-                )
+            yield Finding(
+                "error",
+                "too_large",
+                number,
+                "",
+                f"the record is {_size(line)}, over the {_size_limit()} limit per record; "
+                "split the text or check that the file has one record per line",
+                file,
             )
             continue
         try:
-            obj = json.loads(line)
+            yield Row(number, json.loads(line))
         except json.JSONDecodeError as exc:
-            result.findings.append(
-                Finding("error", "invalid_json", number, "", f"not valid JSON: {exc.msg} at column {exc.colno}", file)
-            )
-            continue
-        _add(result, from_json(obj, number, task, file))
-    return result
+            yield Finding("error", "invalid_json", number, "", f"not valid JSON: {exc.msg} at column {exc.colno}", file)
 
 
-def _read_csv(path: Path, text: str, task: Task, progress: Progress | None) -> ReadResult:
-    result = ReadResult(path, "csv")
-    file = str(path)
+def _csv_rows(
+    text: str, file: str, columns: Callable[[list[str]], None] | None, progress: Progress | None, tsv: bool
+) -> Iterator[Row | Finding]:
     csv.field_size_limit(max(csv.field_size_limit(), 64 * MAX_RECORD_BYTES))
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
+    delimiter = "\t" if tsv else _sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError(f"{file}: empty, no CSV header") from None
     except csv.Error as exc:
-        raise DataError(f"{path}: line 1 (header): not valid CSV: {exc}") from None
+        raise DataError(f"{file}: line 1 (header): not valid CSV: {exc}") from None
     duplicates = sorted(h for h, n in Counter(header).items() if n > 1)
     if duplicates:
-        raise DataError(f"{path}: line 1 (header): duplicate column(s) {', '.join(duplicates)}")
-    missing = required_csv_columns(task, header)
-    if missing:
-        import difflib
-
-        hints = [
-            f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, header, n=1)) else repr(m)
-            for m in missing
-        ]
-        raise DataError(
-            f"{path}: line 1 (header): missing column {', '.join(hints)}; found columns: {', '.join(header)}"
-        )
+        raise DataError(f"{file}: line 1 (header): duplicate column(s) {', '.join(duplicates)}")
+    if columns:
+        columns(header)
     start = reader.line_num + 1
     count = 0
     while True:
@@ -231,7 +252,7 @@ def _read_csv(path: Path, text: str, task: Task, progress: Progress | None) -> R
         except StopIteration:
             break
         except csv.Error as exc:
-            raise DataError(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
+            raise DataError(f"{file}: line {reader.line_num}: not valid CSV: {exc}") from None
         line, start = start, reader.line_num + 1
         count += 1
         if progress and count % 10_000 == 0:
@@ -239,21 +260,27 @@ def _read_csv(path: Path, text: str, task: Task, progress: Progress | None) -> R
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            result.findings.append(
-                Finding(
-                    "error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}", file
-                )
+            yield Finding(
+                "error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}", file
             )
-            continue
-        if sum(len(c) for c in row) * 4 > MAX_RECORD_BYTES and sum(len(c.encode()) for c in row) > MAX_RECORD_BYTES:
-            result.findings.append(
-                Finding(
-                    "error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record", file
-                )
-            )
-            continue
-        _add(result, from_csv_row(dict(zip(header, row, strict=True)), line, task, file))
-    return result
+        elif sum(len(c) for c in row) * 4 > MAX_RECORD_BYTES and sum(len(c.encode()) for c in row) > MAX_RECORD_BYTES:
+            yield Finding("error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record",
+                          file)
+        else:
+            yield Row(line, dict(zip(header, row, strict=True)))
+
+
+def _require_columns(path: Path, header: list[str], missing: list[str]) -> None:
+    """Refuse a CSV header without a needed column, suggesting the closest one the file has."""
+    if not missing:
+        return
+    import difflib
+
+    hints = [
+        f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, header, n=1)) else repr(m)
+        for m in missing
+    ]
+    raise DataError(f"{path}: line 1 (header): missing column {', '.join(hints)}; found columns: {', '.join(header)}")
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -279,23 +306,78 @@ def _size_limit() -> str:
     return f"{MAX_RECORD_BYTES >> 20} MiB"
 
 
-def read_examples(path: str | Path, task: Task) -> list[Example]:
-    """All examples of a file that has no unusable line; otherwise ``DataError`` listing the first ones
-    (the pipeline calls this, so a broken line stops it instead of silently shrinking the data)."""
+@dataclass(frozen=True)
+class Located:
+    """An example and where it came from (``file:line``), so every later error names the line to fix."""
+
+    example: Example
+    where: str
+
+
+def load_examples(path: str | Path, task: Task, *, gold: bool = False, language: bool = True) -> list[Located]:
+    """The one reader of labelled data (train, eval, export parity, deploy's checks, ``run``'s import).
+
+    Every line must be usable and every output must fit the task's schema (data written for another task would
+    otherwise train badly or score 0% quietly); with ``language`` every example must name its language. One
+    ``DataError`` lists the lines to fix, so a broken line stops the command instead of shrinking the data.
+    ``gold`` only words the error for evaluation data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
     result = read_records(path, task)
     if result.findings:
-        listed = "\n  ".join(str(f) for f in result.findings[:10])
-        more = f"\n  ... and {len(result.findings) - 10} more" if len(result.findings) > 10 else ""
         raise DataError(
-            f"{path}: {len(result.findings)} unusable line(s):\n  {listed}{more}\n"
-            f"run `lingoforge data check {path} --task {task.name} --fix CLEAN.jsonl` to drop them"
+            listed(f"{path}: {len(result.findings)} unusable line(s)", [str(f) for f in result.findings])
+            + f"\nrun `lingoforge data check {path} --task {task.name} --fix CLEAN.jsonl` to drop them"
         )
-    return [r.example for r in result.records]
+    if not result.records:
+        raise DataError(f"{path} holds no examples")
+    items = [Located(r.example, f"{path}:{r.line}") for r in result.records]
+    check_labelled(task, items, "gold outputs do not fit the output schema of" if gold else "examples do not fit",
+                   language=language)
+    return items
+
+
+def check_labelled(
+    task: Task, items: Sequence[Located], what: str = "examples do not fit", *, language: bool = True
+) -> None:
+    """Refuse examples whose output does not fit ``task``'s schema (or, with ``language``, that name no language),
+    listing each by its ``where``."""
+    problems = []
+    for item in items:
+        issues = validate(task.schema, dict(item.example.output))
+        if issues:
+            problems.append(f"{item.where}: /output{issues[0].pointer}: {_short(issues[0].message)}")
+        elif language and not item.example.language:
+            problems.append(
+                f'{item.where}: no language (add "language": "<ISO 639-1>"; `lingoforge data check` can detect it)'
+            )
+    if problems:
+        raise DataError(
+            listed(
+                f"{len(problems)} of {len(items)} {what} task {task.name!r}; "
+                "is this data for another task? (`lingoforge data check` lists every problem)",
+                problems,
+            )
+        )
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def write_examples(path: str | Path, examples: Iterable[Example]) -> int:
     """Write canonical JSONL atomically; returns the number of records."""
     return write_jsonl(path, (e.to_record() for e in examples))
+
+
+def examples_sha256(items: Sequence[Located]) -> str:
+    """Hash of the canonical JSONL lines: identical to ``file_sha256`` of the file ``write_jsonl`` makes of them."""
+    h = hashlib.sha256()
+    for item in items:
+        h.update((json.dumps(item.example.to_record(), ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+    return h.hexdigest()
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

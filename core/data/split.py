@@ -13,6 +13,11 @@
 
 The data is checked first; a file with errors is refused (``data check --fix`` makes a clean one).
 Exact duplicates are written once, and missing languages are filled from detection, as ``--fix`` does.
+
+``train --data ONE_FILE`` holds out validation differently, with ``split_validation``: each example's side is a
+hash of its normalised input, so adding rows to a file the user keeps growing moves no existing row between
+training and validation (a stratified split would reshuffle them, and the validation losses of two trainings
+on the same file would not compare). ``load_data`` reads either a split folder or such a file.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ from typing import Any
 from .. import __version__
 from ..errors import DataError
 from ..fsutil import write_json
+from ..progress import Stages, silent
+from ..scoring import normalize_text
 from ..task import Example, Task
 from .checks import UNKNOWN_LANGUAGE, check_file, cleaned_examples
 from .dedup import find_duplicates
-from .io import write_examples
-from .progress import Stages, silent
+from .io import Located, load_examples, write_examples
 
 SPLITS = ("train", "val", "test")
 
@@ -193,3 +199,80 @@ def _labels(task: Task, examples: Sequence[Example]) -> dict[str, dict[str, int]
     for e in examples:
         by[e.language or UNKNOWN_LANGUAGE][_label(task, e)] += 1
     return {lang: dict(c.most_common()) for lang, c in sorted(by.items())}
+
+
+def holdout_score(example: Example, seed: int) -> float:
+    """An example's place in [0, 1) for the validation split: a hash of the seed and its input as ``data check``
+    normalises it for duplicates, so its side depends on nothing else in the file and duplicates share a side."""
+    digest = hashlib.sha256(f"{seed}\x00{normalize_text(example.input)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_validation(items: Sequence[Located], fraction: float, seed: int) -> tuple[list[Located], list[Located]]:
+    """Train and validation examples of one file: validation is every example whose ``holdout_score`` is below
+    ``fraction``, decided per example, so adding rows to any language moves no existing row between the two.
+
+    The price of that stability is that each language holds out about ``fraction`` of its examples, not exactly.
+    A language with two or more examples keeps at least one on each side (its lowest-scored example validates,
+    its highest trains), so per-language validation loss exists for every language; a single example trains.
+    That borrowed row is the one exception to stability: it returns to training once a row of its language falls
+    under ``fraction`` by its own hash.
+    """
+    if fraction == 0:
+        return list(items), []
+    scores = [holdout_score(item.example, seed) for item in items]
+    held = [score < fraction for score in scores]
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for k, item in enumerate(items):
+        by_lang[item.example.language].append(k)
+    for indices in by_lang.values():
+        if len(indices) == 1:
+            held[indices[0]] = False
+            continue
+        if not any(held[k] for k in indices):
+            held[min(indices, key=scores.__getitem__)] = True
+        if all(held[k] for k in indices):
+            held[max(indices, key=scores.__getitem__)] = False
+    return [i for i, h in zip(items, held, strict=True) if not h], [i for i, h in zip(items, held, strict=True) if h]
+
+
+def describe_holdout(train_items: Sequence[Located], val_items: Sequence[Located], fraction: float) -> str:
+    """What a single data file lost to validation, per language: those examples are not trained on."""
+    languages = sorted({i.example.language for i in [*train_items, *val_items]})
+    held = Counter(i.example.language for i in val_items)
+    return (
+        f"held out {len(val_items)} of {len(train_items) + len(val_items)} examples for validation "
+        f"(about {fraction * 100:g}% per language, chosen by a hash of each input, so adding examples moves none): "
+        + ", ".join(f"{lang} {held[lang]}" for lang in languages)
+        + "; pass --val to change (0: no validation)"
+    )
+
+
+def load_data(
+    data: Path, task: Task, val_fraction: float, seed: int
+) -> tuple[list[Located], list[Located], dict[str, str]]:
+    """Train and validation examples from a split folder (train.jsonl + val.jsonl) or one file.
+
+    A single file gets a validation split held out per language by ``split_validation`` (none when
+    ``val_fraction`` is 0); a folder's own val.jsonl is used as it is.
+    """
+    if data.is_dir():
+        train_file, val_file = data / "train.jsonl", data / "val.jsonl"
+        if not train_file.is_file():
+            raise DataError(f"{data} has no train.jsonl; run `lingoforge data split` or pass a JSONL file")
+        if not val_file.is_file():
+            raise DataError(
+                f"{data} has train.jsonl but no val.jsonl; run `lingoforge data split` or pass a JSONL file"
+            )
+        return (
+            load_examples(train_file, task),
+            load_examples(val_file, task),
+            {"train": str(train_file), "val": str(val_file)},
+        )
+    train_items, val_items = split_validation(load_examples(data, task), val_fraction, seed)
+    if val_fraction > 0 and not val_items:
+        raise DataError(
+            f"{data}: no language has two examples, so none can be held out for validation; add examples, "
+            "pass --val 0 to train without validation, or pass a folder with val.jsonl"
+        )
+    return train_items, val_items, {"train+val": str(data)}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LingoforgeError
+from ..progress import track
 
 ARCHITECTURES = {"qwen2": "QWEN2", "llama": "LLAMA"}
 
@@ -300,7 +301,6 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f16", p
     ``outtype`` is ``f16`` (matrices F16, norms and biases F32) or ``f32``.
     """
     import gguf
-    from tqdm import tqdm
 
     folder = Path(model_dir)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -334,8 +334,7 @@ def convert(model_dir: str | Path, out_path: str | Path, outtype: str = "f16", p
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for array in tqdm(_stream(plans, planner), total=len(plans), desc="GGUF tensors", unit="tensor",
-                          disable=not progress):
+        for array in track(_stream(plans, planner), "GGUF tensors", total=len(plans), enabled=progress):
             writer.write_tensor_data(array)
         writer.close()
         tmp.replace(out)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LingoforgeError
+from ..progress import track
 from ..prompts import prompt_messages
 from ..schema import parse_output
 from ..task import Example, Task
@@ -207,11 +208,9 @@ def check_f16(hf: HFReference, gguf: GGUFModel, conversations: Sequence[Sequence
     does so with or without the adapter), so every compared step's logits must also be within
     ``logit_tol`` of HF's, relative to HF's logit range (F16 export measures ~1e-4; a dropped adapter ~0.1).
     """
-    from tqdm import tqdm
-
     result = ParityResult(examples=len(conversations), prompt_tokens=0, compared_tokens=0)
     hf_outputs: list[list[int]] = []
-    for index, messages in enumerate(tqdm(conversations, desc="F16 parity", unit="example", disable=not progress)):
+    for index, messages in enumerate(track(conversations, "F16 parity", enabled=progress)):
         text = hf.render(messages)
         hf_ids, gguf_ids = hf.prompt_ids(text), gguf.prompt_ids(text)
         result.prompt_tokens += len(hf_ids)
@@ -245,10 +244,8 @@ def check_f16(hf: HFReference, gguf: GGUFModel, conversations: Sequence[Sequence
 
 def greedy_texts(model: GGUFModel, prompts: Sequence[str], max_new_tokens: int, progress: bool = False) -> list[str]:
     """Greedy answers of a GGUF for already-rendered prompts (the quantized model's side of the accuracy table)."""
-    from tqdm import tqdm
-
     return [model.text(model.greedy(model.prompt_ids(p), max_new_tokens)[0])
-            for p in tqdm(prompts, desc="quantized answers", unit="example", disable=not progress)]
+            for p in track(prompts, "quantized answers", enabled=progress)]
 
 
 def language_scores(task: Task, examples: Sequence[Example], texts: Sequence[str]) -> dict[str, float]:

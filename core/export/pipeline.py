@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.io import load_examples
 from ..errors import LingoforgeError
 from ..fsutil import write_json, write_text
 from ..prompts import prompt_messages
-from ..runfolder import RunFolder
+from ..runfolder import MANIFEST, RunFolder
 from ..task import Example, Task
 from .gguf import convert
 from .lora import base_config, convert_adapter
@@ -50,18 +51,6 @@ from .quantize import QUANTS, quantize
 
 DEFAULT_NUM_CTX = 2048
 PARITY_N_CTX = 2048
-MANIFEST = "export.json"
-
-
-def run_task(run: dict[str, Any]) -> Task:
-    """The task named in run.json (``task`` is a name or ``{"name": ...}``)."""
-    from .. import get_task
-
-    spec = run.get("task")
-    name = spec.get("name") if isinstance(spec, dict) else spec
-    if not name:
-        raise LingoforgeError("run.json has no task name; was this run created by `lingoforge train`?")
-    return get_task(str(name))
 
 
 def test_split(folder: RunFolder, data: str | Path | None = None) -> tuple[Path, str | None]:
@@ -76,7 +65,7 @@ def test_split(folder: RunFolder, data: str | Path | None = None) -> tuple[Path,
         if not path.is_file():
             raise LingoforgeError(f"--data {path} does not exist")
         return path, None
-    sources = (folder.read().get("train") or {}).get("data_sources") or {}
+    sources = folder.training().get("data_sources") or {}
     split_folder = Path(sources["train"]["path"]).parent if "train" in sources and "val" in sources else None
     for candidate in filter(None, (folder.data / "test.jsonl", split_folder and split_folder / "test.jsonl")):
         if candidate.is_file():
@@ -90,40 +79,25 @@ def test_split(folder: RunFolder, data: str | Path | None = None) -> tuple[Path,
 
 
 def load_test_examples(folder: RunFolder, n: int, data: str | Path | None = None) -> list[Example]:
-    """The first ``n`` examples of the run's test split (see :func:`test_split`)."""
+    """The first ``n`` examples of the run's test split (see :func:`test_split`), read and checked like all data."""
     path, _ = test_split(folder, data)
-    examples: list[Example] = []
-    with path.open(encoding="utf-8-sig") as fh:
-        for line in fh:
-            if line.strip() and len(examples) < n:
-                examples.append(Example.from_record(json.loads(line)))
-    if not examples:
-        raise LingoforgeError(f"{path} has no examples; parity needs at least one")
-    return examples
+    return [item.example for item in load_examples(path, folder.task())[:n]]
 
 
 def context_length(folder: RunFolder, model_dir: Path) -> tuple[int, str]:
     """``num_ctx`` from the token report (``data/tokens.json``), capped at the model's context length."""
     limit = int(json.loads((model_dir / "config.json").read_text())["max_position_embeddings"])
-    report = folder.data / "tokens.json"
-    if report.is_file():
-        data = json.loads(report.read_text(encoding="utf-8"))
-        value = data.get("num_ctx") or data.get("max_seq_length")
-        if value:
-            return min(int(value), limit), "data/tokens.json"
+    measured = folder.num_ctx()
+    if measured:
+        return min(measured, limit), "data/tokens.json"
     return min(DEFAULT_NUM_CTX, limit), f"default {DEFAULT_NUM_CTX} (no token report in data/tokens.json)"
 
 
-def trained_prompt(run: dict[str, Any], task: Task) -> tuple[str, int | None]:
+def trained_prompt(folder: RunFolder, task: Task) -> tuple[str, int | None]:
     """The instruction training wrapped inputs with and its longest answer in tokens, from run.json
     (runs trained before these were recorded: the task's instruction, and no answer length)."""
-    train = run.get("train") or {}
+    train = folder.training()
     return str(train.get("instruction") or task.instruction.strip()), train.get("longest_answer_tokens")
-
-
-def trained_end_token(run: dict[str, Any]) -> str | None:
-    """The token training closed every answer with (run.json ``train.end_token``)."""
-    return (run.get("train") or {}).get("end_token")
 
 
 def serving_config(task: Task, hf: HFReference, examples: Sequence[Example], model_file: str, num_ctx: int,
@@ -161,13 +135,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     if quant not in QUANTS:
         raise LingoforgeError(f"unknown --quant {quant!r}; choose one of {', '.join(QUANTS)}")
     folder = RunFolder(Path(run_dir))
-    run = folder.require()
-    task = run_task(run)
-    instruction, longest_answer = trained_prompt(run, task)
+    task = folder.task()
+    instruction, longest_answer = trained_prompt(folder, task)
     check_servable(task.system_prompt, instruction)  # before minutes of merging and converting
-    base_location = str((run.get("base") or {}).get("location") or "")
-    if not base_location:
-        raise LingoforgeError(f"{folder.run_json} has no base.location; cannot find the base model to merge into")
+    base_location = folder.base_location()
     folder.check_adapter()
     source, source_note = (None, None) if examples is not None else test_split(folder, data)
     chosen = list(examples) if examples is not None else load_test_examples(folder, parity_n, source)
@@ -209,7 +180,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     conversations = conversations_for(task, chosen)
     num_ctx, num_ctx_source = context_length(folder, reference_dir)
     serving = serving_config(task, hf, chosen, quantized.path.name, num_ctx, instruction, longest_answer,
-                             trained_end_token(run), adapter_file=lora.name if lora else None)
+                             folder.training().get("end_token"), adapter_file=lora.name if lora else None)
     n_ctx = max(num_ctx, PARITY_N_CTX)  # parity needs room for the prompt and a full answer
     f16_model = GGUFModel(f16_path, n_ctx=n_ctx, lora_path=lora)
     _check_embedded_template(f16_model, hf, f16_path)

@@ -1,0 +1,82 @@
+"""Options several commands share, defined once: the training settings, the output folder's spelling, and the
+options of the commands that run a MODEL (``eval``, ``predict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+import click
+
+from ..backends import BACKENDS, DEFAULT_MAX_NEW_TOKENS, ModelSpec
+from ..config import SETTING_TYPES, TrainConfig
+from ..errors import LingoforgeError
+from ..task import Task
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def old_out_spelling(token: str) -> str:
+    """Read ``--out`` as ``--output``, as a command's ``token_normalize_func``: ``-o/--output`` is the one spelling
+    help shows, and ``--out``, which train, export and ``data split`` once took, keeps working. Click's token
+    normaliser sees option names without their dashes (and choice values, none of which is ``out``)."""
+    return "output" if token == "out" else token
+
+
+def config_options(*names: str, defaults: TrainConfig | None = None) -> Callable[[F], F]:
+    """Click options for TrainConfig fields, each spelled (``--batch-size``), typed and explained by its field.
+
+    Without ``defaults`` an unset flag is ``None``, so it never overrides a config file or a resumed run's
+    settings, and help shows the recipe's default in brackets; ``plan``, which has no other layer, passes the
+    settings it estimates by default, shown as click's ``[default: ...]``.
+    """
+    by_name = {f.name: f for f in fields(TrainConfig)}
+
+    def decorate(fn: F) -> F:
+        for name in reversed(names):
+            meta, kind = by_name[name].metadata, SETTING_TYPES[name]
+            flag = meta.get("flag") or "--" + name.replace("_", "-")
+            shown = meta["shown"] or (f"{by_name[name].default:g}" if kind is float else str(by_name[name].default))
+            fn = click.option(
+                flag,
+                name,
+                type=meta.get("type") or (None if kind is bool else kind),
+                default=None if defaults is None else getattr(defaults, name),
+                show_default=defaults is not None,
+                help=f"{meta['help']}." if defaults is not None else f"{meta['help']} [{shown}].",
+            )(fn)
+        return fn
+
+    return decorate
+
+
+def task_for(task_name: str | None, spec: ModelSpec) -> Task:
+    """``--task``, else the task a run folder was trained for."""
+    from ..plugins import get_task
+
+    name = task_name or spec.task_name()
+    if not name:
+        raise LingoforgeError(f"say which task {spec.spec!r} answers: --task NAME (or a task YAML file)")
+    return get_task(name)
+
+
+_model_options = [
+    click.option("--task", "task_name", help="Task name or YAML file (default: the run folder's task)."),
+    click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        help="Default: hf for folders, llamacpp for .gguf, ollama for ollama:NAME.",
+    ),
+    click.option("--constrained", is_flag=True, help="Force answers to the task's JSON schema while decoding."),
+    click.option("--host", help="Ollama server (default: $OLLAMA_HOST, else http://127.0.0.1:11434)."),
+    click.option("--max-new-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NEW_TOKENS, show_default=True),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table."),
+]
+
+
+def model_options(fn: F) -> F:
+    """The options of a command that runs MODEL: its task, backend, decoding and output format."""
+    for option in reversed(_model_options):
+        fn = option(fn)
+    return fn

@@ -1,0 +1,198 @@
+"""The recipe's settings: ``TrainConfig`` is the one place their defaults live.
+
+Layers: defaults < YAML file (``--config``) < command-line flags, validated once with every problem listed. Each
+field carries its command-line help (``lingoforge.commands.options.config_options`` makes the flags of ``train``,
+``run`` and ``plan`` from it), so a default is never restated in a help text. ``None`` means "decided from the device
+or the run folder" (``resolve``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import NoneType
+from typing import Any, get_args, get_type_hints
+
+import click
+
+from .errors import LingoforgeError
+from .runfolder import RunFolder, read_token_report
+
+DEFAULT_MAX_LEN = 2048  # without a token report
+
+
+def _setting(default: Any, help: str, shown: str | None = None, **option: Any) -> Any:
+    """A field with its command-line help; ``shown`` says what a ``None`` default becomes, ``option`` gives the flag
+    (``flag``) or click type (``type``) when the field's name and annotation do not."""
+    return field(default=default, metadata={"help": help, "shown": shown, **option})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of the recipe; the defaults are the multilingual QLoRA recipe lingoforge follows."""
+
+    rank: int = _setting(32, "LoRA rank")
+    alpha: int = _setting(64, "LoRA alpha")
+    dropout: float = _setting(0.05, "LoRA dropout")
+    target_modules: str = _setting("all-linear", "Layers LoRA adapts")
+    lr: float = _setting(1.5e-4, "Learning rate")
+    scheduler: str = _setting("cosine", "Learning-rate schedule: cosine, linear, constant or constant_with_warmup")
+    warmup: float = _setting(0.05, "Warmup, a ratio of the total steps")  # transformers 5: warmup_steps=<float>
+    weight_decay: float = _setting(0.0, "AdamW weight decay")
+    epochs: float = _setting(4.0, "Epochs")
+    batch_size: int = _setting(4, "Micro-batch per device")
+    grad_accum: int = _setting(1, "Gradient accumulation steps")  # effective batch = batch_size x grad_accum x GPUs
+    max_len: int | None = _setting(
+        None, "Max sequence length", f"--tokens, else the run's data/tokens.json, else {DEFAULT_MAX_LEN}"
+    )
+    load_in_4bit: bool | None = _setting(
+        None, "4-bit NF4 base weights", "on for CUDA, off on CPU", flag="--4bit/--no-4bit"
+    )
+    gradient_checkpointing: bool | None = _setting(None, "Gradient checkpointing", "as 4-bit: on for CUDA, off on CPU")
+    padding_free: bool = _setting(True, "Pack rows without padding")
+    shared_prefix: bool = _setting(True, "Compute a micro-batch's shared prompt prefix once (lingoforge.shared_prefix)")
+    seed: int = _setting(0, "Random seed")
+    max_steps: int = _setting(-1, "Stop after N optimizer steps", "all epochs")  # smoke runs, benchmarks
+    save_steps: int = _setting(50, "Checkpoint every N steps")
+    eval_steps: int | None = _setting(None, "Validate every N steps", "= save steps")  # best of the saved checkpoints
+    save_total_limit: int = _setting(2, "Checkpoints kept")
+    val_fraction: float = _setting(
+        0.1, "Fraction of each language held out for validation when --data is one file (0: no validation)",
+        flag="--val", type=click.FloatRange(0, 1, max_open=True),
+    )
+    eval_batch_size: int = _setting(8, "Validation micro-batch")
+    logging_steps: int = _setting(1, "Log every N steps")
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+_HINTS = get_type_hints(TrainConfig)
+# Each setting's type without ``None`` (what a YAML value or a flag is converted to), and which may be ``None``.
+SETTING_TYPES: dict[str, type] = {
+    name: next(t for t in (*get_args(hint), hint) if t is not NoneType) for name, hint in _HINTS.items()
+}
+OPTIONAL = frozenset(name for name, hint in _HINTS.items() if NoneType in get_args(hint))
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML config file as a mapping (``yaml.safe_load``); keys are TrainConfig fields."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LingoforgeError(f"config file {p} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise LingoforgeError(f"{p}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LingoforgeError(
+            f"{p}: expected a mapping of settings (rank: 16, lr: 2e-4, ...), got {type(data).__name__}"
+        )
+    return data
+
+
+def _coerce(name: str, value: Any, problems: list[str]) -> Any:
+    """``value`` as the setting's type: YAML and flags may give "yes" for a bool or 8 for a float, never 2.5 for an
+    int or a bool for a number."""
+    kind = SETTING_TYPES[name]
+    try:
+        if kind is bool:
+            if isinstance(value, bool) or str(value).lower() in _TRUE + _FALSE:
+                return value if isinstance(value, bool) else str(value).lower() in _TRUE
+            raise ValueError(value)
+        is_fraction = isinstance(value, float) and not value.is_integer()
+        if (kind is not str and isinstance(value, bool)) or (kind is int and is_fraction):
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        problems.append(f"{name}: expected {kind.__name__}, got {value!r}")
+        return value
+
+
+def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
+    """Merge setting layers over the defaults (later layers win; ``None`` values in a layer are skipped).
+
+    Raises one ``LingoforgeError`` listing every unknown key and bad value, so a user fixes a config in one go.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            name = key.replace("-", "_")
+            if name not in SETTING_TYPES:
+                problems.append(f"{key}: unknown setting (known: {', '.join(sorted(SETTING_TYPES))})")
+                continue
+            if value is not None or name not in values:
+                values[name] = _coerce(name, value, problems) if value is not None else None
+    values = {k: v for k, v in values.items() if v is not None or k in OPTIONAL}
+    if not problems:
+        cfg = TrainConfig(**values)
+        checks = [
+            (cfg.rank > 0, "rank: must be > 0"),
+            (cfg.alpha > 0, "alpha: must be > 0"),
+            (0 <= cfg.dropout < 1, "dropout: must be in [0, 1)"),
+            (cfg.lr > 0, "lr: must be > 0"),
+            (0 <= cfg.warmup < 1, "warmup: a ratio in [0, 1)"),
+            (cfg.epochs > 0, "epochs: must be > 0"),
+            (cfg.batch_size > 0, "batch_size: must be > 0"),
+            (cfg.grad_accum > 0, "grad_accum: must be > 0"),
+            (cfg.max_len is None or cfg.max_len >= 16, "max_len: must be >= 16"),
+            (cfg.save_steps > 0, "save_steps: must be > 0"),
+            (cfg.eval_steps is None or cfg.eval_steps > 0, "eval_steps: must be > 0"),
+            (
+                cfg.eval_steps is None or cfg.save_steps % cfg.eval_steps == 0,
+                "save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated checkpoints)",
+            ),
+            (0 <= cfg.val_fraction < 1, "val_fraction: must be in [0, 1) (0: no validation split)"),
+            (cfg.save_total_limit >= 1, "save_total_limit: must be >= 1"),
+            (
+                cfg.scheduler in ("cosine", "linear", "constant", "constant_with_warmup"),
+                "scheduler: cosine, linear, constant or constant_with_warmup",
+            ),
+        ]
+        problems += [msg for ok, msg in checks if not ok]
+    if problems:
+        raise LingoforgeError("invalid training settings:\n  " + "\n  ".join(problems))
+    return cfg
+
+
+def max_len_source(config: TrainConfig, run: RunFolder, tokens: Path | None = None) -> tuple[int, str]:
+    """The max sequence length and what set it, so a silent 2048 never hides a token report that was missed.
+
+    Order: the settings (--max-len, --config, a resumed run), a ``tokens`` report made anywhere (--tokens), the
+    run folder's ``data/tokens.json``, else 2048.
+    """
+    if config.max_len is not None:
+        return config.max_len, "the settings (--max-len, --config or the resumed run)"
+    if tokens is not None:
+        return read_token_report(tokens), f"--tokens {tokens}"
+    measured = run.max_seq_length()
+    if measured is not None:
+        return measured, str(run.token_report)
+    return DEFAULT_MAX_LEN, f"the default (no --tokens and no {run.token_report}; `lingoforge tokens` measures it)"
+
+
+def on_device(setting: bool | None, cuda: bool) -> bool:
+    """What ``load_in_4bit`` and ``gradient_checkpointing`` left unset become: on for CUDA, off on CPU (train.py's
+    docstring says why). The one place this rule is decided: training and ``plan`` both ask here."""
+    return cuda if setting is None else setting
+
+
+def resolve(config: TrainConfig, run: RunFolder, cuda: bool) -> TrainConfig:
+    """Fill the ``None`` settings from the device and the run folder's token report."""
+    max_len, _ = max_len_source(config, run)
+    return replace(
+        config,
+        max_len=max_len,
+        load_in_4bit=on_device(config.load_in_4bit, cuda),
+        gradient_checkpointing=on_device(config.gradient_checkpointing, cuda),
+        eval_steps=config.eval_steps or config.save_steps,
+    )

@@ -1,0 +1,87 @@
+"""The one progress display: rich bars on stderr, so ``--json`` output on stdout stays clean.
+
+``bar(...)`` is the bar every long job draws (eval, predict, training, data work, export, deploy), with its
+extra columns. Library functions that report progress take an optional ``Stages``: ``stages(description,
+total)`` opens one stage and returns the function that advances it; commands pass ``rich_stages()``, library
+callers get silence by default. tqdm bars remain only where a library draws its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+Advance = Callable[[int], None]
+T = TypeVar("T")
+
+
+class Stages(Protocol):
+    def __call__(self, description: str, total: int | None) -> Advance: ...
+
+
+class ItemsPerSecond(ProgressColumn):
+    """Mean items/s since the bar started (rich's speed column needs several updates and shows bytes)."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+        return Text(f"{speed:.2f} items/s" if speed else "-- items/s", style="progress.data.speed")
+
+
+def bar(*columns: ProgressColumn, console: Console | None = None, transient: bool = False) -> Progress:
+    """A bar with the description, the bar itself and done/total, then ``columns``; on stderr by default."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *columns,
+        console=console or Console(stderr=True),
+        transient=transient,
+    )
+
+
+def items_bar(console: Console | None = None) -> Progress:
+    """The bar of per-item work (eval, predict): items/s and time remaining."""
+    return bar(ItemsPerSecond(), TimeRemainingColumn(), console=console)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
+    """``items`` with a bar while they are consumed (nothing drawn when ``enabled`` is false)."""
+    if not enabled:
+        yield from items
+        return
+    with bar(TimeElapsedColumn()) as progress:
+        yield from progress.track(items, total=total, description=description)
+
+
+def silent(description: str, total: int | None) -> Advance:
+    """The default: no output."""
+    return lambda n: None
+
+
+@contextlib.contextmanager
+def rich_stages() -> Iterator[Stages]:
+    """Bars on stderr, removed when the block ends; nothing when stderr is not a terminal."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield silent
+        return
+    with bar(TimeElapsedColumn(), console=console, transient=True) as progress:
+
+        def stage(description: str, total: int | None) -> Advance:
+            task_id = progress.add_task(description, total=total)
+            return lambda n: progress.advance(task_id, n)
+
+        yield stage

@@ -1,0 +1,520 @@
+"""The machinery the steps of ``lingoforge.train.train`` call, in the order they call it: resume bookkeeping, the
+memory plan, datasets, model and trainer under the out-of-memory retry, trl's SFTTrainer with our mixed-language
+sampler and per-language validation loss, the progress bar, and the adapter written atomically.
+
+Nothing here imports torch, transformers or trl until it is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .compact_head import add_compact_lm_head, compact_head_applies
+from .config import TrainConfig
+from .encode import Encoded
+from .errors import LingoforgeError
+from .runfolder import RunFolder
+from .shared_prefix import MASK_IMPLEMENTATIONS, SharedPrefixCollator
+
+CHECKPOINT_PREFIX = "checkpoint-"
+_T = TypeVar("_T")
+
+
+class CheckpointWriteError(LingoforgeError):
+    """A checkpoint could not be written (disk full, read-only folder); the partial checkpoint was removed."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step 3: resume only from a complete checkpoint of the same data; never overwrite a trained run.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_resume(run: RunFolder, resume: bool, data_sha256: Mapping[str, str]) -> None:
+    """A fresh start never overwrites a trained run; a resume needs a complete checkpoint and the same data."""
+    checkpoints = complete_checkpoints(run.checkpoints)
+    if resume:
+        if not checkpoints:
+            raise LingoforgeError(
+                f"nothing to resume: no complete checkpoint in {run.checkpoints}; run without --resume"
+            )
+        recorded = run.training().get("data_sha256")
+        if recorded and recorded != data_sha256:
+            raise LingoforgeError(
+                f"--resume with different data than {run.run_json} records; use the same --data or start a new "
+                "run folder"
+            )
+    elif checkpoints or (run.adapter / "adapter_config.json").is_file():
+        raise LingoforgeError(
+            f"{run.root} already holds a trained adapter or checkpoints; pass --resume to continue, "
+            "or choose another -o folder"
+        )
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoints whose trainer_state.json (written last by the Trainer) parses, oldest first.
+
+    A ``kill -9`` during a save leaves a folder without a readable trainer_state.json; it is skipped.
+    """
+    found = []
+    for path in folder.glob(f"{CHECKPOINT_PREFIX}*"):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if path.name[len(CHECKPOINT_PREFIX) :].isdigit():
+            found.append(path)
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def remove_partial_checkpoints(folder: Path, complete: Sequence[Path]) -> None:
+    """Delete checkpoint folders a kill left half-written, so the Trainer's rotation never picks them."""
+    keep = {p.name for p in complete}
+    for path in folder.glob(f"{CHECKPOINT_PREFIX}*"):
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step 6: the memory plan, before anything big is loaded.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def memory_plan(
+    model_config: Any, cfg: TrainConfig, encoded: Sequence[Encoded], cuda: bool, force: bool, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """The memory plan (``lingoforge.plan``) of these examples before anything big is loaded: a plan over the device's
+    memory is refused with its numbers, or with ``force`` only warned about."""
+    from .plan import device_memory_gb, plan
+
+    lengths = sorted((len(e.input_ids) for e in encoded), reverse=True)
+    estimate = plan(
+        model_config, rank=cfg.rank, max_len=cfg.max_len, batch_size=cfg.batch_size,  # type: ignore[arg-type]
+        load_in_4bit=cfg.load_in_4bit, gradient_checkpointing=cfg.gradient_checkpointing, examples=len(encoded),
+        mean_tokens=sum(lengths) / len(lengths), epochs=cfg.epochs, longest_batch_tokens=sum(lengths[: cfg.batch_size]),
+        weight_bytes=2 if cuda else 4, cuda=cuda,
+    )
+    available = device_memory_gb(cuda)
+    if available is not None and estimate["peak_gb"] > available:
+        message = (
+            f"the plan needs about {estimate['peak_gb']:.1f} GB but the {'GPU' if cuda else 'machine'} has "
+            f"{available:.1f} GB: {estimate['summary']}. Lower --batch-size (accumulation keeps the effective batch), "
+            "--max-len or --rank, or pass --force to try anyway"
+        )
+        if not force:
+            raise LingoforgeError(message)
+        say("warning: " + message)
+    return estimate
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps 8 and 9: datasets, model, LoRA, trainer arguments, training.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def fit(
+    location: str, cfg: TrainConfig, run: RunFolder, tokenizer: Any, train_enc: Sequence[Encoded],
+    val_enc: Sequence[Encoded], *, cuda: bool, resume: bool, main: bool, callbacks: Sequence[Any],
+    say: Callable[[str], None],
+) -> tuple[Any, int, int]:
+    """Steps 8 and 9 of the recipe: the datasets, then model, trainer and training under the out-of-memory retry.
+
+    Returns the trainer, which holds the best adapter at the end, and the micro-batch and accumulation that worked.
+    ``resume`` starts from the last complete checkpoint; under DDP only the ``main`` process deletes partial ones
+    and records a failure in run.json.
+    """
+    import torch
+    from datasets import Dataset
+
+    # 8. Datasets: input_ids + labels only; languages travel beside them for the sampler and the validation split.
+    def as_dataset(rows: Sequence[Encoded]) -> Any:
+        return Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
+
+    train_ds = as_dataset(train_enc)
+    val_by_language = {
+        lang: as_dataset([r for r in val_enc if r.language == lang]) for lang in sorted({r.language for r in val_enc})
+    }
+
+    # 9. Model, trainer, training, with the out-of-memory retry around them (each retry reloads the model).
+    trainer_cls = trainer_class()
+    retried = False  # after an out-of-memory retry, continue from the last checkpoint that attempt wrote
+
+    def attempt(batch_size: int, grad_accum: int) -> Any:
+        model = load_model(location, cfg, cuda)
+        shared = cfg.shared_prefix and model.config._attn_implementation in MASK_IMPLEMENTATIONS
+        trainer = trainer_cls(
+            model=model,
+            args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared, validate=bool(val_enc)),
+            data_collator=SharedPrefixCollator() if shared else None,
+            train_dataset=train_ds,
+            eval_dataset=next(iter(val_by_language.values()), None),  # evaluate() reads val_by_language
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg),
+            callbacks=list(callbacks),
+            train_languages=[r.language for r in train_enc],
+            val_by_language=val_by_language,
+        )
+        done = complete_checkpoints(run.checkpoints)
+        if main:
+            remove_partial_checkpoints(run.checkpoints, done)
+        trainer.train(resume_from_checkpoint=str(done[-1]) if (resume or retried) and done else None)
+        return trainer
+
+    def on_retry() -> None:
+        nonlocal retried
+        retried = True
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+
+    try:
+        return with_oom_retry(attempt, cfg.batch_size, cfg.grad_accum, say, on_retry)
+    except BaseException as exc:
+        if main:
+            run.update(train={"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def load_model(location: str, cfg: TrainConfig, cuda: bool) -> Any:
+    """The base model: 4-bit NF4 + double quantization (bf16 compute on CUDA, fp32 on CPU) or plain weights.
+
+    ``prepare_model_for_kbit_training`` is deliberately not called: it upcasts embeddings and LM head to fp32,
+    which costs 2 GB more on a 7B model than the 16-bit copies the plan counts; trl enables input gradients
+    for checkpointing itself.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = torch.bfloat16 if cuda else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if cfg.load_in_4bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+        if cuda:
+            from accelerate import PartialState
+
+            kwargs["device_map"] = {"": PartialState().local_process_index}  # one full copy per DDP process
+        else:
+            kwargs["device_map"] = "cpu"
+    return AutoModelForCausalLM.from_pretrained(location, **kwargs)
+
+
+def lora_config(cfg: TrainConfig) -> Any:
+    """LoRA on every linear layer except the LM head (the "all-linear" QLoRA recipe)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(
+    cfg: TrainConfig,
+    run: RunFolder,
+    batch_size: int,
+    grad_accum: int,
+    cuda: bool,
+    shared_prefix: bool = False,
+    validate: bool = True,
+) -> Any:
+    """trl/transformers arguments for one attempt; everything else is library defaults, on purpose.
+
+    With ``shared_prefix`` our collator packs the rows, so trl's own padding-free collator is switched off.
+    Without ``validate`` (no validation examples) nothing is evaluated and the last checkpoint is the adapter."""
+    from trl import SFTConfig
+
+    # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    names = {f.name for f in fields(SFTConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return SFTConfig(
+        **{checkpointing: bool(cfg.gradient_checkpointing)},
+        output_dir=str(run.checkpoints),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup,  # a float below 1 is a ratio in transformers 5
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cuda,
+        use_cpu=not cuda,
+        padding_free=cfg.padding_free and not shared_prefix,
+        max_length=None,  # lengths were checked in encode(); nothing is truncated
+        dataset_kwargs={"skip_prepare_dataset": True},  # input_ids + labels are built above
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if validate else "no",
+        eval_steps=cfg.eval_steps if validate else None,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        load_best_model_at_end=validate,
+        metric_for_best_model="eval_loss" if validate else None,
+        greater_is_better=False if validate else None,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The trainer: trl's SFTTrainer with our sampler, per-language validation loss and safe checkpoints.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def trainer_class() -> type:
+    """Built lazily so that importing this module does not import torch and trl."""
+    import torch
+    from trl import SFTTrainer
+
+    class LingoTrainer(SFTTrainer):
+        """SFTTrainer + mixed-language sampler + exact per-language validation loss + checkpoint cleanup."""
+
+        def __init__(
+            self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any], **kwargs: Any
+        ) -> None:
+            self.train_languages = list(train_languages)
+            self.val_by_language = dict(val_by_language)
+            super().__init__(*args, **kwargs)
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            if self.args.device.type == "cpu" and compact_head_applies(base):
+                add_compact_lm_head(base)
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            """trl's loss; with shared-prefix rows, ``num_tokens`` counts the examples' tokens (trl would sum
+            the 4-D attention mask), so tokens/s means the same data throughput with and without sharing."""
+            example_tokens = inputs.pop("example_tokens", None)
+            counted = self._total_train_tokens
+            loss = super().compute_loss(model, inputs, *args, **kwargs)
+            if example_tokens is not None and model.training:
+                total = self.accelerator.gather_for_metrics(example_tokens.reshape(1)).sum().item()
+                self._total_train_tokens = counted + int(total)
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            """Every micro-batch mixes languages (``lingoforge.data.interleave``); the order depends only on
+            (seed, epoch), so a resumed run replays the same batches and skips those already trained."""
+            try:
+                from .data.interleave import MixedLanguageSampler
+            except ImportError as exc:
+                raise LingoforgeError(
+                    f"mixed-language batches need lingoforge.data.interleave, which does not import ({exc}); "
+                    "reinstall lingoforge"
+                ) from None
+            return MixedLanguageSampler(self.train_languages, self.args.per_device_train_batch_size, self.args.seed)
+
+        def evaluate(
+            self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+        ) -> dict[str, float]:
+            """Token-weighted loss per language and overall, in one pass over each language's examples.
+
+            The Trainer's own eval loss averages batch means, which weights a short-answer language the same
+            as a long one; summing token losses gives the exact mean and a per-language figure to compare.
+            """
+            model = self.model
+            model.eval()
+            totals = {}
+            for lang, dataset in self.val_by_language.items():
+                sums = torch.zeros(2, dtype=torch.float64, device=self.args.device)
+                for batch in self.get_eval_dataloader(dataset):
+                    batch = self._prepare_inputs(batch)
+                    tokens = (batch["labels"][:, 1:] != -100).sum()
+                    with torch.no_grad(), self.compute_loss_context_manager():
+                        loss = self.compute_loss(model, batch)
+                    sums += torch.stack([loss.detach().double() * tokens, tokens.double()])
+                totals[lang] = self.accelerator.reduce(sums, reduction="sum").tolist()
+            loss_sum = sum(s for s, _ in totals.values())
+            tokens_all = sum(n for _, n in totals.values())
+            metrics = {f"{metric_key_prefix}_loss": loss_sum / max(tokens_all, 1)}
+            metrics |= {f"{metric_key_prefix}_loss_{lang}": s / max(n, 1) for lang, (s, n) in totals.items()}
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            """A failed checkpoint write (disk full) removes the partial folder and says what to do."""
+            folder = Path(self.args.output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+            try:
+                super()._save_checkpoint(model, trial)
+            except OSError as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                free = shutil.disk_usage(folder.parent).free / 2**30 if folder.parent.exists() else float("nan")
+                hint = "free some disk space" if exc.errno == errno.ENOSPC else "check the folder's permissions"
+                raise CheckpointWriteError(
+                    f"could not write checkpoint {folder}: {exc.strerror or exc} ({free:.1f} GiB free there); {hint}, "
+                    "then rerun with --resume to continue from the last complete checkpoint"
+                ) from exc
+
+    return LingoTrainer
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Progress: one bar with loss, tokens/s and ETA; per-language validation lines.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def progress_callback(quiet: bool) -> Any:
+    """The progress bar of a training run, which also measures its throughput."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """A rich progress bar (loss, tokens/s, ETA) on the main process; records throughput for run.json."""
+
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.task: Any = None
+            self.start = 0.0
+            self.start_step = 0
+            self.tokens = 0
+            self.tokens_per_second = 0.0
+            self.seconds_per_step = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.start, self.start_step = time.perf_counter(), state.global_step
+            if quiet or not state.is_world_process_zero:
+                return
+            from rich.progress import TextColumn, TimeRemainingColumn
+
+            from .progress import bar
+
+            self.bar = bar(TextColumn("ETA"), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step)
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+        ) -> None:
+            logs = logs or {}
+            elapsed = time.perf_counter() - self.start
+            if "num_tokens" in logs and "loss" in logs:
+                self.tokens = int(logs["num_tokens"])
+                self.tokens_per_second = self.tokens / elapsed if elapsed > 0 else 0.0
+                steps = state.global_step - self.start_step
+                self.seconds_per_step = elapsed / steps if steps else 0.0
+                if self.bar is not None:
+                    self.bar.update(
+                        self.task,
+                        completed=state.global_step,
+                        description=f"train  loss {logs['loss']:.4f}  {self.tokens_per_second:,.0f} tok/s",
+                    )
+            elif "eval_loss" in logs and self.bar is not None:
+                per_lang = "  ".join(
+                    f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_")
+                )
+                self.bar.console.print(
+                    f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
+                )
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(self.task, completed=state.global_step)
+                self.bar.stop()
+
+    return Progress()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CUDA out-of-memory: halve the micro-batch, double accumulation, keep the effective batch.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA out-of-memory errors (torch raises ``torch.OutOfMemoryError``, a RuntimeError)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def with_oom_retry(
+    attempt: Callable[[int, int], _T],
+    batch_size: int,
+    grad_accum: int,
+    say: Callable[[str], None] = print,
+    on_retry: Callable[[], None] | None = None,
+) -> tuple[_T, int, int]:
+    """Run ``attempt(batch_size, grad_accum)``; on out-of-memory halve the micro-batch and double accumulation.
+
+    Returns the result and the micro-batch and accumulation that worked. At micro-batch 1 the error is final,
+    with the advice that is left (shorter max length, a smaller model, ``lingoforge plan``).
+    """
+    while True:
+        try:
+            return attempt(batch_size, grad_accum), batch_size, grad_accum
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            if batch_size == 1:
+                raise LingoforgeError(
+                    "out of GPU memory even at micro-batch 1; lower --max-len, lower --rank, use a smaller base "
+                    "model, or check `lingoforge plan`"
+                ) from exc
+            # Exactly 2x accumulation for an even micro-batch; an odd one rounds the effective batch up.
+            new_batch = batch_size // 2
+            new_accum = math.ceil(batch_size * grad_accum / new_batch)
+            say(
+                f"out of GPU memory at micro-batch {batch_size} x accumulation {grad_accum}; retrying with "
+                f"{new_batch} x {new_accum} (effective batch {new_batch * new_accum})"
+            )
+            if on_retry is not None:
+                on_retry()
+            batch_size, grad_accum = new_batch, new_accum
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps 10 and 11: the adapter, written atomically, and what run.json records.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def save_adapter(trainer: Any, target: Path) -> None:
+    """Write adapter weights, adapter_config.json and the tokenizer into ``target`` without a half-written state.
+
+    Everything is saved into a temporary folder beside it first; files move in afterwards with the weights
+    last, and the files of an older adapter not written this time are removed. ``checkpoints/`` stays.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=target))
+    try:
+        trainer.model.save_pretrained(tmp)
+        trainer.processing_class.save_pretrained(tmp)
+        names = sorted(p.name for p in tmp.iterdir())
+        names.sort(key=lambda n: n == "adapter_model.safetensors")
+        for name in names:
+            os.replace(tmp / name, target / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def versions() -> dict[str, str]:
+    """The versions of Python and the training libraries, recorded in run.json so a run can be reproduced."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("lingoforge", "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out

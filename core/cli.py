@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new-task": ("lingoforge.commands.new_task:new_task", "Scaffold an installable task plugin package."),
     "generate": ("lingoforge.commands.generate:generate", "Write synthetic multilingual examples for a task."),
     "data": ("lingoforge.commands.data:data", "Check and split datasets."),
+    "labels": ("lingoforge.commands.labels:labels", "Label counts per language, rare and near-duplicate labels."),
     "tokens": ("lingoforge.commands.tokens:tokens", "Per-language token statistics and max length advice."),
     "plan": ("lingoforge.commands.plan:plan", "Estimate memory and time for training a base model."),
     "train": ("lingoforge.commands.train:train", "Train one LoRA adapter (QLoRA) on mixed-language data."),

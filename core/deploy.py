@@ -229,7 +229,9 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
     folder, manifest = find_export(export_dir)
     serving = ServingConfig.from_dict(manifest["serving"])
     max_tokens = max_tokens or serving.num_predict
-    task = get_task(manifest["task"]["name"])
+    run_folder = RunFolder(Path(manifest["run_dir"]))
+    name_in_manifest = manifest["task"]["name"]  # an export moved away from its run deploys with the installed task
+    task = run_folder.task() if run_folder.task_name() == name_in_manifest else get_task(name_in_manifest)
     client = _connect(url)
 
     adapter = manifest.get("adapter_file")
@@ -245,7 +247,6 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
         raise DeployError(f"the Ollama server at {url} refused to create {name}: {_reason(exc)}") from None
     _check_show(client, name, serving)
 
-    run_folder = RunFolder(Path(manifest["run_dir"]))
     chosen = list(examples) if examples is not None else load_test_examples(run_folder, n_check)
     checks = _check_answers(client, name, folder, manifest, serving, task, chosen, max_tokens)
     bad = [c for c in checks if not c["same"] and not c["tie"]]

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from .config import TrainConfig
 from .data.io import Located
+from .data.mapping import ColumnMap
 from .errors import LingoforgeError
 from .fsutil import write_json, write_jsonl
 from .runfolder import REPORT, RunFolder, file_sha256
@@ -44,6 +45,7 @@ class Options:
     base: str
     out: Path
     data: Path | None = None
+    mapping: ColumnMap | None = None  # --map: the data file's own column names
     n: int = 400
     seed: int = TrainConfig.seed
     languages: Sequence[str] | None = None
@@ -105,15 +107,15 @@ class Pipeline:
         if o.data is not None:
             if not o.data.is_file():
                 raise LingoforgeError(f"--data {o.data} does not exist")
-            settings: Any = {"file": str(o.data), "sha256": file_sha256(o.data), "task": o.task.name}
+            settings: Any = {"file": str(o.data), "sha256": file_sha256(o.data), "task": o.task.name,
+                             "map": str(o.mapping) if o.mapping else None}
 
             def action() -> Any:
                 from .data.io import load_examples
 
-                # languages may be missing here: the split stage detects them, as `data check --fix` does
-                examples = [item.example for item in load_examples(o.data, o.task, language=False)]
+                examples = [item.example for item in load_examples(o.data, o.task, mapping=o.mapping)]
                 write_jsonl(source, (e.to_record() for e in examples))
-                return {"imported": str(o.data), "examples": len(examples)}
+                return {"imported": str(o.data), "examples": len(examples), "map": settings["map"]}
         else:
             settings = {"task": o.task.name, "version": o.task.version, "n": o.n, "seed": o.seed,
                         "languages": list(o.languages or o.task.languages)}
@@ -252,7 +254,7 @@ class Pipeline:
         """Run every stage (skipping those up to date) and write ``summary.json``."""
         self.run.claim(self.o.task.name)  # before anything is written: never another task's run, nor foreign files
         self.run.root.mkdir(parents=True, exist_ok=True)
-        self.run.update(task={"name": self.o.task.name, "version": self.o.task.version})
+        self.run.record_task(self.o.task)  # later stages and commands rebuild the task from the run folder
         started = time.perf_counter()
         for stage in STAGES:
             getattr(self, stage)()

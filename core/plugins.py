@@ -63,7 +63,8 @@ def validate_task(task: Task, where: str) -> None:
         problems.append(f"name {task.name!r} must match {TASK_NAME_PATTERN.pattern} (lowercase, digits, _)")
     if not task.languages:
         problems.append("languages is empty")
-    problems += [f"language {lang!r} is not an ISO 639-1 code" for lang in task.languages if not LANGUAGE_PATTERN.match(lang)]
+    problems += [f"language {lang!r} is not an ISO 639-1 code"
+                 for lang in task.languages if not LANGUAGE_PATTERN.match(lang)]
     try:
         check_schema(task.output_schema, where)
     except TaskDefinitionError as exc:
@@ -126,7 +127,8 @@ class Registry:
             if not _selected(ep.name) or self.pm.has_plugin(ep.name):
                 continue
             dist = ep.dist
-            info = PluginInfo(ep.name, dist.version if dist else "?", f"entry point {ep.value}" + (f" ({dist.name})" if dist else ""))
+            source = f"entry point {ep.value}" + (f" ({dist.name})" if dist else "")
+            info = PluginInfo(ep.name, dist.version if dist else "?", source)
             self.infos[ep.name] = info
             try:
                 module = ep.load()
@@ -137,7 +139,8 @@ class Registry:
 
     def register_plugin(self, plugin: Any, name: str, info: PluginInfo | None = None) -> None:
         """Register one plugin object; unknown or mis-typed hooks unregister it and record why."""
-        info = info or self.infos.setdefault(name, PluginInfo(name, getattr(plugin, "__version__", "?"), "registered in code"))
+        info = info or self.infos.setdefault(
+            name, PluginInfo(name, getattr(plugin, "__version__", "?"), "registered in code"))
         self.infos[name] = info
         try:
             self.pm.register(plugin, name=name)
@@ -182,14 +185,15 @@ class Registry:
                 caller(register=self._registrar(tasks, name))
             except Exception as exc:
                 self._fail(self.infos[name], "register_tasks", f"{type(exc).__name__}: {exc} ({_where(exc)})")
-        for path in _task_path_files():
+        for path in task_path_files():
             self._register_yaml(tasks, path)
         return tasks
 
     def _registrar(self, tasks: dict[str, Task], plugin: str) -> Callable[[Task], None]:
         def register(task: Task) -> None:
             if not isinstance(task, Task):
-                self._fail(self.infos[plugin], "task", f"register() got {type(task).__name__}, expected lingoforge.Task")
+                self._fail(self.infos[plugin], "task",
+                           f"register() got {type(task).__name__}, expected lingoforge.Task")
                 return
             self._add(tasks, dataclasses.replace(task, source=plugin), plugin)
 
@@ -215,7 +219,7 @@ class Registry:
 
         info = self.infos.setdefault(TASK_PATH_PLUGIN, PluginInfo(TASK_PATH_PLUGIN, "-", f"${ENV_TASK_PATH}"))
         try:
-            task = load_yaml_task(path)
+            task = load_yaml_task(path, known=tasks)  # `extends:` resolves against the tasks collected so far
         except LingoforgeError as exc:
             self._fail(info, "task", str(exc))
             return
@@ -237,7 +241,8 @@ def _where(exc: BaseException) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
-def _task_path_files() -> Iterable[Path]:
+def task_path_files() -> Iterable[Path]:
+    """The YAML task files on ``$LINGOFORGE_TASK_PATH`` (files, or folders of ``.yaml``/``.yml`` files)."""
     for folder in filter(None, os.environ.get(ENV_TASK_PATH, "").split(os.pathsep)):
         base = Path(folder)
         if base.is_file():

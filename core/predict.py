@@ -23,6 +23,7 @@ from rich.console import Console
 from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, get_backend
 from .data.findings import Finding
 from .data.io import read_rows, read_text
+from .data.mapping import RECORD_KEYS, ColumnMap
 from .errors import DataError
 from .progress import items_bar
 from .prompts import prompt_messages
@@ -61,10 +62,13 @@ def _item(record: Any, number: int, where: str) -> Item:
     )
 
 
-def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[Item]:
+def parse_inputs(text: str, name: str, csv_format: bool | None = None, mapping: ColumnMap | None = None) -> list[Item]:
     """Items from JSONL (one object or string per line) or CSV with a header (``input``/``text`` column,
-    optional ``id``, ``language``), parsed by the data reader every command uses. ``csv_format=None`` guesses
-    from the first non-blank character. A CSV row's default id is its row number, a JSONL line's its line."""
+    optional ``id``, ``language``), parsed by the data reader every command uses; ``mapping`` (``--map``) names
+    the file's own columns for them. ``csv_format=None`` guesses from the first non-blank character. A CSV row's
+    default id is its row number, a JSONL line's its line."""
+    mapping = mapping.only(RECORD_KEYS) if mapping else None
+    text = text.removeprefix("\ufeff")  # files are read without it; piped text may still carry it
     if csv_format is None:
         csv_format = not text.lstrip().startswith(("{", '"'))
 
@@ -74,7 +78,7 @@ def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[I
 
     items: list[Item] = []
     fmt = "csv" if csv_format else "jsonl"
-    for row in read_rows(text, name, fmt, columns, tsv=name.lower().endswith(".tsv")):
+    for row in read_rows(text, name, fmt, columns, tsv=name.lower().endswith(".tsv"), mapping=mapping):
         if isinstance(row, Finding):
             raise DataError(str(row))
         number = len(items) + 1 if csv_format else row.line
@@ -91,16 +95,16 @@ def parse_inputs(text: str, name: str, csv_format: bool | None = None) -> list[I
     return items
 
 
-def read_inputs(source: str | Path, stdin: IO[str] | None = None) -> list[Item]:
+def read_inputs(source: str | Path, stdin: IO[str] | None = None, mapping: ColumnMap | None = None) -> list[Item]:
     """Items from a file path, or from stdin when ``source`` is ``-``."""
     if str(source) == "-":
-        return parse_inputs((stdin or sys.stdin).read(), "<stdin>")
+        return parse_inputs((stdin or sys.stdin).read(), "<stdin>", mapping=mapping)
     path = Path(source)
     if not path.is_file():
         raise DataError(f"input {path} does not exist")
     suffix = path.suffix.lower()
     csv_format = True if suffix in (".csv", ".tsv") else False if suffix in (".jsonl", ".json", ".ndjson") else None
-    return parse_inputs(read_text(path), str(path), csv_format)
+    return parse_inputs(read_text(path), str(path), csv_format, mapping)
 
 
 PREDICTION_KEYS = ("id", "output", "valid")
@@ -210,6 +214,7 @@ def predict(
     host: str | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     stdin: IO[str] | None = None,
+    mapping: ColumnMap | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Predict every input not yet in ``out``; returns counts (``total``, ``skipped``, ``written``, ``valid``,
@@ -218,7 +223,7 @@ def predict(
     ``concurrency`` is the batch size for hf, parallel requests for ollama; llama.cpp answers one at a time.
     An answer that is not valid against the schema is asked again once with constrained decoding."""
     out = Path(out)
-    items = read_inputs(source, stdin)
+    items = read_inputs(source, stdin, mapping)
     done = completed_ids(out)
     todo = [item for item in items if str(item.id) not in done]
     written = valid = retried = 0

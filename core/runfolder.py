@@ -2,29 +2,34 @@
 
     runs/<name>/
       run.json          task, base model, config, versions, data hashes, chat template, timings, stages
+      task.yaml         a YAML task's own definition, copied in at training (run.json holds its sha256)
       data/             train.jsonl val.jsonl test.jsonl data_report.json (+ generated.jsonl, tokens.json)
       adapter/          best PEFT adapter (safetensors) + tokenizer; checkpoints/ for resume
       eval/             report.json report.html charts/*.png predictions.jsonl
       export/           merged/ model-f16.gguf model-<quant>.gguf Modelfile parity.json export.json
 
 run.json's sections are read through ``RunFolder``'s accessors only, so its shape is known in one place.
+The run records the task it trains (``RunFolder.record_task``) well enough to rebuild it (``RunFolder.task``), so
+eval, export, deploy, predict and a resumed ``run`` need neither ``--task`` nor ``$LINGOFORGE_TASK_PATH``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import LingoforgeError
-from .fsutil import write_json
-
-if TYPE_CHECKING:
-    from .task import Task
+from .errors import LingoforgeError, TaskDefinitionError, TaskNotFound
+from .fsutil import atomic_open, write_json
+from .task import TASK_NAME_PATTERN, Task
 
 RUN_JSON = "run.json"
+TASK_FILE = "task.yaml"  # a YAML task's definition, copied into the run
+YAML_SUFFIXES = (".yaml", ".yml")
 TOKEN_REPORT = "tokens.json"  # in data/
 REPORT = "report.json"  # in eval/
 MANIFEST = "export.json"  # in export/
@@ -87,20 +92,144 @@ class RunFolder:
     def has_adapter(self) -> bool:
         return (self.adapter / ADAPTER_CONFIG).is_file()
 
-    # -- run.json sections: ``task`` {name, version}, ``base`` {spec, kind, location, ...}, ``train`` {...},
-    # -- ``export`` {...}, ``pipeline`` {stage: {key, seconds, result}}, ``chat_template``.
+    # -- run.json sections: ``task`` {name, version, kind, ...} (see ``record_task``), ``base`` {spec, kind,
+    # -- location, ...}, ``train`` {...}, ``export`` {...}, ``pipeline`` {stage: {key, seconds, result}},
+    # -- ``chat_template``.
     def task_name(self) -> str | None:
         """The task this run was trained for (``None`` for a new run)."""
-        return (self.read().get("task") or {}).get("name")
+        return self.task_record().get("name")
 
-    def task(self) -> Task:
-        """The task this run was trained for, from the installed plugins and task paths."""
+    def resolve_task(self, name_or_path: str | None) -> Task:
+        """``--task`` when given (it wins), else this run's own task (:meth:`task`). A given name that no plugin or
+        task path registers, but that this run recorded, loads from the run too: a fresh shell can resume or
+        evaluate a YAML task's run by the task's name."""
         from .plugins import get_task
 
-        name = self.task_name()
+        if not name_or_path:
+            return self.task()
+        try:
+            return get_task(name_or_path)
+        except TaskNotFound:
+            if name_or_path != self.task_name():
+                raise
+            return self.task()
+
+    def task_record(self) -> dict[str, Any]:
+        """run.json's ``task`` section (``{}`` for a new run)."""
+        return dict(self.read().get("task") or {})
+
+    def record_task(self, task: Task) -> dict[str, Any]:
+        """Record the task this run trains well enough for :meth:`task` to rebuild it from the folder alone.
+
+        A YAML task's file is copied in as ``task.yaml`` and recorded as ``{name, version, kind: "yaml", file,
+        sha256}``: the user's file may move or change later, the adapter learned this text. A plugin task is
+        recorded as ``{name, version, kind: "plugin", distribution, distribution_version}``: the package to
+        install to get it back (``None`` for a task registered in code). A run that already trained refuses,
+        before anything is written, a YAML definition other than the one its adapter learned.
+        """
+        if Path(task.source).suffix in YAML_SUFFIXES:
+            source = Path(task.source)
+            try:
+                text = source.read_bytes()
+            except OSError as exc:
+                raise TaskDefinitionError(f"{source}: cannot read the task file to copy it into {self.root}: "
+                                          f"{exc.strerror or exc}") from None
+            record: dict[str, Any] = {"name": task.name, "version": task.version, "kind": "yaml", "file": TASK_FILE,
+                      "sha256": hashlib.sha256(text).hexdigest()}
+            self._check_same_definition(record, str(source))
+            target = self.root / TASK_FILE
+            if not (target.is_file() and target.read_bytes() == text):
+                with atomic_open(target, "wb") as fh:
+                    fh.write(text)
+        else:
+            distribution, distribution_version = plugin_distribution(task)
+            record = {"name": task.name, "version": task.version, "kind": "plugin", "distribution": distribution,
+                      "distribution_version": distribution_version}
+            self._check_same_definition(record, f"the plugin task {task.name!r}")
+        data = self.read()
+        data["task"] = record  # replaced whole: ``update`` would keep a previous record's file and sha256
+        write_json(self.run_json, data)
+        return record
+
+    def _check_same_definition(self, record: dict[str, Any], given: str) -> None:
+        """Refuse to re-record a trained run with a YAML definition other than the one its adapter learned (a run
+        recorded before definitions were, with no ``kind``, has nothing to compare with)."""
+        recorded = self.task_record()
+        trained = self.has_adapter or self.checkpoints.is_dir()
+        if not trained or recorded.get("kind") is None or "yaml" not in (recorded["kind"], record["kind"]):
+            return
+        if recorded.get("kind") != record["kind"] or recorded.get("sha256") != record.get("sha256"):
+            learned = self.root / TASK_FILE if recorded.get("kind") == "yaml" else "a plugin task"
+            raise LingoforgeError(f"{self.root} was trained on another definition of task {record['name']!r} "
+                                  f"({learned}); {given} differs from it, so the adapter does not answer it: "
+                                  "restore the definition or choose a new -o folder (nothing was written)")
+
+    def task(self) -> Task:
+        """The task this run was trained for, rebuilt from the run (see :meth:`record_task`).
+
+        A YAML task comes from the run's own copy, whose hash must match run.json (an edited copy is an error
+        naming it: the adapter learned the recorded text). A plugin task comes from the installed plugins: another
+        installed version is a warning, a missing one an error naming the package to install. Runs recorded before
+        the task was (name and version only) load by name from the installed plugins and task paths.
+        """
+        from .plugins import get_task
+
+        record = self.task_record()
+        name = record.get("name")
         if not name:
             raise LingoforgeError(f"{self.run_json} has no task name; was this run created by `lingoforge train`?")
-        return get_task(name)
+        if not isinstance(name, str) or not TASK_NAME_PATTERN.match(name):
+            raise LingoforgeError(f"{self.run_json}: task.name {name!r} is not a task name")
+        kind = record.get("kind")
+        if kind == "yaml":
+            return self._yaml_task(record)
+        if kind not in (None, "plugin"):
+            raise LingoforgeError(f"{self.run_json}: task.kind {kind!r} is unknown (expected yaml or plugin); "
+                                  "was this run recorded by a newer lingoforge?")
+        try:
+            task = get_task(name)
+        except TaskNotFound as exc:
+            raise TaskNotFound(self._missing_plugin(record, exc)) from None
+        recorded_version = record.get("version")
+        if recorded_version is not None and str(recorded_version) != task.version:
+            package = _package(record)
+            _warn(f"{self.root} was trained with task {name!r} version {recorded_version}"
+                  + (f" (from {package})" if package else "") + f"; the installed task is version {task.version}, "
+                  "whose prompts, labels or scoring may differ from what the adapter learned"
+                  + (f": install {package} to match" if package else ""))
+        return task
+
+    def _yaml_task(self, record: dict[str, Any]) -> Task:
+        """The run's own copy of its YAML task, after checking it is the text the adapter was trained on."""
+        from .plugins import get_task
+
+        file = record.get("file")
+        if not isinstance(file, str) or Path(file).name != file or file.startswith(".") \
+                or Path(file).suffix not in YAML_SUFFIXES:
+            raise LingoforgeError(f"{self.run_json}: task.file {file!r} must be a .yaml file name in the run folder")
+        path = self.root / file
+        if not path.is_file():
+            raise TaskNotFound(f"{path} is missing: it held this run's definition of task {record['name']!r}; "
+                               "restore it from a copy, or pass --task FILE")
+        actual, expected = file_sha256(path), record.get("sha256")
+        if actual != expected:
+            raise TaskDefinitionError(f"{path} was changed after training (sha256 {actual[:12]}, run.json records "
+                                      f"{str(expected)[:12]}): the adapter learned the recorded definition; restore "
+                                      "it, or pass --task FILE to use another definition deliberately")
+        return get_task(str(path))
+
+    def _missing_plugin(self, record: dict[str, Any], exc: TaskNotFound) -> str:
+        """Why a plugin task recorded in run.json cannot be loaded, and what to install to get it back."""
+        name = record["name"]
+        if record.get("kind") is None:
+            return (f"{self.root} was trained with task {name!r}, which is not available here ({exc}); this run was "
+                    "recorded before run folders kept their task: pass --task NAME or --task FILE.yaml")
+        package = _package(record)
+        if package is None:
+            return (f"{self.root} was trained with task {name!r}, which no installed package provided (it was "
+                    f"registered in code); register it again to use this run ({exc})")
+        return (f"{self.root} was trained with task {name!r} from the package {package}, which is not installed "
+                f"here or no longer registers it: pip install '{package}' ({exc})")
 
     def base_location(self) -> str:
         """The ``from_pretrained`` location of the base model the adapter was trained on."""
@@ -123,7 +252,9 @@ class RunFolder:
 
     def num_ctx(self) -> int | None:
         """The context Ollama should serve with: the token report's ``num_ctx`` (else its ``max_seq_length``)."""
-        return read_token_report(self.token_report, ("num_ctx", "max_seq_length")) if self.token_report.is_file() else None
+        if not self.token_report.is_file():
+            return None
+        return read_token_report(self.token_report, ("num_ctx", "max_seq_length"))
 
     def export_manifest(self) -> dict[str, Any]:
         """The export manifest (``{}`` before the first complete export)."""
@@ -170,8 +301,38 @@ class RunFolder:
         """run.json of an existing run, or an error saying what is missing."""
         data = self.read()
         if not data:
-            raise LingoforgeError(f"{self.root} is not a lingoforge run folder (no run.json); run `lingoforge train` first")
+            raise LingoforgeError(f"{self.root} is not a lingoforge run folder (no run.json); "
+                                  "run `lingoforge train` first")
         return data
+
+
+def plugin_distribution(task: Task) -> tuple[str | None, str | None]:
+    """The installed package (name, version) whose ``lingoforge`` entry point registered ``task`` (the registry
+    sets a plugin task's ``source`` to its entry point's name); ``(None, None)`` for a task registered in code."""
+    from .plugins import ENTRY_POINT_GROUP
+
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=task.source):
+        if entry_point.dist is not None:
+            return entry_point.dist.name, entry_point.dist.version
+    return None, None
+
+
+def _package(record: dict[str, Any]) -> str | None:
+    """A recorded plugin task's package as pip spells it (``name==version``), ``None`` when none was recorded."""
+    name, version = record.get("distribution"), record.get("distribution_version")
+    if not name:
+        return None
+    return f"{name}=={version}" if version else str(name)
+
+
+_warned: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    """Say ``warning: message`` on stderr, as the commands do, once per process (export loads the task twice)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def read_token_report(path: Path, keys: tuple[str, ...] = ("max_seq_length",)) -> int:

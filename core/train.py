@@ -52,6 +52,7 @@ from typing import Any
 
 from .config import TrainConfig, max_len_source, resolve
 from .data.io import Located, check_labelled, examples_sha256
+from .data.mapping import ColumnMap
 from .data.split import describe_holdout, load_data
 from .encode import check_masks, encode, end_token
 from .errors import DataError
@@ -158,8 +159,8 @@ def train(
     run.root.mkdir(parents=True, exist_ok=True)
     if main:
         preset, gguf = base_model.preset, base_model.gguf
+        run.record_task(task)
         run.update(
-            task={"name": task.name, "version": task.version},
             base={"spec": base_model.spec, "kind": base_model.kind, "location": location,
                   "preset": preset.name if preset else None, "gguf": str(gguf) if gguf else None},
             chat_template=tokenizer.chat_template,
@@ -245,8 +246,10 @@ def train_from_files(
     force: bool = False,
     quiet: bool = False,
     tokens: str | os.PathLike[str] | None = None,
+    mapping: ColumnMap | None = None,
 ) -> TrainResult:
-    """The CLI's entry: read DATA (a split folder or one JSONL file), hold out validation if needed, train.
+    """The CLI's entry: read DATA (a split folder or one data file, its columns mapped by ``mapping``), hold out
+    validation if needed, train.
 
     A single file's split is written to the run folder's ``data/`` (train.jsonl, and val.jsonl unless validation
     is off) so evaluation and a resumed run see the same split; an existing split there is left alone. ``tokens``
@@ -259,14 +262,15 @@ def train_from_files(
     if main:
         run.claim(task.name)  # inputs are validated before anything is written to the run folder
     base_model = resolve_base(base)
-    train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed)
+    train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed, mapping)
     max_len, max_len_from = max_len_source(config, run, Path(tokens) if tokens is not None else None)
     if main:
-        run.update(task={"name": task.name, "version": task.version})  # the folder is this task's run from now on
+        run.record_task(task)  # the folder is this task's run from now on, and keeps its definition
     if not data_path.is_dir() and val_items:
         say(describe_holdout(train_items, val_items, config.val_fraction))
     say(f"max length {max_len} from {max_len_from}")
-    files = {name: {"path": path, "sha256": file_sha256(path)} for name, path in sources.items()}
+    files = {name: {"path": path, "sha256": file_sha256(path), **({"map": str(mapping)} if mapping else {})}
+             for name, path in sources.items()}
     if main and not data_path.is_dir() and not (run.data / "train.jsonl").exists():
         write_jsonl(run.data / "train.jsonl", (i.example.to_record() for i in train_items))
         if val_items:

@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from ..config import TrainConfig
-from .options import config_options, old_out_spelling
+from ..data.mapping import ColumnMap
+from .options import config_options, map_option, old_out_spelling
 
 SPLIT_NAMES = ("train", "val", "test")
 SHOWN_FINDINGS = 40
@@ -43,9 +44,16 @@ def _siblings(path: Path) -> list[Path]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Another split to look for leaked duplicates in (repeatable; default: sibling train/val/test.jsonl).",
 )
+@map_option
 @click.pass_context
 def check(
-    ctx: click.Context, file: Path, task_name: str, as_json: bool, fix_out: Path | None, against: tuple[Path, ...]
+    ctx: click.Context,
+    file: Path,
+    task_name: str,
+    as_json: bool,
+    fix_out: Path | None,
+    against: tuple[Path, ...],
+    mapping: ColumnMap | None,
 ) -> None:
     """Check FILE (JSONL, CSV, chat messages or key: value outputs) against a task.
 
@@ -61,7 +69,7 @@ def check(
     if fix_out is not None and same_file(file, fix_out):
         raise DataError(f"--fix {fix_out}: that is the input file; write the cleaned data to a new file")
     with rich_stages() as stages:
-        report = check_file(file, task, list(against) or _siblings(file), stages)
+        report = check_file(file, task, list(against) or _siblings(file), stages, mapping)
     fixed: dict[str, Any] | None = None
     examples = cleaned_examples(report) if fix_out is not None else []
     if fix_out is not None and examples:
@@ -158,8 +166,12 @@ def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
 @click.option("--val", default=TrainConfig.val_fraction, show_default=True, type=float, help="Fraction for validation.")
 @click.option("--test", default=0.1, show_default=True, type=float, help="Fraction for test.")
 @config_options("seed", defaults=TrainConfig())
+@map_option
 @click.option("--json", "as_json", is_flag=True, help="Print data_report.json.")
-def split(file: Path, task_name: str, out_dir: Path, val: float, test: float, seed: int, as_json: bool) -> None:
+def split(
+    file: Path, task_name: str, out_dir: Path, val: float, test: float, seed: int, mapping: ColumnMap | None,
+    as_json: bool,
+) -> None:
     """Split FILE into train/val/test, stratified by language and primary label, near duplicates kept together."""
     from ..data.split import split_dataset
     from ..plugins import get_task
@@ -167,7 +179,7 @@ def split(file: Path, task_name: str, out_dir: Path, val: float, test: float, se
 
     task = get_task(task_name)
     with rich_stages() as stages:
-        report = split_dataset(file, task, out_dir, val=val, test=test, seed=seed, stages=stages)
+        report = split_dataset(file, task, out_dir, val=val, test=test, seed=seed, stages=stages, mapping=mapping)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return

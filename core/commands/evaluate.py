@@ -9,8 +9,9 @@ import click
 from rich.console import Console
 
 from ..backends import BACKENDS, resolve_model
+from ..data.mapping import ColumnMap
 from ..errors import LingoforgeError
-from .options import model_options, task_for
+from .options import map_option, model_options, task_for
 
 
 @click.command("eval")
@@ -22,6 +23,7 @@ from .options import model_options, task_for
     type=click.Path(dir_okay=False, path_type=Path),
     help="Test data (default: the run folder's data/test.jsonl).",
 )
+@map_option
 @click.option("--compare", "compare_model", help="A second MODEL to put side by side (deltas = it − MODEL).")
 @click.option("--compare-backend", type=click.Choice(BACKENDS), help="Backend of the --compare model.")
 @click.option(
@@ -48,6 +50,7 @@ def eval_cmd(
     max_new_tokens: int,
     as_json: bool,
     data_path: Path | None,
+    mapping: ColumnMap | None,
     compare_model: str | None,
     compare_backend: str | None,
     output: Path | None,
@@ -73,7 +76,7 @@ def eval_cmd(
         if spec.run is None:
             raise LingoforgeError("say which test data to use: --data TEST.jsonl")
         data_path = spec.run.data / "test.jsonl"
-    examples = [item.example for item in load_examples(data_path, task, gold=True)]
+    examples = [item.example for item in load_examples(data_path, task, gold=True, mapping=mapping)]
     out = output or (spec.run.eval if spec.run is not None else Path("eval"))
     console = Console(stderr=True)
     options: dict[str, Any] = dict(

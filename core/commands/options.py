@@ -11,7 +11,8 @@ import click
 
 from ..backends import BACKENDS, DEFAULT_MAX_NEW_TOKENS, ModelSpec
 from ..config import SETTING_TYPES, TrainConfig
-from ..errors import LingoforgeError
+from ..data.mapping import ColumnMap
+from ..errors import DataError, LingoforgeError
 from ..task import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,13 +53,15 @@ def config_options(*names: str, defaults: TrainConfig | None = None) -> Callable
 
 
 def task_for(task_name: str | None, spec: ModelSpec) -> Task:
-    """``--task``, else the task a run folder was trained for."""
+    """``--task`` (it wins), else the task a run folder recorded: the run alone is enough, with no task path set
+    (see ``RunFolder.resolve_task``); other models answer the task ``--task`` names."""
     from ..plugins import get_task
 
-    name = task_name or spec.task_name()
-    if not name:
+    if spec.run is not None:
+        return spec.run.resolve_task(task_name)
+    if not task_name:
         raise LingoforgeError(f"say which task {spec.spec!r} answers: --task NAME (or a task YAML file)")
-    return get_task(name)
+    return get_task(task_name)
 
 
 _model_options = [
@@ -80,3 +83,20 @@ def model_options(fn: F) -> F:
     for option in reversed(_model_options):
         fn = option(fn)
     return fn
+
+
+def _parse_map(ctx: click.Context, param: click.Parameter, value: str | None) -> ColumnMap | None:
+    try:
+        return ColumnMap.parse(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--map: ")) from None
+
+
+map_option = click.option(
+    "--map",
+    "mapping",
+    callback=_parse_map,
+    metavar="FIELD=COLUMN,...",
+    help="Your file's own column (CSV) or key (JSONL, dotted for nested) names, e.g. "
+    "input=Subject+Description,category=Type,language=Locale (a+b joins columns with a newline).",
+)

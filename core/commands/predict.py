@@ -9,7 +9,8 @@ import click
 from rich.console import Console
 
 from ..backends import resolve_model
-from .options import model_options, task_for
+from ..data.mapping import ColumnMap
+from .options import map_option, model_options, task_for
 
 
 @click.command()
@@ -30,6 +31,7 @@ from .options import model_options, task_for
     show_default=True,
     help="Batch size for hf, parallel requests for ollama.",
 )
+@map_option
 def predict(
     model: str,
     input_path: str,
@@ -41,6 +43,7 @@ def predict(
     as_json: bool,
     output: Path,
     concurrency: int,
+    mapping: ColumnMap | None,
 ) -> None:
     """Predict INPUT (JSONL, CSV or - for stdin) into a JSONL file, resumably.
 
@@ -61,6 +64,7 @@ def predict(
         host=host,
         max_new_tokens=max_new_tokens,
         console=Console(stderr=True),
+        mapping=mapping,
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from .options import config_options, old_out_spelling
+from ..data.mapping import ColumnMap
+from .options import config_options, map_option, old_out_spelling
 
 
 @click.command("train", context_settings={"token_normalize_func": old_out_spelling})
@@ -37,6 +38,7 @@ from .options import config_options, old_out_spelling
     help="Token report (`lingoforge tokens FILE --json`) whose max_seq_length sets --max-len.",
 )
 @config_options("val_fraction", "load_in_4bit", "seed", "max_steps", "save_steps", "eval_steps")
+@map_option
 @click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint.")
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it does not fit.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -47,6 +49,7 @@ def train(
     out: str,
     config_file: str | None,
     tokens_file: str | None,
+    mapping: ColumnMap | None,
     resume: bool,
     force: bool,
     quiet: bool,
@@ -67,7 +70,8 @@ def train(
     recorded = RunFolder(Path(out)).training().get("config") if resume else None
     config = make_config(recorded, load_config_file(config_file) if config_file else None, flags)
     result = train_from_files(
-        get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet, tokens=tokens_file
+        get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet, tokens=tokens_file,
+        mapping=mapping,
     )
     per_lang = ", ".join(f"{k} {v:.4f}" for k, v in result.eval_loss_by_language.items())
     click.echo(

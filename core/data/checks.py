@@ -28,6 +28,7 @@ from .dedup import THRESHOLD, find_duplicates
 from .findings import Finding
 from .io import ReadResult, read_records
 from .langid import MIN_CONFIDENCE, LanguageDetector
+from .mapping import ColumnMap
 
 MIN_PER_LANGUAGE = 50
 FIRST_RUN = (300, 500)
@@ -97,11 +98,15 @@ class CheckReport:
 
 
 def check_file(
-    path: str | Path, task: Task, against: Sequence[str | Path] = (), stages: Stages = silent
+    path: str | Path,
+    task: Task,
+    against: Sequence[str | Path] = (),
+    stages: Stages = silent,
+    mapping: ColumnMap | None = None,
 ) -> CheckReport:
-    """Read ``path`` (and the other splits in ``against``) and check it."""
-    result = read_records(path, task, stages(f"reading {Path(path).name}", None))
-    others = [read_records(p, task) for p in against]
+    """Read ``path`` (and the other splits in ``against``, all with the same ``--map``) and check it."""
+    result = read_records(path, task, stages(f"reading {Path(path).name}", None), mapping)
+    others = [read_records(p, task, mapping=mapping) for p in against]
     return check_records(result, task, others, stages)
 
 

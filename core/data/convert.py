@@ -27,6 +27,16 @@ from .findings import Finding
 KNOWN_KEYS = ("instruction", "input", "output", "language", "meta")
 _KEY = re.compile(r"[\w.-]+")
 _LANGUAGE = re.compile(r"^([a-z]{2})(?:[-_][a-z0-9]+)*$")
+ISO_639_1 = frozenset(
+    """
+    aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz ee
+    el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io is
+    it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms
+    mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk
+    sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi
+    yo za zh zu
+    """.split()
+)  # every two-letter code of ISO 639-1: "xx" or "sp" is a typo, not a language
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,11 @@ class Record:
 
 
 def normalize_language(value: Any) -> str | None:
-    """``"ES"``, ``"es-MX"`` and ``"es_419"`` → ``"es"``; anything else (``"Spanish"``) → ``None``."""
+    """``"ES"``, ``"es-MX"`` and ``"es_419"`` → ``"es"``; anything else (``"Spanish"``, ``"xx"``) → ``None``."""
     if not isinstance(value, str):
         return None
     match = _LANGUAGE.match(value.strip().lower())
-    return match.group(1) if match else None
+    return match.group(1) if match and match.group(1) in ISO_639_1 else None
 
 
 def _schema_node(schema: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -12,9 +12,10 @@ import csv
 import hashlib
 import io
 import json
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..schema import validate
 from ..task import Example, Task
 from .convert import Record, from_csv_row, from_json, required_csv_columns
 from .findings import Finding
+from .mapping import ColumnMap
 
 MAX_RECORD_BYTES = 1 << 20
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -155,17 +157,25 @@ def _guess_encoding(data: bytes) -> str | None:
     return _ICONV_NAMES.get(best, best.upper())
 
 
-def read_records(path: str | Path, task: Task, progress: Progress | None = None) -> ReadResult:
-    """Read and convert every record of a JSONL or CSV file (format chosen by the file suffix)."""
+def read_records(
+    path: str | Path, task: Task, progress: Progress | None = None, mapping: ColumnMap | None = None
+) -> ReadResult:
+    """Read and convert every record of a JSONL or CSV file (format chosen by the file suffix), with the
+    file's own column names first mapped to ours by ``mapping`` (``--map``)."""
     path = Path(path)
     fmt = "csv" if path.suffix.lower() in CSV_SUFFIXES else "jsonl"
     result = ReadResult(path, fmt)
     file = str(path)
+    outputs = list((task.output_schema.get("properties") or {}).keys())
+    if mapping is not None:
+        mapping.check_targets(outputs, task.name)
 
     def columns(header: list[str]) -> None:
         _require_columns(path, header, required_csv_columns(task, header))
 
-    for row in read_rows(read_text(path), file, fmt, columns, progress, tsv=path.suffix.lower() == ".tsv"):
+    rows = read_rows(read_text(path), file, fmt, columns, progress, tsv=path.suffix.lower() == ".tsv",
+                     mapping=mapping, outputs=outputs)
+    for row in rows:
         if isinstance(row, Finding):
             result.findings.append(row)
         elif fmt == "csv":
@@ -190,12 +200,25 @@ def read_rows(
     columns: Callable[[list[str]], None] | None = None,
     progress: Progress | None = None,
     tsv: bool = False,
+    mapping: ColumnMap | None = None,
+    outputs: Iterable[str] = (),
 ) -> Iterator[Row | Finding]:
     """The records of JSONL or CSV text, each with its 1-based line, or a ``Finding`` for a line that cannot
     be parsed (invalid JSON, a short row, an oversized record). The one parser of data files: labelled
     examples (``read_records``) and prediction inputs (``predict``) differ only in what they make of a row.
-    ``columns`` may refuse a CSV header by raising ``DataError``."""
-    return _csv_rows(text, name, columns, progress, tsv) if fmt == "csv" else _jsonl_rows(text, name, progress)
+    ``mapping`` renames the file's columns to ours first (JSONL: ``outputs`` fields go under ``output``);
+    ``columns`` may then refuse the (mapped) CSV header by raising ``DataError``."""
+    if fmt == "csv":
+        yield from _csv_rows(text, name, columns, progress, tsv, mapping)
+        return
+    outputs = list(outputs)
+    for row in _jsonl_rows(text, name, progress):
+        if mapping is None or isinstance(row, Finding):
+            yield row
+            continue
+        mapped = mapping.apply_record(row.value, outputs)
+        yield Row(row.line, mapped) if isinstance(mapped, dict) else Finding("error", "unmapped", row.line, "",
+                                                                             mapped, name)
 
 
 def _jsonl_rows(text: str, file: str, progress: Progress | None) -> Iterator[Row | Finding]:
@@ -228,7 +251,12 @@ def _jsonl_rows(text: str, file: str, progress: Progress | None) -> Iterator[Row
 
 
 def _csv_rows(
-    text: str, file: str, columns: Callable[[list[str]], None] | None, progress: Progress | None, tsv: bool
+    text: str,
+    file: str,
+    columns: Callable[[list[str]], None] | None,
+    progress: Progress | None,
+    tsv: bool,
+    mapping: ColumnMap | None,
 ) -> Iterator[Row | Finding]:
     csv.field_size_limit(max(csv.field_size_limit(), 64 * MAX_RECORD_BYTES))
     delimiter = "\t" if tsv else _sniff_delimiter(text)
@@ -242,8 +270,10 @@ def _csv_rows(
     duplicates = sorted(h for h, n in Counter(header).items() if n > 1)
     if duplicates:
         raise DataError(f"{file}: line 1 (header): duplicate column(s) {', '.join(duplicates)}")
+    if mapping is not None:
+        mapping.check_header(file, header)
     if columns:
-        columns(header)
+        columns(list(mapping.apply_row(dict.fromkeys(header, ""))) if mapping else header)
     start = reader.line_num + 1
     count = 0
     while True:
@@ -267,7 +297,8 @@ def _csv_rows(
             yield Finding("error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record",
                           file)
         else:
-            yield Row(line, dict(zip(header, row, strict=True)))
+            cells = dict(zip(header, row, strict=True))
+            yield Row(line, mapping.apply_row(cells) if mapping else cells)
 
 
 def _require_columns(path: Path, header: list[str], missing: list[str]) -> None:
@@ -314,42 +345,74 @@ class Located:
     where: str
 
 
-def load_examples(path: str | Path, task: Task, *, gold: bool = False, language: bool = True) -> list[Located]:
+def load_examples(
+    path: str | Path, task: Task, *, gold: bool = False, mapping: ColumnMap | None = None
+) -> list[Located]:
     """The one reader of labelled data (train, eval, export parity, deploy's checks, ``run``'s import).
 
     Every line must be usable and every output must fit the task's schema (data written for another task would
-    otherwise train badly or score 0% quietly); with ``language`` every example must name its language. One
-    ``DataError`` lists the lines to fix, so a broken line stops the command instead of shrinking the data.
-    ``gold`` only words the error for evaluation data.
+    otherwise train badly or score 0% quietly). One ``DataError`` lists the lines to fix, so a broken line stops
+    the command instead of shrinking the data. An example without a language gets the one py3langid detects
+    (recorded in its ``meta``; the unsure ones are listed). ``gold`` only words the error for evaluation data.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    result = read_records(path, task)
+    result = read_records(path, task, mapping=mapping)
     if result.findings:
         raise DataError(
             listed(f"{path}: {len(result.findings)} unusable line(s)", [str(f) for f in result.findings])
-            + f"\nrun `lingoforge data check {path} --task {task.name} --fix CLEAN.jsonl` to drop them"
+            + f"\nrun `lingoforge data check {path} --task {task.name}{_map_flag(mapping)} --fix CLEAN.jsonl` "
+            "to drop them"
         )
     if not result.records:
         raise DataError(f"{path} holds no examples")
-    items = [Located(r.example, f"{path}:{r.line}") for r in result.records]
-    check_labelled(task, items, "gold outputs do not fit the output schema of" if gold else "examples do not fit",
-                   language=language)
+    items = _detect_languages(task, [Located(r.example, f"{path}:{r.line}") for r in result.records], path)
+    check_labelled(task, items, "gold outputs do not fit the output schema of" if gold else "examples do not fit")
     return items
 
 
-def check_labelled(
-    task: Task, items: Sequence[Located], what: str = "examples do not fit", *, language: bool = True
-) -> None:
-    """Refuse examples whose output does not fit ``task``'s schema (or, with ``language``, that name no language),
-    listing each by its ``where``."""
+def _detect_languages(task: Task, items: list[Located], path: Path) -> list[Located]:
+    """Fill in the language of examples that name none, from their input: exports often have no language
+    column. Detection is per example, among the task's languages and the common ones."""
+    missing = [k for k, item in enumerate(items) if not item.example.language]
+    if not missing:
+        return items
+    from .langid import LanguageDetector
+
+    detections = LanguageDetector(task.languages).detect([items[k].example.input for k in missing])
+    unsure, blank = [], []
+    for k, found in zip(missing, detections, strict=True):
+        item = items[k]
+        if found.language is None:
+            blank.append(item.where)
+            continue
+        meta = {**item.example.meta, "language_detected": round(found.confidence, 2)}
+        items[k] = Located(replace(item.example, language=found.language, meta=meta), item.where)
+        if not found.sure:
+            unsure.append(f"{item.where} ({found.language}, {found.confidence:.0%})")
+    if blank:
+        raise DataError(listed(f"{path}: {len(blank)} example(s) name no language and have no letters to detect one "
+                               'from; add "language": "<ISO 639-1>"', blank))
+    note = f"; unsure for {len(unsure)}: " + ", ".join(unsure[:10]) + (" ..." if len(unsure) > 10 else "")
+    print(f"warning: {path}: {len(missing)} example(s) name no language; detected it from the input"
+          + (note if unsure else ""), file=sys.stderr, flush=True)
+    return items
+
+
+def _map_flag(mapping: ColumnMap | None) -> str:
+    return f" --map {mapping}" if mapping else ""
+
+
+def check_labelled(task: Task, items: Sequence[Located], what: str = "examples do not fit") -> None:
+    """Refuse examples whose output does not fit ``task``'s schema or that name no language, listing each by its
+    ``where``."""
     problems = []
     for item in items:
         issues = validate(task.schema, dict(item.example.output))
         if issues:
             problems.append(f"{item.where}: /output{issues[0].pointer}: {_short(issues[0].message)}")
-        elif language and not item.example.language:
+        elif not item.example.language:
             problems.append(
                 f'{item.where}: no language (add "language": "<ISO 639-1>"; `lingoforge data check` can detect it)'
             )

@@ -39,6 +39,7 @@ from ..task import Example, Task
 from .checks import UNKNOWN_LANGUAGE, check_file, cleaned_examples
 from .dedup import find_duplicates
 from .io import Located, load_examples, write_examples
+from .mapping import ColumnMap
 
 SPLITS = ("train", "val", "test")
 
@@ -140,13 +141,14 @@ def split_dataset(
     test: float = 0.1,
     seed: int = 0,
     stages: Stages = silent,
+    mapping: ColumnMap | None = None,
 ) -> dict[str, Any]:
-    """Check ``source``, split it and write ``train/val/test.jsonl`` + ``data_report.json`` into
-    ``out_dir`` (each file atomically, the report last so it always describes the files beside it).
-    Returns the report."""
+    """Check ``source`` (its columns mapped by ``mapping``), split it and write ``train/val/test.jsonl`` and
+    ``data_report.json`` into ``out_dir`` (each file atomically, the report last so it always describes the files
+    beside it). Returns the report."""
     fractions = _fractions(val, test)
     source, out_dir = Path(source), Path(out_dir)
-    report = check_file(source, task, stages=stages)
+    report = check_file(source, task, stages=stages, mapping=mapping)
     if report.errors:
         listed = "\n  ".join(str(f) for f in report.findings if f.severity == "error")
         first = "\n  ".join(listed.split("\n  ")[:10])
@@ -167,6 +169,7 @@ def split_dataset(
     languages = sorted({e.language or UNKNOWN_LANGUAGE for e in examples})
     result: dict[str, Any] = {
         "source": str(source),
+        "map": str(mapping) if mapping else None,
         "source_sha256": _sha256(source),
         "task": {"name": task.name, "version": task.version},
         "seed": seed,
@@ -249,7 +252,7 @@ def describe_holdout(train_items: Sequence[Located], val_items: Sequence[Located
 
 
 def load_data(
-    data: Path, task: Task, val_fraction: float, seed: int
+    data: Path, task: Task, val_fraction: float, seed: int, mapping: ColumnMap | None = None
 ) -> tuple[list[Located], list[Located], dict[str, str]]:
     """Train and validation examples from a split folder (train.jsonl + val.jsonl) or one file.
 
@@ -269,7 +272,7 @@ def load_data(
             load_examples(val_file, task),
             {"train": str(train_file), "val": str(val_file)},
         )
-    train_items, val_items = split_validation(load_examples(data, task), val_fraction, seed)
+    train_items, val_items = split_validation(load_examples(data, task, mapping=mapping), val_fraction, seed)
     if val_fraction > 0 and not val_items:
         raise DataError(
             f"{data}: no language has two examples, so none can be held out for validation; add examples, "

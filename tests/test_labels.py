@@ -1,0 +1,77 @@
+"""``lingoforge labels``: counts per language, rare labels, planted near-duplicates, and a task file that loads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from lingoforge.cli import cli
+from lingoforge.errors import DataError
+from lingoforge.labels import label_report, normalized
+
+MAP = "input=Description,category=Type,language=Locale"
+LANGUAGES = ("en-US", "de", "es_MX", "fr")
+# Four clean labels with 12 examples per language, and planted spellings of two of them.
+CLEAN = {"delivery": 12, "invoice": 12, "login": 12, "refund": 12}
+PLANTED = {"Delivery": 2, "delivery ": 1, "deliveries": 1, "lgoin": 1, "Refund": 3}
+
+
+def export(path: Path) -> Path:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Subject", "Description", "Type", "Locale"])
+    n = 0
+    for label, count in [*CLEAN.items(), *PLANTED.items()]:
+        for lang in LANGUAGES if label in CLEAN else LANGUAGES[:1]:
+            for _ in range(count):
+                n += 1
+                writer.writerow([f"subject {n}", f"ticket {n}", label, lang])
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path
+
+
+def test_labels_counts_per_language_and_finds_the_planted_spellings(tmp_path: Path) -> None:
+    from lingoforge.data.mapping import ColumnMap
+
+    report = label_report(export(tmp_path / "export.csv"), "category", ColumnMap.parse(MAP))
+    assert report["languages"] == ["de", "en", "es", "fr"]
+    assert report["labels"]["login"] == {"de": 12, "en": 12, "es": 12, "fr": 12}
+    groups = {group["keep"]: sorted(group["labels"]) for group in report["near_duplicates"]}
+    # "delivery " arrives stripped (a mapped cell is trimmed), so it counts as "delivery" itself.
+    assert groups == {"delivery": ["Delivery", "deliveries", "delivery"], "login": ["lgoin", "login"],
+                      "refund": ["Refund", "refund"]}
+    assert set(report["rare"]) == {"Delivery", "deliveries", "lgoin", "Refund"}
+
+
+def test_distinct_short_labels_are_not_merged() -> None:
+    from lingoforge.labels import near_duplicates
+
+    assert near_duplicates({"low": 5, "lot": 5, "high": 5, "urgent": 5, "billing": 5, "shipping": 5}) == []
+    assert normalized("Account_Access ") == normalized("account-access") == "account access"
+
+
+def test_labels_writes_an_extends_task_that_loads(tmp_path: Path) -> None:
+    from lingoforge.yaml_task import load_yaml_task
+
+    out = tmp_path / "my_helpdesk.yaml"
+    result = CliRunner().invoke(cli, ["labels", str(export(tmp_path / "export.csv")), "--map", MAP, "-o", str(out),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["written"] == str(out)
+    task = load_yaml_task(out)
+    assert task.name == "my_helpdesk"
+    assert task.label_values("category") == ["delivery", "invoice", "login", "refund"]
+    assert "merged 'Delivery', 'deliveries' into 'delivery'" in out.read_text(encoding="utf-8")
+
+
+def test_a_file_without_the_field_names_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"input": "x", "output": {"topic": "a"}}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.jsonl: line 1: no record has a 'category' field \(keys: input, output\)"):
+        label_report(path, "category")
+    result = CliRunner().invoke(cli, ["labels", str(path), "--field", "topic", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["labels"] == {"a": {"?": 1}}

@@ -108,11 +108,12 @@ class RunFolder:
         if not name_or_path:
             return self.task()
         try:
-            return get_task(name_or_path)
+            task = get_task(name_or_path)
         except TaskNotFound:
             if name_or_path != self.task_name():
                 raise
             return self.task()
+        return _restricted(task, self.task_record()) if task.name == self.task_name() else task
 
     def task_record(self) -> dict[str, Any]:
         """run.json's ``task`` section (``{}`` for a new run)."""
@@ -146,6 +147,8 @@ class RunFolder:
             record = {"name": task.name, "version": task.version, "kind": "plugin", "distribution": distribution,
                       "distribution_version": distribution_version}
             self._check_same_definition(record, f"the plugin task {task.name!r}")
+        if getattr(task, "only", ()):  # yaml_task.restrict: the data carries these of the task's output fields
+            record["fields"] = list(task.only)  # type: ignore[attr-defined]
         data = self.read()
         data["task"] = record  # replaced whole: ``update`` would keep a previous record's file and sha256
         write_json(self.run_json, data)
@@ -182,7 +185,7 @@ class RunFolder:
             raise LingoforgeError(f"{self.run_json}: task.name {name!r} is not a task name")
         kind = record.get("kind")
         if kind == "yaml":
-            return self._yaml_task(record)
+            return _restricted(self._yaml_task(record), record)
         if kind not in (None, "plugin"):
             raise LingoforgeError(f"{self.run_json}: task.kind {kind!r} is unknown (expected yaml or plugin); "
                                   "was this run recorded by a newer lingoforge?")
@@ -197,7 +200,7 @@ class RunFolder:
                   + (f" (from {package})" if package else "") + f"; the installed task is version {task.version}, "
                   "whose prompts, labels or scoring may differ from what the adapter learned"
                   + (f": install {package} to match" if package else ""))
-        return task
+        return _restricted(task, record)
 
     def _yaml_task(self, record: dict[str, Any]) -> Task:
         """The run's own copy of its YAML task, after checking it is the text the adapter was trained on."""
@@ -333,6 +336,16 @@ def _warn(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _restricted(task: Task, record: dict[str, Any]) -> Task:
+    """The task as the run learned it: restricted to the output fields its data carried, when run.json says so."""
+    fields = record.get("fields")
+    if not fields:
+        return task
+    from .yaml_task import restrict
+
+    return restrict(task, [str(f) for f in fields])
 
 
 def read_token_report(path: Path, keys: tuple[str, ...] = ("max_seq_length",)) -> int:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, max_len_source, resolve
-from .data.io import Located, check_labelled, examples_sha256
+from .data.io import Located, check_labelled, data_task, examples_sha256
 from .data.mapping import ColumnMap
 from .data.split import describe_holdout, load_data
 from .encode import check_masks, encode, end_token
@@ -247,9 +247,10 @@ def train_from_files(
     quiet: bool = False,
     tokens: str | os.PathLike[str] | None = None,
     mapping: ColumnMap | None = None,
+    fields: Sequence[str] | None = None,
 ) -> TrainResult:
     """The CLI's entry: read DATA (a split folder or one data file, its columns mapped by ``mapping``), hold out
-    validation if needed, train.
+    validation if needed, train. The task learns ``fields`` of its output, else those every record carries.
 
     A single file's split is written to the run folder's ``data/`` (train.jsonl, and val.jsonl unless validation
     is off) so evaluation and a resumed run see the same split; an existing split there is left alone. ``tokens``
@@ -262,6 +263,8 @@ def train_from_files(
     if main:
         run.claim(task.name)  # inputs are validated before anything is written to the run folder
     base_model = resolve_base(base)
+    task = data_task(data_path / "train.jsonl" if data_path.is_dir() else data_path, task, mapping=mapping,
+                     fields=fields)
     train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed, mapping)
     max_len, max_len_from = max_len_source(config, run, Path(tokens) if tokens is not None else None)
     if main:

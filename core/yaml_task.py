@@ -52,6 +52,7 @@ class YamlTask(Task):
     extends: str = ""
     metric_fields: Mapping[str, tuple[str, ...]] | None = None
     generation_off: str = ""
+    only: tuple[str, ...] = ()  # set by ``restrict``: the output fields of the task ``extends`` names it answers
 
     def generate(self, n: int, seed: int = 0, languages: Sequence[str] | None = None) -> list[Example]:
         if self.generation_off:
@@ -365,10 +366,39 @@ def _declared_name(file: Path) -> str:
     return name if isinstance(name, str) else ""
 
 
-def _extend(spec: _Spec, data: Mapping[str, Any], name: str, base: Task) -> YamlTask:
+def restrict(task: Task, fields: Sequence[str]) -> Task:
+    """``task`` answering only ``fields`` of its output, as ``remove_fields:`` of the others would: the schema,
+    the instruction's lines, the scoring (the metrics of the other fields dropped) and the generator follow.
+
+    This is the run's task when the user's data carries a subset of the template's labels (an export has a
+    category and a priority, not a model-written reply). It keeps the task's name, version and source, so the
+    run records the task it came from and these ``fields``.
+    """
+    props = list(task.output_schema.get("properties") or {})
+    unknown = [f for f in fields if f not in props]
+    if not fields:
+        raise LingoforgeError("--fields: name at least one output field")
+    if unknown:
+        raise LingoforgeError(f"--fields: task {task.name!r} has no field {unknown[0]!r}; its fields: "
+                              f"{', '.join(props)}")
+    removed = [f for f in props if f not in fields]
+    if not removed:
+        return task
+    data: dict[str, Any] = {"remove_fields": removed, "version": task.version, "description": task.description}
+    metric_fields = task.metric_fields if isinstance(task, YamlTask) else _probe(task)
+    if metric_fields is not None and set(metric_fields.get(task.primary_metric, ())) & set(removed):
+        kept = [m for m in task.score(None, {}) if not set(metric_fields.get(m, ())) & set(removed)]
+        if kept:
+            data["primary_metric"] = kept[0]
+    spec = _Spec(Path(f"{task.name} (restricted to {', '.join(fields)})"))
+    restricted = _extend(spec, data, task.name, task, same_name=True)
+    return dataclasses.replace(restricted, source=task.source, only=tuple(f for f in props if f in fields))
+
+
+def _extend(spec: _Spec, data: Mapping[str, Any], name: str, base: Task, same_name: bool = False) -> YamlTask:
     """``base`` with this file's changes. The template's scorer still scores its remaining fields (the metrics
     of removed fields are dropped); added fields are scored by their type, as in a declared task."""
-    if name == base.name:
+    if name == base.name and not same_name:
         raise spec.fail("name", f"{name!r} is the name of the task it extends; give the new task its own name")
     schema = base.schema
     props: dict[str, Any] = schema.setdefault("properties", {})

@@ -10,7 +10,7 @@ import click
 
 from ..config import TrainConfig
 from ..data.mapping import ColumnMap
-from .options import config_options, map_option, old_out_spelling
+from .options import config_options, fields_option, map_option, old_out_spelling
 
 SPLIT_NAMES = ("train", "val", "test")
 SHOWN_FINDINGS = 40
@@ -45,6 +45,7 @@ def _siblings(path: Path) -> list[Path]:
     help="Another split to look for leaked duplicates in (repeatable; default: sibling train/val/test.jsonl).",
 )
 @map_option
+@fields_option
 @click.pass_context
 def check(
     ctx: click.Context,
@@ -54,18 +55,19 @@ def check(
     fix_out: Path | None,
     against: tuple[Path, ...],
     mapping: ColumnMap | None,
+    fields: tuple[str, ...] | None,
 ) -> None:
     """Check FILE (JSONL, CSV, chat messages or key: value outputs) against a task.
 
     Exit code 0 when the file is usable for training, 1 when it has errors (even when --fix wrote a
     clean copy, so scripts notice the input needed fixing). --fix writes nothing when no record is usable."""
     from ..data.checks import check_file, cleaned_examples
-    from ..data.io import same_file, write_examples
+    from ..data.io import data_task, same_file, write_examples
     from ..errors import DataError
     from ..plugins import get_task
     from ..progress import rich_stages
 
-    task = get_task(task_name)
+    task = data_task(file, get_task(task_name), mapping=mapping, fields=fields)
     if fix_out is not None and same_file(file, fix_out):
         raise DataError(f"--fix {fix_out}: that is the input file; write the cleaned data to a new file")
     with rich_stages() as stages:
@@ -167,17 +169,19 @@ def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
 @click.option("--test", default=0.1, show_default=True, type=float, help="Fraction for test.")
 @config_options("seed", defaults=TrainConfig())
 @map_option
+@fields_option
 @click.option("--json", "as_json", is_flag=True, help="Print data_report.json.")
 def split(
     file: Path, task_name: str, out_dir: Path, val: float, test: float, seed: int, mapping: ColumnMap | None,
-    as_json: bool,
+    fields: tuple[str, ...] | None, as_json: bool,
 ) -> None:
     """Split FILE into train/val/test, stratified by language and primary label, near duplicates kept together."""
+    from ..data.io import data_task
     from ..data.split import split_dataset
     from ..plugins import get_task
     from ..progress import rich_stages
 
-    task = get_task(task_name)
+    task = data_task(file, get_task(task_name), mapping=mapping, fields=fields)
     with rich_stages() as stages:
         report = split_dataset(file, task, out_dir, val=val, test=test, seed=seed, stages=stages, mapping=mapping)
     if as_json:

@@ -100,3 +100,16 @@ map_option = click.option(
     help="Your file's own column (CSV) or key (JSONL, dotted for nested) names, e.g. "
     "input=Subject+Description,category=Type,language=Locale (a+b joins columns with a newline).",
 )
+
+
+def _parse_fields(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    fields = tuple(f.strip() for f in (value or "").split(",") if f.strip())
+    return fields or None
+
+
+fields_option = click.option(
+    "--fields",
+    callback=_parse_fields,
+    metavar="FIELD,...",
+    help="The output fields to learn (default: those every record of the data carries), e.g. category,priority.",
+)

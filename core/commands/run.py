@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import TrainConfig
+from ..data.io import data_task
 from ..data.mapping import ColumnMap
 from ..pipeline import Options, Pipeline
 from ..runfolder import RunFolder
-from .options import config_options, map_option
+from ..yaml_task import restrict
+from .options import config_options, fields_option, map_option
 
 
 def _pct(value: float | None) -> str:
@@ -84,6 +86,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Your examples instead of generated ones.")
 @map_option
+@fields_option
 @click.option("-n", "n", type=click.IntRange(10), default=Options.n, show_default=True, help="Examples to generate.")
 @config_options("seed", defaults=TrainConfig())
 @click.option("--languages", help="Comma-separated subset of the task's languages.")
@@ -105,16 +108,21 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--host", help="Ollama server (default $OLLAMA_HOST or 127.0.0.1:11434).")
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it will not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(task_name: str, base: str, out: Path, data: Path | None, mapping: ColumnMap | None, n: int, seed: int,
-        languages: str | None,
+def run(task_name: str, base: str, out: Path, data: Path | None, mapping: ColumnMap | None,
+        fields: tuple[str, ...] | None, n: int, seed: int, languages: str | None,
         val: float, test: float, eval_limit: int | None, eval_max_new_tokens: int, quant: str, parity_n: int,
         deploy: bool, name: str | None, host: str | None, force: bool, as_json: bool, **train: Any) -> None:
     """Run TASK from examples to an exported (and with --deploy, deployed) model in the run folder -o.
 
     Rerunning the same command continues where it stopped; stages whose inputs did not change are skipped.
     """
+    task = RunFolder(out).resolve_task(task_name)
+    if data is not None and data.is_file():
+        task = data_task(data, task, mapping=mapping, fields=fields)
+    elif fields:
+        task = restrict(task, fields)
     options = Options(
-        task=RunFolder(out).resolve_task(task_name), base=base, out=out, data=data, mapping=mapping, n=n, seed=seed,
+        task=task, base=base, out=out, data=data, mapping=mapping, n=n, seed=seed,
         languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None, val=val, test=test,
         train={k: v for k, v in {**train, "seed": seed}.items() if v is not None}, eval_limit=eval_limit,
         eval_max_new_tokens=eval_max_new_tokens, quant=quant, parity_n=parity_n, deploy=deploy, name=name,

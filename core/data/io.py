@@ -9,6 +9,7 @@ and ``--fix`` can drop them. UTF-8 BOMs are stripped and CRLF line ends accepted
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import json
@@ -305,8 +306,6 @@ def _require_columns(path: Path, header: list[str], missing: list[str]) -> None:
     """Refuse a CSV header without a needed column, suggesting the closest one the file has."""
     if not missing:
         return
-    import difflib
-
     hints = [
         f"{m!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(m, header, n=1)) else repr(m)
         for m in missing
@@ -398,6 +397,63 @@ def _detect_languages(task: Task, items: list[Located], path: Path) -> list[Loca
     print(f"warning: {path}: {len(missing)} example(s) name no language; detected it from the input"
           + (note if unsure else ""), file=sys.stderr, flush=True)
     return items
+
+
+def data_task(
+    path: str | Path, task: Task, *, mapping: ColumnMap | None = None, fields: Sequence[str] | None = None
+) -> Task:
+    """The task a data file trains: ``task`` restricted to ``fields``, else to the output fields every record of
+    the file carries (real exports have labels, not the template's model-written reply). A field that some
+    records carry and others lack is an error naming the lines, with ``--fields`` as the way out."""
+    from ..yaml_task import restrict
+
+    if fields:
+        return restrict(task, fields)
+    path = Path(path)
+    props = list(task.output_schema.get("properties") or {})
+    if path.suffix.lower() in CSV_SUFFIXES:
+        carried = _csv_fields(path, task, props, mapping)
+    else:
+        records = read_records(path, task, mapping=mapping).records
+        counts = Counter(f for r in records for f in r.example.output if f in props)
+        partial = [f for f in props if 0 < counts[f] < len(records)]
+        if partial:
+            lacking = [str(r.line) for r in records if partial[0] not in r.example.output]
+            full = [f for f in props if counts[f] == len(records)]
+            raise DataError(
+                f"{path}: field {partial[0]!r} is in {counts[partial[0]]} of {len(records)} records but not on line(s) "
+                f"{', '.join(lacking[:10])}{' ...' if len(lacking) > 10 else ''}: give it in every record, or train "
+                f"without it: --fields {','.join(full)}"
+            )
+        carried = [f for f in props if counts[f]]
+    return restrict(task, carried) if carried and carried != props else task
+
+
+def _csv_fields(path: Path, task: Task, props: list[str], mapping: ColumnMap | None) -> list[str]:
+    """The output fields a CSV carries, from its (mapped) header; an ``output`` column carries them all. A column
+    one letter away from a field the file lacks is a typo, not a smaller task."""
+    header: list[str] = []
+
+    def columns(found: list[str]) -> None:
+        header.extend(found)
+        raise _HeaderRead
+
+    try:
+        for _ in read_rows(read_text(path), str(path), "csv", columns, tsv=path.suffix.lower() == ".tsv",
+                           mapping=mapping):
+            break
+    except _HeaderRead:
+        pass
+    if "output" in header:
+        return props
+    carried = [f for f in props if f in header]
+    _require_columns(path, header, [f for f in props if f not in carried
+                                    and difflib.get_close_matches(f, [h for h in header if h not in props], n=1)])
+    return carried
+
+
+class _HeaderRead(Exception):
+    """Stops reading a CSV once its header is known."""
 
 
 def _map_flag(mapping: ColumnMap | None) -> str:

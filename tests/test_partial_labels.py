@@ -70,7 +70,7 @@ def test_unknown_fields_are_refused_with_the_task_fields() -> None:
 def test_a_csv_column_one_letter_off_a_missing_field_is_a_typo_not_a_smaller_task(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("input,category,priorty,language\nx,shipping,high,es\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"missing column 'priority' \(did you mean 'priorty'\?\)"):
+    with pytest.raises(DataError, match=r"missing column 'priority' \(did you mean 'priorty'\? map it with --map"):
         data_task(path, get_task("support_tickets"))
 
 

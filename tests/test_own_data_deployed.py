@@ -1,0 +1,113 @@
+"""A support team's own export, end to end, as the team would do it: its CSV (own column names, own labels, no
+model-written replies, quoted newlines, a BOM), a task that `extends:` the template with those labels,
+`lingoforge run --map ... --deploy`, then bare tickets typed into `ollama run`, and the run folder alone used
+for `predict` in a fresh shell with the task file gone.
+
+The tickets' texts come from the template's generator (SmolLM2-135M learns JSON from them in two epochs, as in
+the README demo); their labels are the team's six, not the template's eight.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lingoforge import get_task
+from lingoforge.runfolder import RunFolder
+from lingoforge.schema import parse_output
+
+pytestmark = [pytest.mark.slow, pytest.mark.ollama]
+
+NAME = "lf-own-helpdesk"
+LANGUAGES = ("en", "de", "es", "ja")
+TEAM_LABELS = {"shipping": "delivery", "billing": "invoice", "authentication": "login", "refund_return": "refund",
+               "product_defect": "broken_item", "account_management": "other", "technical_issue": "other",
+               "general_inquiry": "other"}
+TASK_YAML = """\
+name: helpdesk
+extends: support_tickets
+languages: [en, de, es, ja]
+fields:
+  category:
+    labels: [delivery, invoice, login, refund, broken_item, other]
+"""
+MAP = "input=Subject+Description,category=Type,priority=Priority,language=Locale"
+TICKETS = {
+    "en": "Hi, I was charged twice for order 88213 this morning. Please refund the second payment.",
+    "de": "Hallo, mein Paket sollte letzte Woche ankommen, die Sendungsverfolgung zeigt seit Tagen nichts Neues.",
+    "es": "No puedo iniciar sesión en mi cuenta, la contraseña nueva no funciona. ¿Me ayudan?",
+    "ja": "昨日注文したスニーカーのサイズを変更したいです。まだ発送前でしょうか？",
+}
+
+
+def export_csv(path: Path, n: int = 120) -> Path:
+    """A Zendesk-style export of ``n`` tickets: the first line is the subject, the rest the description."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Ticket ID", "Subject", "Description", "Type", "Priority", "Locale", "Tags"])
+    for k, example in enumerate(get_task("support_tickets").generate(n, 0, LANGUAGES)):
+        subject, _, description = example.input.partition("\n")
+        writer.writerow([1000 + k, subject, description, TEAM_LABELS[example.output["category"]],
+                         example.output["priority"], example.language, "web"])
+    path.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, ollama_server, smollm2_dir: Path) -> dict:
+    """The `lingoforge run --deploy --json` summary of the team's run, and where its files are."""
+    pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python (the llamacpp extra)")
+    root = tmp_path_factory.mktemp("own")
+    task_file, data = root / "helpdesk.yaml", export_csv(root / "zendesk.csv")
+    task_file.write_text(TASK_YAML, encoding="utf-8")
+    out = root / "run"
+    args = [str(task_file), "--data", str(data), "--map", MAP, "--base", "smollm2-135m", "-o", str(out),
+            "--val", "0.05", "--test", "0.12", "--epochs", "2", "--lr", "2e-3", "--eval-limit", "8",
+            "--eval-max-new-tokens", "64", "--parity-n", "2", "--quant", "q8_0",
+            "--deploy", "--name", NAME, "--host", ollama_server.url, "--json"]
+    log = root / "run.log"
+    with log.open("w") as fh:
+        done = subprocess.run([sys.executable, "-m", "lingoforge.cli", "run", *args], stdout=fh,
+                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=2400)
+    output = log.read_text(encoding="utf-8")
+    assert done.returncode == 0, output[-5000:]
+    return {"summary": json.loads(output[output.rindex("\n{\n") + 1:]), "run": out, "task_file": task_file}
+
+
+def test_the_run_learned_the_team_fields_and_labels(deployed: dict) -> None:
+    task = RunFolder(deployed["run"]).task()
+    assert list(task.output_schema["properties"]) == ["category", "priority", "language"]
+    assert task.label_values("category") == ["delivery", "invoice", "login", "refund", "broken_item", "other"]
+    modelfile = (deployed["run"] / "export" / "Modelfile").read_text(encoding="utf-8")
+    assert "suggested_response" not in modelfile and "broken_item" in modelfile
+    assert "suggested_response" not in deployed["summary"]["deployed"]["curl"]
+
+
+@pytest.mark.parametrize("lang", sorted(TICKETS))
+def test_ollama_run_answers_a_bare_ticket_with_exactly_the_team_fields(deployed: dict, ollama_server,
+                                                                       lang: str) -> None:
+    done = subprocess.run([str(ollama_server.binary), "run", NAME, TICKETS[lang]], env=ollama_server.env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    parsed = parse_output(done.stdout, RunFolder(deployed["run"]).task().output_schema)
+    assert parsed.valid, done.stdout
+    assert set(parsed.value) == {"category", "priority", "language"}
+
+
+def test_the_run_folder_alone_predicts_in_a_fresh_shell(deployed: dict, tmp_path: Path) -> None:
+    deployed["task_file"].unlink()  # the team's YAML is gone; the run keeps its own copy
+    inputs = tmp_path / "new.csv"
+    inputs.write_text("Ticket ID,Subject,Description\n7,Paket,\"Mein Paket ist nicht angekommen.\"\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "LINGOFORGE_TASK_PATH"}
+    done = subprocess.run([sys.executable, "-m", "lingoforge.cli", "predict", str(deployed["run"]), str(inputs),
+                           "-o", str(tmp_path / "out.jsonl"), "--map", MAP.replace("Subject+", "") + ",id=Ticket ID",
+                           "--max-new-tokens", "48", "--json"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert line["id"] == "7" and (line["output"] is None or set(line["output"]) <= {"category", "priority", "language"})

@@ -1,6 +1,7 @@
-"""``data check`` on 100,000 synthetic examples in 10 languages (target: at most 60 s on 2 cores).
+"""``data check`` on 100,000 synthetic examples in 10 languages (target: at most 60 s on 2 cores), as JSONL and
+as a team's CSV export read with ``--map``; ``labels`` on that CSV (target: at most 30 s).
 
-    python bench/bench_data.py [--n 100000]     # prints a table, writes bench/results/bench_data.json
+    python bench/bench_data.py [--n 100000]     # prints tables, writes bench/results/bench_data.json
 
 The examples are word salad drawn from each language's real sentences in ``langid_samples.py`` (so
 language detection has real text to work on and few examples are near duplicates by chance), with a
@@ -30,13 +31,18 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lingoforge.data.checks import check_file  # noqa: E402
+from lingoforge.data.mapping import ColumnMap  # noqa: E402
 from lingoforge.fsutil import write_json  # noqa: E402
+from lingoforge.labels import label_report  # noqa: E402
 from lingoforge.task import Task  # noqa: E402
 
 LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "zh")
 CATEGORIES = ("shipping", "billing", "returns", "technical", "account", "product", "complaint", "other")
 PRIORITIES = ("low", "medium", "high", "urgent")
 TARGET_S = 60.0
+LABELS_TARGET_S = 30.0
+CSV_COLUMNS = ("Ticket ID", "Description", "Type", "Priority", "Locale", "Reply")
+CSV_MAP = "input=Description,category=Type,priority=Priority,language=Locale,suggested_response=Reply"
 
 
 def bench_task() -> Task:
@@ -127,22 +133,50 @@ class _StageClock:
         return {name: round(times[i + 1] - t, 2) for i, (name, t) in enumerate(self.marks)}
 
 
+def as_csv(lines: list[str], path: Path) -> None:
+    """The same records as a team's CSV export: its own column names, the output spread over columns."""
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for k, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            out = record["output"]
+            writer.writerow([k, record["input"], out["category"], out["priority"], record["language"],
+                             out["suggested_response"]])
+
+
+def timed_check(path: Path, task: Task, mapping: ColumnMap | None = None) -> tuple[float, float, dict, object]:
+    """Wall and CPU seconds of ``data check``, its stages and its report."""
+    clock = _StageClock()
+    wall, cpu = time.perf_counter(), time.process_time()
+    report = check_file(path, task, stages=clock, mapping=mapping)
+    end = time.perf_counter()
+    return end - wall, time.process_time() - cpu, clock.durations(end), report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
     args = parser.parse_args()
     task = bench_task()
+    mapping = ColumnMap.parse(CSV_MAP)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.jsonl"
-        path.write_text("\n".join(synthetic_records(args.n)) + "\n", encoding="utf-8")
+        path, csv_path = Path(tmp) / "bench.jsonl", Path(tmp) / "export.csv"
+        lines = list(synthetic_records(args.n))
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        as_csv(lines, csv_path)
         load_before = os.getloadavg()[0]
-        clock = _StageClock()
-        wall, cpu = time.perf_counter(), time.process_time()
-        report = check_file(path, task, stages=clock)
-        end = time.perf_counter()
-        wall, cpu = end - wall, time.process_time() - cpu
-        size_mb = path.stat().st_size / 1e6
-    stages = clock.durations(end)
+        wall, cpu, stages, report = timed_check(path, task)
+        csv_wall, csv_cpu, _, csv_report = timed_check(csv_path, task, mapping)
+        started = time.perf_counter()
+        labels = label_report(csv_path, "category", mapping)
+        labels_wall = time.perf_counter() - started
+        size_mb, csv_mb = path.stat().st_size / 1e6, csv_path.stat().st_size / 1e6
     table = Table(title=f"data check, {args.n:,} examples in {len(LANGUAGES)} languages ({size_mb:.1f} MB)")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
@@ -157,6 +191,13 @@ def main() -> None:
         f"load average {load_before:.1f} on {os.cpu_count()} CPUs; "
         f"found {report.errors} errors, {report.warnings} warnings: {report.counts_by_code()}"
     )
+    console.print(
+        f"the same records as a CSV export read with --map ({csv_mb:.1f} MB): data check {csv_wall:.2f} s wall, "
+        f"{csv_cpu:.2f} s CPU (target ≤ {TARGET_S:.0f} s: {'met' if csv_wall <= TARGET_S else 'MISSED'}; "
+        f"{csv_report.errors} errors); labels {labels_wall:.2f} s (target ≤ {LABELS_TARGET_S:.0f} s: "
+        f"{'met' if labels_wall <= LABELS_TARGET_S else 'MISSED'}; {len(labels['labels'])} labels, "
+        f"{len(labels['near_duplicates'])} near-duplicate groups)"
+    )
     out = Path(__file__).resolve().parent / "results" / "bench_data.json"
     write_json(
         out,
@@ -170,6 +211,11 @@ def main() -> None:
             "target_s": TARGET_S,
             "met": wall <= TARGET_S,
             "stages_s": stages,
+            "mapped_csv": {"map": CSV_MAP, "file_mb": round(csv_mb, 1), "wall_s": round(csv_wall, 2),
+                           "cpu_s": round(csv_cpu, 2), "met": csv_wall <= TARGET_S, "errors": csv_report.errors},
+            "labels": {"wall_s": round(labels_wall, 2), "target_s": LABELS_TARGET_S,
+                       "met": labels_wall <= LABELS_TARGET_S, "labels": len(labels["labels"]),
+                       "near_duplicate_groups": labels["near_duplicates"]},
             "issues": report.counts_by_code(),
             "duplicates": report.duplicates,
             "language_detection": {k: v for k, v in report.detection.items() if k != "detected"},

@@ -59,6 +59,7 @@ from .errors import DataError, WriteError
 from .fsutil import write_json, write_text
 from .progress import items_bar
 from .prompts import prompt_messages
+from .runfolder import RunFolder
 from .schema import parse_output
 from .scoring import field_value
 from .task import Example, Task
@@ -67,6 +68,10 @@ FORMAT = "lingoforge.eval/1"
 SETTINGS_FORMAT = "lingoforge.eval-predictions/1"
 INVALID = "(invalid)"
 LAG_POINTS = 0.05  # a language lags when its primary metric is more than 5 points under the mean
+COLLAPSE_SHARE = 0.7  # a language whose valid answers give one label this often, far above its gold share
+COLLAPSE_MIN_ANSWERS = 10  # fewer answers than this prove nothing either way
+MAX_TREND_FACTOR = 10  # a trend that needs more than 10x a language's examples is not advice
+HISTORY = "history.jsonl"  # in a run's eval/: one line per evaluation of the fine-tuned model
 MIN_TEXT_CHARS = 12  # shorter free text (a name, "n/a") says too little about its language
 
 
@@ -127,12 +132,16 @@ def lagging_languages(
     n_test: Mapping[str, int] | None = None,
     threshold: float | None = None,
     lag_points: float = LAG_POINTS,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """(mean, lagging): languages more than ``lag_points`` under the mean of ``primary``, or under
     ``threshold``, each with advice in numbers. Worst first.
 
     A language missing from the training data is not short of 20-30 examples but of all of them: its advice
-    says so and asks for as many as a trained language has on average."""
+    says so and asks for as many as a trained language has on average. When ``history`` (earlier evaluations of
+    runs in the same folder, ``{"training": {lang: n}, "primary": {lang: value}}``) shows the language at another
+    training size, the count comes from that language's own trend (see :func:`trend_advice`), not the rule of
+    thumb; a trend that did not rise says that more data is unlikely to help."""
     if not primary:
         return None, []
     mean = sum(primary.values()) / len(primary)
@@ -150,6 +159,9 @@ def lagging_languages(
                 f"{lang}: {value:.0%} vs {reference}; not in the training data — add about {add} {lang} examples "
                 "and retrain"
             )
+        elif (trend := trend_advice(lang, count, value, value + gap, history)) is not None:
+            add, advice = trend
+            advice = f"{lang}: {value:.0%} vs {reference}; {count} training examples — {advice}"
         else:
             add = examples_to_add(gap)
             known = "training examples unknown" if count is None else f"{count} training examples"
@@ -168,6 +180,53 @@ def lagging_languages(
             }
         )
     return mean, sorted(out, key=lambda r: r["value"])
+
+
+def trend_advice(
+    lang: str, count: int | None, value: float, target: float, history: Sequence[Mapping[str, Any]]
+) -> tuple[int, str] | None:
+    """(examples to add, advice) from the language's own learning curve, or ``None`` without one.
+
+    The curve is the language's score at the largest earlier training size in ``history`` and now, taken as
+    linear in log(examples) (how fine-tuning accuracy grows with data, far from saturation); the count is what
+    that line needs to reach ``target``, rounded up to 5. A score that did not rise with more data says so
+    instead: more of the same examples is unlikely to help."""
+    if not count:
+        return None
+    earlier = [(int(h["training"][lang]), float(h["primary"][lang])) for h in history
+               if lang in (h.get("training") or {}) and lang in (h.get("primary") or {})
+               and 0 < int(h["training"][lang]) < count]
+    if not earlier:
+        return None
+    n0, v0 = max(earlier)
+    seen = f"{n0} → {count} examples took it from {v0:.0%} to {value:.0%}"
+    slope = (value - v0) / math.log(count / n0)
+    if slope <= 0.01:
+        return 0, (f"{seen}: more of the same examples is unlikely to help; check its labels and inputs, "
+                   "or try a larger or more multilingual base model")
+    needed = count * math.exp((target - value) / slope)
+    if needed > MAX_TREND_FACTOR * count:
+        return 0, (f"{seen}: on that trend it needs over {MAX_TREND_FACTOR}x its examples to reach "
+                   f"{target:.0%}; more data alone is unlikely to close the gap")
+    add = max(5, int(5 * math.ceil((needed - count) / 5)))
+    return add, f"{seen}; on that trend, add about {add} more {lang} examples and retrain"
+
+
+def collapsed_label(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The label a language's answers collapsed to, if they did: at least ``COLLAPSE_SHARE`` of the valid answers
+    give one label of the primary field while the gold data's commonest label is at least 30 points rarer. A model
+    that answers one class regardless of the input needs a look at its data's balance, not only more examples."""
+    if not task.fields:
+        return None
+    field = task.fields[0]
+    answers = [label(field_value(r["output"], field)) for r in records if r["valid"]]
+    if len(answers) < COLLAPSE_MIN_ANSWERS:
+        return None
+    top, count = Counter(answers).most_common(1)[0]
+    gold_share = Counter(label(field_value(r["gold"], field)) for r in records).most_common(1)[0][1] / len(records)
+    if count / len(answers) < COLLAPSE_SHARE or count / len(answers) - gold_share < 0.3:
+        return None
+    return {"field": field, "label": top, "count": count, "n": len(answers), "gold_share": gold_share}
 
 
 # --------------------------------------------------------------------------- language identification
@@ -357,17 +416,20 @@ def build_report(
     threshold: float | None = None,
     source: str | None = None,
     resumed: int = 0,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The full report dict (without predictions) from scored prediction records; ``seconds`` is the time spent
-    generating the ``len(records) - resumed`` answers that did not come from an earlier run."""
+    generating the ``len(records) - resumed`` answers that did not come from an earlier run; ``history`` sizes
+    the advice (see :func:`lagging_languages`)."""
     by_lang: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
         by_lang[r["language"]].append(r)
     languages = {lang: summarize(task, rs) for lang, rs in sorted(by_lang.items())}
     primary = {lang: s["primary"] for lang, s in languages.items()}
     mean, lagging = lagging_languages(
-        primary, training_counts, {lang: s["n"] for lang, s in languages.items()}, threshold
+        primary, training_counts, {lang: s["n"] for lang, s in languages.items()}, threshold, history=history
     )
+    collapsed = {lang: c for lang, rs in by_lang.items() if (c := collapsed_label(task, rs)) is not None}
     for lag in lagging:
         # More data does not fix answers the parser cannot read: say so when that is the cause.
         valid = languages[lag["language"]]["schema_valid_rate"]
@@ -376,6 +438,11 @@ def build_report(
                 f"; only {valid:.0%} of its answers are schema-valid — check the chat template "
                 "or evaluate with --constrained"
             )
+        if lag["language"] in collapsed:
+            c = collapsed[lag["language"]]
+            lag["collapsed"] = c
+            lag["advice"] += (f"; its answers collapsed to one label: {c['count']} of {c['n']} say {c['label']!r} "
+                              f"({c['field']}), where the gold data's commonest label has {c['gold_share']:.0%}")
     overall = summarize(task, records)
     return {
         "format": FORMAT,
@@ -392,6 +459,7 @@ def build_report(
         "languages": languages,
         "primary_mean": mean,
         "lagging": lagging,
+        "collapsed": collapsed,
         "consistency": consistency(task, records),
         "throughput": {
             **overall["latency"],
@@ -400,6 +468,24 @@ def build_report(
             "batch_size": batch_size,
         },
     }
+
+
+def history_of(run: RunFolder) -> list[dict[str, Any]]:
+    """Earlier evaluations of the fine-tuned model of ``run`` (its folder may have been retrained on more data)."""
+    path = run.eval / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def record_history(run: RunFolder, training: Mapping[str, int], report: Mapping[str, Any]) -> None:
+    """Append this evaluation's training sizes and scores per language, the points of each language's curve."""
+    primary = {lang: s["primary"] for lang, s in report["languages"].items()}
+    if history_of(run)[-1:] == [{"training": dict(training), "primary": primary}]:
+        return  # the same run evaluated again adds no point
+    run.eval.mkdir(parents=True, exist_ok=True)
+    with open(run.eval / HISTORY, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"training": dict(training), "primary": primary}, sort_keys=True) + "\n")
 
 
 def training_counts_of(spec: ModelSpec) -> dict[str, int] | None:
@@ -570,11 +656,11 @@ def _evaluate(
 ) -> dict[str, Any]:
     """One model's report on already selected ``examples``, generating only what ``log`` lacks."""
     if isinstance(model, Backend):
-        opened, spec_text, counts, run = model, model.model, training_counts, False
+        opened, spec_text, counts, run = model, model.model, training_counts, None
     else:
         spec = resolve_model(model)
         opened = get_backend(spec, backend, host=host, concurrency=batch_size)
-        spec_text, run = model, spec.run is not None
+        spec_text, run = model, spec.run
         counts = training_counts if training_counts is not None else training_counts_of(spec)
     done = log.completed(identity) if log is not None else {}
     records = {i: score_answer(task, i, examples[i], gen) for i, gen in done.items()}
@@ -600,7 +686,7 @@ def _evaluate(
             "spec": spec_text,
             **opened.describe(),
             "constrained": constrained,
-            "fine_tuned": run or counts is not None,
+            "fine_tuned": run is not None or counts is not None,
         }
     finally:
         if not isinstance(model, Backend):
@@ -616,7 +702,10 @@ def _evaluate(
         threshold=threshold,
         source=source,
         resumed=len(done),
+        history=history_of(run) if run is not None else (),
     )
+    if run is not None and counts:
+        record_history(run, counts, report)
     report["predictions"] = ordered
     return report
 

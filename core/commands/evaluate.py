@@ -107,4 +107,9 @@ def eval_cmd(
                 click.echo("  no language lags the mean by more than 5 points")
         for lag in lagging:
             click.secho(("  " if len(sections) > 1 else "") + lag["advice"], fg="red")
+    lagging_languages = {lag["language"] for lag in report["lagging"]}
+    for lang, c in report.get("collapsed", {}).items():
+        if lang not in lagging_languages:  # a lagging language says it in its advice
+            click.secho(f"{lang}: its answers collapsed to one label: {c['count']} of {c['n']} say {c['label']!r} "
+                        f"({c['field']}); look at the balance of its training labels", fg="red")
     click.echo(f"report: {paths['html']}  (json: {paths['json']}, predictions: {paths['predictions']})")

@@ -1,0 +1,73 @@
+"""Advice for a lagging language rests on evidence: its own trend across retrainings, and a collapsed label."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from lingoforge.evaluate import collapsed_label, history_of, lagging_languages, record_history, trend_advice
+from lingoforge.runfolder import RunFolder
+from lingoforge.task import Task
+
+
+def needed(count: int, before: tuple[int, float], value: float, target: float) -> int:
+    """The test's own arithmetic of the log-linear trend: examples to add, rounded up to 5."""
+    slope = (value - before[1]) / math.log(count / before[0])
+    return 5 * math.ceil((count * math.exp((target - value) / slope) - count) / 5)
+
+
+def test_the_count_scales_with_the_gap_on_the_language_trend() -> None:
+    history = [{"training": {"hi": 20, "en": 50, "de": 52}, "primary": {"hi": 0.61, "en": 0.93, "de": 0.97}}]
+    _, lagging = lagging_languages({"en": 0.95, "de": 1.00, "hi": 0.81}, {"en": 50, "de": 52, "hi": 48},
+                                   history=history)
+    (hi,) = lagging
+    assert hi["add_examples"] == needed(48, (20, 0.61), 0.81, 0.92) == 30
+    assert hi["advice"] == ("hi: 81% vs 92% mean; 48 training examples — 20 → 48 examples took it from 61% to 81%; "
+                            "on that trend, add about 30 more hi examples and retrain")
+    small = trend_advice("hi", 48, 0.81, 0.86, history)
+    large = trend_advice("hi", 48, 0.81, 1.00, history)
+    assert small is not None and large is not None and small[0] < hi["add_examples"] < large[0]
+
+
+def test_a_flat_trend_says_more_data_is_unlikely_to_help() -> None:
+    history = [{"training": {"es": 30}, "primary": {"es": 0.50}}]
+    add, advice = trend_advice("es", 60, 0.505, 0.80, history)  # type: ignore[misc]
+    assert add == 0 and "30 → 60 examples took it from 50% to 50%: more of the same examples is unlikely" in advice
+    far = trend_advice("es", 60, 0.56, 0.99, history)
+    assert far is not None and "needs over 10x its examples" in far[1]
+
+
+def test_without_history_the_rule_of_thumb_stays() -> None:
+    assert trend_advice("hi", 48, 0.81, 0.92, []) is None
+    assert trend_advice("hi", 48, 0.81, 0.92, [{"training": {"hi": 48}, "primary": {"hi": 0.7}}]) is None
+
+
+@pytest.fixture
+def task() -> Task:
+    schema = {"type": "object", "properties": {"category": {"type": "string", "enum": ["a", "b", "c"]}}}
+    return Task("t", "1", "", ("en", "es"), "", "", schema, lambda p, g: {}, "x", fields=("category",))
+
+
+def answers(predicted: list[str], gold: list[str]) -> list[dict]:
+    return [{"valid": True, "output": {"category": p}, "gold": {"category": g}} for p, g in zip(predicted, gold,
+                                                                                                strict=True)]
+
+
+def test_a_language_whose_answers_collapsed_to_one_label_is_named(task: Task) -> None:
+    gold = ["a", "b", "c"] * 4
+    collapsed = collapsed_label(task, answers(["b"] * 10 + ["a", "c"], gold))
+    assert collapsed == {"field": "category", "label": "b", "count": 10, "n": 12, "gold_share": pytest.approx(1 / 3)}
+    assert collapsed_label(task, answers(gold, gold)) is None  # balanced answers
+    assert collapsed_label(task, answers(["a"] * 12, ["a"] * 12)) is None  # the gold is one label too
+    assert collapsed_label(task, answers(["b"] * 5, gold[:5])) is None  # too few answers to tell
+
+
+def test_history_is_recorded_once_per_evaluation_result(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path)
+    report = {"languages": {"en": {"primary": 0.9}, "es": {"primary": 0.7}}}
+    record_history(run, {"en": 40, "es": 20}, report)
+    record_history(run, {"en": 40, "es": 20}, report)  # evaluated again: no new point
+    record_history(run, {"en": 40, "es": 50}, {"languages": {"en": {"primary": 0.9}, "es": {"primary": 0.8}}})
+    assert history_of(run) == [{"training": {"en": 40, "es": 20}, "primary": {"en": 0.9, "es": 0.7}},
+                               {"training": {"en": 40, "es": 50}, "primary": {"en": 0.9, "es": 0.8}}]

@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,11 @@ from .config import TrainConfig
 from .data.io import Located
 from .data.mapping import ColumnMap
 from .errors import LingoforgeError
-from .fsutil import write_json, write_jsonl
+from .fsutil import write_json, write_jsonl, write_text
 from .runfolder import REPORT, RunFolder, file_sha256
-from .task import Task
+from .task import Example, Task
 
+SYNTHETIC = "synthetic.jsonl"  # in data/: --augment's generated examples, added to train.jsonl only
 STAGES = ("data", "split", "tokens", "plan", "train", "eval", "export", "deploy")
 
 
@@ -46,6 +48,7 @@ class Options:
     out: Path
     data: Path | None = None
     mapping: ColumnMap | None = None  # --map: the data file's own column names
+    augment: Mapping[str, int] | str | None = None  # --augment: generated examples per language, or "auto"
     n: int = 400
     seed: int = TrainConfig.seed
     languages: Sequence[str] | None = None
@@ -75,6 +78,7 @@ class Pipeline:
         self.run = RunFolder(options.out)
         self.console = console or Console(stderr=True)
         self.keys: dict[str, str] = {}
+        self.augment: dict[str, int] = {}
 
     # -- stage bookkeeping -------------------------------------------------------------------------
     def _stage(self, name: str, settings: Any, outputs: Sequence[Path], action: Callable[[], Any], after: str | None) -> Any:
@@ -94,6 +98,39 @@ class Pipeline:
         self.console.print(f"[green]✓ {name}[/green] in {seconds:.1f} s")
         return result
 
+    def _synthetic(self) -> list[Example]:
+        """The generated examples ``--augment`` adds per language, marked ``synthetic`` in their meta."""
+        examples = []
+        for k, (lang, n) in enumerate(sorted(self.augment.items())):
+            generated = self.o.task.generate(n, self.o.seed + 1000 + k, [lang])
+            examples += [replace(e, meta={**e.meta, "synthetic": True}) for e in generated]
+        return examples
+
+    def _resolve_augment(self) -> dict[str, int]:
+        """``--augment`` as counts per language, checked before anything is written: ``auto`` takes the lagging
+        languages' advice from this folder's last evaluation; the task must generate each language."""
+        o = self.o
+        if not o.augment:
+            return {}
+        if o.data is None:
+            raise LingoforgeError("--augment tops up your own --data with generated examples; without --data, "
+                                  "raise -n instead")
+        if o.augment == "auto":
+            report = self.run.eval_result()
+            if report is None:
+                raise LingoforgeError(f"--augment auto follows the advice of an evaluation in {self.run.eval}; run "
+                                      "once without --augment, or name counts: --augment es=30")
+            counts = {r["language"]: int(r["add_examples"]) for r in report["lagging"] if r.get("add_examples")}
+        else:
+            counts = dict(o.augment)  # type: ignore[arg-type]
+        for lang in counts:
+            if lang not in o.task.languages:
+                raise LingoforgeError(f"--augment {lang}: task {o.task.name!r} has no generator text for {lang} "
+                                      f"(it covers {', '.join(o.task.languages)})")
+        if counts:
+            o.task.generate(1, o.seed, [next(iter(counts))])  # a task that cannot generate says why, here
+        return counts
+
     def _split(self, name: str, gold: bool = False) -> list[Located]:
         """One split file of the run's data, read and checked by the data reader every command uses."""
         from .data.io import load_examples
@@ -108,14 +145,17 @@ class Pipeline:
             if not o.data.is_file():
                 raise LingoforgeError(f"--data {o.data} does not exist")
             settings: Any = {"file": str(o.data), "sha256": file_sha256(o.data), "task": o.task.name,
-                             "map": str(o.mapping) if o.mapping else None}
+                             "map": str(o.mapping) if o.mapping else None, "augment": self.augment}
 
             def action() -> Any:
                 from .data.io import load_examples
 
                 examples = [item.example for item in load_examples(o.data, o.task, mapping=o.mapping)]
                 write_jsonl(source, (e.to_record() for e in examples))
-                return {"imported": str(o.data), "examples": len(examples), "map": settings["map"]}
+                synthetic = self._synthetic()
+                write_jsonl(self.run.data / SYNTHETIC, (e.to_record() for e in synthetic))
+                return {"imported": str(o.data), "examples": len(examples), "map": settings["map"],
+                        "synthetic": dict(Counter(e.language for e in synthetic))}
         else:
             settings = {"task": o.task.name, "version": o.task.version, "n": o.n, "seed": o.seed,
                         "languages": list(o.languages or o.task.languages)}
@@ -134,6 +174,10 @@ class Pipeline:
             from .data.split import split_dataset
 
             report = split_dataset(self.run.data / "source.jsonl", o.task, self.run.data, o.val, o.test, o.seed)
+            synthetic = self.run.data / SYNTHETIC
+            if synthetic.is_file() and synthetic.stat().st_size:  # generated examples train; they never evaluate
+                train = self.run.data / "train.jsonl"
+                write_text(train, train.read_text(encoding="utf-8") + synthetic.read_text(encoding="utf-8"))
             return {k: report.get(k) for k in ("counts", "splits", "warnings") if k in report} or None
 
         outputs = [self.run.data / f"{s}.jsonl" for s in ("train", "val", "test")]
@@ -253,7 +297,13 @@ class Pipeline:
     def run_all(self) -> dict[str, Any]:
         """Run every stage (skipping those up to date) and write ``summary.json``."""
         self.run.claim(self.o.task.name)  # before anything is written: never another task's run, nor foreign files
+        self.augment = self._resolve_augment()
         self.run.root.mkdir(parents=True, exist_ok=True)
+        recorded = self.run.read().get("augment") or {}
+        if self.augment and recorded.get("added") != self.augment:  # the scores before: to compare with after
+            before = self.run.eval_result()
+            self.run.update(augment={"added": self.augment, "before": {
+                lang: s["primary"] for lang, s in (before or {}).get("languages", {}).items()}})
         self.run.record_task(self.o.task)  # later stages and commands rebuild the task from the run folder
         started = time.perf_counter()
         for stage in STAGES:
@@ -306,4 +356,5 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         "ollama_run": deploy.get("run") if deploy else None,
         "deployed": {k: deploy[k] for k in ("name", "host", "bare", "try", "curl")} if deploy else None,
         "stage_seconds": {k: v.get("seconds") for k, v in pipeline.items()},
+        "augment": run.read().get("augment") if o.augment else None,
     }

@@ -31,6 +31,18 @@ def _sample(row: dict[str, Any] | None) -> str:
     return f"{round(hits)}/{row['n']}" if abs(hits - round(hits)) < 1e-6 else f"{row['score']:.0%} of {row['n']}"
 
 
+def _parse_augment(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, int] | str | None:
+    if not value or value.strip() == "auto":
+        return value.strip() if value else None
+    counts: dict[str, int] = {}
+    for part in value.split(","):
+        lang, _, n = part.partition("=")
+        if not lang.strip() or not n.strip().isdigit() or int(n) < 1:
+            raise click.BadParameter(f"{part.strip()!r} is not LANG=N (e.g. es=30), nor auto")
+        counts[lang.strip()] = int(n)
+    return counts
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{summary['task']} on {summary['base']}: {summary['primary_metric']} per language")
     for col in ("language", "base", "fine-tuned", "Δ", "GGUF (parity sample)"):
@@ -53,6 +65,11 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(every)
     for item in summary.get("lagging") or []:
         console.print(f"[yellow]lagging:[/yellow] {item.get('advice', item)}")
+    augment = summary.get("augment") or {}
+    for lang, n in (augment.get("added") or {}).items():
+        before = (augment.get("before") or {}).get(lang)
+        after = (summary["languages"].get(lang) or {}).get("fine_tuned")
+        console.print(f"augmented {lang} with {n} generated examples: {_pct(before)} before, {_pct(after)} after")
     parity = summary.get("parity") or {}
     if parity:
         console.print(f"GGUF parity: F16 greedy tokens identical to HF on {parity.get('examples')} examples "
@@ -87,6 +104,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
               help="Your examples instead of generated ones.")
 @map_option
 @fields_option
+@click.option("--augment", callback=_parse_augment, metavar="LANG=N,...|auto",
+              help="Top up languages of --data with N generated examples (training only; marked synthetic); "
+              "auto: as many as the last evaluation advised for each lagging language.")
 @click.option("-n", "n", type=click.IntRange(10), default=Options.n, show_default=True, help="Examples to generate.")
 @config_options("seed", defaults=TrainConfig())
 @click.option("--languages", help="Comma-separated subset of the task's languages.")
@@ -109,7 +129,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it will not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(task_name: str, base: str, out: Path, data: Path | None, mapping: ColumnMap | None,
-        fields: tuple[str, ...] | None, n: int, seed: int, languages: str | None,
+        fields: tuple[str, ...] | None, augment: dict[str, int] | str | None, n: int, seed: int,
+        languages: str | None,
         val: float, test: float, eval_limit: int | None, eval_max_new_tokens: int, quant: str, parity_n: int,
         deploy: bool, name: str | None, host: str | None, force: bool, as_json: bool, **train: Any) -> None:
     """Run TASK from examples to an exported (and with --deploy, deployed) model in the run folder -o.
@@ -122,7 +143,7 @@ def run(task_name: str, base: str, out: Path, data: Path | None, mapping: Column
     elif fields:
         task = restrict(task, fields)
     options = Options(
-        task=task, base=base, out=out, data=data, mapping=mapping, n=n, seed=seed,
+        task=task, base=base, out=out, data=data, mapping=mapping, augment=augment, n=n, seed=seed,
         languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None, val=val, test=test,
         train={k: v for k, v in {**train, "seed": seed}.items() if v is not None}, eval_limit=eval_limit,
         eval_max_new_tokens=eval_max_new_tokens, quant=quant, parity_n=parity_n, deploy=deploy, name=name,

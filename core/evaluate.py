@@ -212,6 +212,17 @@ def trend_advice(
     return add, f"{seen}; on that trend, add about {add} more {lang} examples and retrain"
 
 
+def most_confused(confusion: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(gold label, the label answered instead, how often): the commonest confusion of a confusion matrix."""
+    cells = [(count, gold, answered) for gold, row in zip(confusion["labels"], confusion["matrix"], strict=True)
+             for answered, count in zip(confusion["predicted"], row, strict=True)
+             if count and answered != gold and answered != INVALID]
+    if not cells:
+        return None
+    count, gold, answered = max(cells)
+    return gold, answered, count
+
+
 def collapsed_label(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The label a language's answers collapsed to, if they did: at least ``COLLAPSE_SHARE`` of the valid answers
     give one label of the primary field while the gold data's commonest label is at least 30 points rarer. A model
@@ -438,6 +449,11 @@ def build_report(
                 f"; only {valid:.0%} of its answers are schema-valid — check the chat template "
                 "or evaluate with --constrained"
             )
+        confused = most_confused(languages[lag["language"]]["fields"][task.fields[0]]["confusion"]) \
+            if task.fields and not task.has_generator else None
+        if confused:  # without a generator to top it up, say which examples to write first
+            lag["advice"] += (f"; write {lag['language']} examples of {confused[0]!r} first: {confused[2]} of them "
+                              f"were answered {confused[1]!r}")
         if lag["language"] in collapsed:
             c = collapsed[lag["language"]]
             lag["collapsed"] = c

@@ -71,3 +71,12 @@ def test_history_is_recorded_once_per_evaluation_result(tmp_path: Path) -> None:
     record_history(run, {"en": 40, "es": 50}, {"languages": {"en": {"primary": 0.9}, "es": {"primary": 0.8}}})
     assert history_of(run) == [{"training": {"en": 40, "es": 20}, "primary": {"en": 0.9, "es": 0.7}},
                                {"training": {"en": 40, "es": 50}, "primary": {"en": 0.9, "es": 0.8}}]
+
+
+def test_without_a_generator_the_advice_names_the_commonest_confusion() -> None:
+    from lingoforge.evaluate import most_confused
+
+    confusion = {"labels": ["a", "b", "c"], "predicted": ["a", "b", "c", "(invalid)"],
+                 "matrix": [[3, 4, 0, 6], [1, 5, 0, 0], [0, 2, 1, 0]]}
+    assert most_confused(confusion) == ("a", "b", 4)  # invalid answers are not a confusion between labels
+    assert most_confused({"labels": ["a"], "predicted": ["a"], "matrix": [[3]]}) is None

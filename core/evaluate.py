@@ -508,12 +508,11 @@ def training_counts_of(spec: ModelSpec) -> dict[str, int] | None:
     """Training examples per language from a run folder's data/train.jsonl (``None`` when unknown)."""
     if spec.run is None or not (spec.run.data / "train.jsonl").is_file():
         return None
-    counts: Counter[str] = Counter()
-    with open(spec.run.data / "train.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                counts[str(json.loads(line).get("language") or "unknown")] += 1
-    return dict(counts)
+    from .data.io import Row, read_rows, read_text
+
+    path = spec.run.data / "train.jsonl"
+    rows = [row.value for row in read_rows(read_text(path), str(path), "jsonl") if isinstance(row, Row)]
+    return dict(Counter(str(r.get("language") or "unknown") for r in rows if isinstance(r, dict)))
 
 
 # --------------------------------------------------------------------------- streamed, resumable predictions

@@ -166,3 +166,16 @@ def test_a_language_code_that_is_not_iso_639_1_is_an_error(tmp_path: Path, task_
     data = zendesk_csv(tmp_path / "export.csv", [(*ROWS[0][:4], "xx")])
     with pytest.raises(DataError, match=r"export.csv:2: /language: 'xx' is not an ISO 639-1 language code"):
         load_examples(data, load_yaml_task(task_file), mapping=ColumnMap.parse(MAP))
+
+
+def test_language_fills_records_of_a_one_language_file(tmp_path: Path, task_file: Path) -> None:
+    german = [("Rechnung doppelt", "Ich wurde zweimal belastet.", "invoice", "normal", ""),
+              ("Paket fehlt", "Meine Lieferung ist nicht angekommen.", "delivery", "urgent", ""),
+              ("Passwort", "Ich kann mich nicht mehr anmelden.", "login", "low", "")]
+    data = zendesk_csv(tmp_path / "export.csv", german)
+    checked = CliRunner().invoke(cli, ["data", "check", str(data), "--task", str(task_file), "--json",
+                                       "--map", MAP.replace(",language=Locale", ""), "--language", "de-AT"])
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.output[checked.output.index("{"):])["languages"] == {"de": 3}
+    bad = CliRunner().invoke(cli, ["data", "check", str(data), "--task", str(task_file), "--language", "xx"])
+    assert bad.exit_code == 2 and "'xx' is not an ISO 639-1 language code" in bad.output

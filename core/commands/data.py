@@ -10,7 +10,7 @@ import click
 
 from ..config import TrainConfig
 from ..data.mapping import ColumnMap
-from .options import config_options, fields_option, map_option, old_out_spelling
+from .options import config_options, fields_option, file_reading, language_option, map_option, old_out_spelling
 
 SPLIT_NAMES = ("train", "val", "test")
 SHOWN_FINDINGS = 40
@@ -45,6 +45,7 @@ def _siblings(path: Path) -> list[Path]:
     help="Another split to look for leaked duplicates in (repeatable; default: sibling train/val/test.jsonl).",
 )
 @map_option
+@language_option
 @fields_option
 @click.pass_context
 def check(
@@ -55,6 +56,7 @@ def check(
     fix_out: Path | None,
     against: tuple[Path, ...],
     mapping: ColumnMap | None,
+    language: str | None,
     fields: tuple[str, ...] | None,
 ) -> None:
     """Check FILE (JSONL, CSV, chat messages or key: value outputs) against a task.
@@ -67,6 +69,7 @@ def check(
     from ..plugins import get_task
     from ..progress import rich_stages
 
+    mapping = file_reading(mapping, language)
     task = data_task(file, get_task(task_name), mapping=mapping, fields=fields)
     if fix_out is not None and same_file(file, fix_out):
         raise DataError(f"--fix {fix_out}: that is the input file; write the cleaned data to a new file")
@@ -169,11 +172,12 @@ def _print_check(report: Any, fixed: dict[str, Any] | None) -> None:
 @click.option("--test", default=0.1, show_default=True, type=float, help="Fraction for test.")
 @config_options("seed", defaults=TrainConfig())
 @map_option
+@language_option
 @fields_option
 @click.option("--json", "as_json", is_flag=True, help="Print data_report.json.")
 def split(
     file: Path, task_name: str, out_dir: Path, val: float, test: float, seed: int, mapping: ColumnMap | None,
-    fields: tuple[str, ...] | None, as_json: bool,
+    language: str | None, fields: tuple[str, ...] | None, as_json: bool,
 ) -> None:
     """Split FILE into train/val/test, stratified by language and primary label, near duplicates kept together."""
     from ..data.io import data_task
@@ -181,6 +185,7 @@ def split(
     from ..plugins import get_task
     from ..progress import rich_stages
 
+    mapping = file_reading(mapping, language)
     task = data_task(file, get_task(task_name), mapping=mapping, fields=fields)
     with rich_stages() as stages:
         report = split_dataset(file, task, out_dir, val=val, test=test, seed=seed, stages=stages, mapping=mapping)

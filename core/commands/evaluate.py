@@ -11,7 +11,7 @@ from rich.console import Console
 from ..backends import BACKENDS, resolve_model
 from ..data.mapping import ColumnMap
 from ..errors import LingoforgeError
-from .options import map_option, model_options, task_for
+from .options import file_reading, language_option, map_option, model_options, task_for
 
 
 @click.command("eval")
@@ -24,6 +24,7 @@ from .options import map_option, model_options, task_for
     help="Test data (default: the run folder's data/test.jsonl).",
 )
 @map_option
+@language_option
 @click.option("--compare", "compare_model", help="A second MODEL to put side by side (deltas = it − MODEL).")
 @click.option("--compare-backend", type=click.Choice(BACKENDS), help="Backend of the --compare model.")
 @click.option(
@@ -51,6 +52,7 @@ def eval_cmd(
     as_json: bool,
     data_path: Path | None,
     mapping: ColumnMap | None,
+    language: str | None,
     compare_model: str | None,
     compare_backend: str | None,
     output: Path | None,
@@ -76,7 +78,8 @@ def eval_cmd(
         if spec.run is None:
             raise LingoforgeError("say which test data to use: --data TEST.jsonl")
         data_path = spec.run.data / "test.jsonl"
-    examples = [item.example for item in load_examples(data_path, task, gold=True, mapping=mapping)]
+    reading = file_reading(mapping, language)
+    examples = [item.example for item in load_examples(data_path, task, gold=True, mapping=reading)]
     out = output or (spec.run.eval if spec.run is not None else Path("eval"))
     console = Console(stderr=True)
     options: dict[str, Any] = dict(

@@ -11,12 +11,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ..data.mapping import ColumnMap
-from .options import map_option, old_out_spelling
+from .options import file_reading, language_option, map_option, old_out_spelling
 
 
 @click.command("labels", context_settings={"token_normalize_func": old_out_spelling})
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @map_option
+@language_option
 @click.option("--field", default="category", show_default=True, help="The label field to look at.")
 @click.option("--min-examples", type=click.IntRange(1), default=10, show_default=True,
               help="Flag labels with fewer examples than this in some language.")
@@ -26,15 +27,15 @@ from .options import map_option, old_out_spelling
               help="The template task the written YAML extends.")
 @click.option("--name", help="Task name in the written YAML (default: from the -o file name).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def labels(file: Path, mapping: ColumnMap | None, field: str, min_examples: int, output: Path | None, template: str,
-           name: str | None, as_json: bool) -> None:
+def labels(file: Path, mapping: ColumnMap | None, language: str | None, field: str, min_examples: int,
+           output: Path | None, template: str, name: str | None, as_json: bool) -> None:
     """Count FILE's labels per language; flag rare and near-duplicate labels; -o writes an `extends:` task."""
     from ..errors import DataError
     from ..fsutil import write_text
     from ..labels import extends_yaml, label_report
     from ..task import TASK_NAME_PATTERN
 
-    report = label_report(file, field, mapping, min_examples)
+    report = label_report(file, field, file_reading(mapping, language), min_examples)
     if output is not None:
         task_name = name or re.sub(r"[^a-z0-9_]+", "_", output.stem.lower()).strip("_")
         if not TASK_NAME_PATTERN.match(task_name):

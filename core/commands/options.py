@@ -113,3 +113,29 @@ fields_option = click.option(
     metavar="FIELD,...",
     help="The output fields to learn (default: those every record of the data carries), e.g. category,priority.",
 )
+
+
+def _parse_language(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from ..data.convert import normalize_language
+
+    if value is None:
+        return None
+    code = normalize_language(value)
+    if code is None:
+        raise click.BadParameter(f"{value!r} is not an ISO 639-1 language code (like en, de, zh)")
+    return code
+
+
+language_option = click.option(
+    "--language",
+    callback=_parse_language,
+    metavar="CODE",
+    help="The language of records that name none (a file in one language); others are detected from the input.",
+)
+
+
+def file_reading(mapping: ColumnMap | None, language: str | None) -> ColumnMap | None:
+    """``--map`` and ``--language`` as the one mapping the data reader applies."""
+    if language is None:
+        return mapping
+    return (mapping or ColumnMap(())).with_default("language", language)

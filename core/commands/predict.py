@@ -10,7 +10,7 @@ from rich.console import Console
 
 from ..backends import resolve_model
 from ..data.mapping import ColumnMap
-from .options import map_option, model_options, task_for
+from .options import file_reading, language_option, map_option, model_options, task_for
 
 
 @click.command()
@@ -32,6 +32,7 @@ from .options import map_option, model_options, task_for
     help="Batch size for hf, parallel requests for ollama.",
 )
 @map_option
+@language_option
 def predict(
     model: str,
     input_path: str,
@@ -44,6 +45,7 @@ def predict(
     output: Path,
     concurrency: int,
     mapping: ColumnMap | None,
+    language: str | None,
 ) -> None:
     """Predict INPUT (JSONL, CSV or - for stdin) into a JSONL file, resumably.
 
@@ -64,7 +66,7 @@ def predict(
         host=host,
         max_new_tokens=max_new_tokens,
         console=Console(stderr=True),
-        mapping=mapping,
+        mapping=file_reading(mapping, language),
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))

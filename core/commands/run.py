@@ -16,7 +16,7 @@ from ..data.mapping import ColumnMap
 from ..pipeline import Options, Pipeline
 from ..runfolder import RunFolder
 from ..yaml_task import restrict
-from .options import config_options, fields_option, map_option
+from .options import config_options, fields_option, file_reading, language_option, map_option
 
 
 def _pct(value: float | None) -> str:
@@ -103,6 +103,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Your examples instead of generated ones.")
 @map_option
+@language_option
 @fields_option
 @click.option("--augment", callback=_parse_augment, metavar="LANG=N,...|auto",
               help="Top up languages of --data with N generated examples (training only; marked synthetic); "
@@ -128,7 +129,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--host", help="Ollama server (default $OLLAMA_HOST or 127.0.0.1:11434).")
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it will not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(task_name: str, base: str, out: Path, data: Path | None, mapping: ColumnMap | None,
+def run(task_name: str, base: str, out: Path, data: Path | None, mapping: ColumnMap | None, language: str | None,
         fields: tuple[str, ...] | None, augment: dict[str, int] | str | None, n: int, seed: int,
         languages: str | None,
         val: float, test: float, eval_limit: int | None, eval_max_new_tokens: int, quant: str, parity_n: int,
@@ -137,6 +138,7 @@ def run(task_name: str, base: str, out: Path, data: Path | None, mapping: Column
 
     Rerunning the same command continues where it stopped; stages whose inputs did not change are skipped.
     """
+    mapping = file_reading(mapping, language)
     task = RunFolder(out).resolve_task(task_name)
     if data is not None and data.is_file():
         task = data_task(data, task, mapping=mapping, fields=fields)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..data.mapping import ColumnMap
-from .options import config_options, fields_option, map_option, old_out_spelling
+from .options import config_options, fields_option, file_reading, language_option, map_option, old_out_spelling
 
 
 @click.command("train", context_settings={"token_normalize_func": old_out_spelling})
@@ -39,6 +39,7 @@ from .options import config_options, fields_option, map_option, old_out_spelling
 )
 @config_options("val_fraction", "load_in_4bit", "seed", "max_steps", "save_steps", "eval_steps")
 @map_option
+@language_option
 @fields_option
 @click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint.")
 @click.option("--force", is_flag=True, help="Train even when the memory plan says it does not fit.")
@@ -51,6 +52,7 @@ def train(
     config_file: str | None,
     tokens_file: str | None,
     mapping: ColumnMap | None,
+    language: str | None,
     fields: tuple[str, ...] | None,
     resume: bool,
     force: bool,
@@ -73,7 +75,7 @@ def train(
     config = make_config(recorded, load_config_file(config_file) if config_file else None, flags)
     result = train_from_files(
         get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet, tokens=tokens_file,
-        mapping=mapping, fields=fields,
+        mapping=file_reading(mapping, language), fields=fields,
     )
     per_lang = ", ".join(f"{k} {v:.4f}" for k, v in result.eval_loss_by_language.items())
     click.echo(

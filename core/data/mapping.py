@@ -20,9 +20,15 @@ RECORD_KEYS = ("input", "language", "instruction", "id")  # what a record holds 
 
 @dataclass(frozen=True)
 class ColumnMap:
-    """Our field → the file's columns (joined by newlines), in the order given on the command line."""
+    """Our field → the file's columns (joined by newlines), in the order given on the command line; ``defaults``
+    fill a field a record leaves empty (``--language de`` for a file in one language)."""
 
     fields: tuple[tuple[str, tuple[str, ...]], ...]
+    defaults: tuple[tuple[str, str], ...] = ()
+
+    def with_default(self, target: str, value: str) -> ColumnMap:
+        """This mapping, and ``target`` set to ``value`` where a record has none."""
+        return ColumnMap(self.fields, (*((t, v) for t, v in self.defaults if t != target), (target, value)))
 
     @classmethod
     def parse(cls, text: str | None) -> ColumnMap | None:
@@ -44,7 +50,8 @@ class ColumnMap:
         """The part of the mapping for ``targets`` (``predict`` needs the input, not the labels a file may lack)."""
         keep = set(targets)
         fields = tuple((t, c) for t, c in self.fields if t in keep)
-        return ColumnMap(fields) if fields else None
+        defaults = tuple((t, v) for t, v in self.defaults if t in keep)
+        return ColumnMap(fields, defaults) if fields or defaults else None
 
     def __str__(self) -> str:
         return ",".join(f"{target}={'+'.join(columns)}" for target, columns in self.fields)
@@ -76,6 +83,9 @@ class ColumnMap:
         mapped = {k: v for k, v in row.items() if k not in sources}
         for target, columns in self.fields:
             mapped[target] = "\n".join(row[c].strip() for c in columns if row[c].strip())
+        for target, value in self.defaults:
+            if not str(mapped.get(target) or "").strip():
+                mapped[target] = value
         return mapped
 
     def apply_record(self, record: Any, output_fields: Iterable[str]) -> dict[str, Any] | str:
@@ -102,6 +112,9 @@ class ColumnMap:
         if output:
             given = mapped.get("output")
             mapped["output"] = {**given, **output} if isinstance(given, dict) else output
+        for target, value in self.defaults:
+            if not str(mapped.get(target) or "").strip():
+                mapped[target] = value
         return mapped
 
 

@@ -35,6 +35,7 @@ from .fsutil import write_json, write_jsonl, write_text
 from .runfolder import REPORT, RunFolder, file_sha256
 from .task import Example, Task
 
+WEAK_BASE_POINTS = 0.15  # a base model this far under its own mean in a language knows it poorly
 SYNTHETIC = "synthetic.jsonl"  # in data/: --augment's generated examples, added to train.jsonl only
 STAGES = ("data", "split", "tokens", "plan", "train", "eval", "export", "deploy")
 
@@ -324,6 +325,23 @@ def _all_metrics(report: dict[str, Any]) -> dict[str, float]:
     return {"schema_valid_rate": overall["schema_valid_rate"], **overall["metrics"]}
 
 
+def weak_base_advice(lagging: Sequence[Mapping[str, Any]], base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The fine-tuned model's lagging languages, each told when the base model was as far behind in it before any
+    training: then the base knows the language poorly, and a larger or more multilingual base may help more than
+    more examples."""
+    scores = {lang: s["primary"] for lang, s in base["languages"].items()}
+    mean = sum(scores.values()) / len(scores) if scores else 0.0
+    out = []
+    for item in lagging:
+        item = dict(item)
+        own = scores.get(item["language"])
+        if own is not None and len(scores) > 1 and mean - own > WEAK_BASE_POINTS:
+            item["advice"] += (f"; the base model was {own:.0%} there before training, against {mean:.0%} on "
+                               "average: a larger or more multilingual base may help more than more examples")
+        out.append(item)
+    return out
+
+
 def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
     """The final summary, read back from the files in the run folder (so it can only say what is there)."""
     tuned, base = run.eval_result(), run.eval_result("base")
@@ -348,7 +366,7 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         "overall": {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]},
         "metrics": {"base": _all_metrics(base), "fine_tuned": _all_metrics(tuned)},
         "languages": languages,
-        "lagging": tuned.get("lagging", []),
+        "lagging": weak_base_advice(tuned.get("lagging", []), base),
         "parity": manifest.get("parity"),
         "files": files,
         "modelfile": str(run.export / "Modelfile") if (run.export / "Modelfile").is_file() else None,

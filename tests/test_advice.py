@@ -80,3 +80,15 @@ def test_without_a_generator_the_advice_names_the_commonest_confusion() -> None:
                  "matrix": [[3, 4, 0, 6], [1, 5, 0, 0], [0, 2, 1, 0]]}
     assert most_confused(confusion) == ("a", "b", 4)  # invalid answers are not a confusion between labels
     assert most_confused({"labels": ["a"], "predicted": ["a"], "matrix": [[3]]}) is None
+
+
+def test_a_language_the_base_model_knew_poorly_is_pointed_to_a_larger_base() -> None:
+    from lingoforge.pipeline import weak_base_advice
+
+    base = {"languages": {"en": {"primary": 0.5}, "de": {"primary": 0.45}, "hi": {"primary": 0.1}}}
+    lagging = [{"language": "hi", "advice": "hi: 60% vs 80% mean; 40 training examples — add about 25"},
+               {"language": "de", "advice": "de: 70% vs 80% mean"}]
+    hi, de = weak_base_advice(lagging, base)
+    assert hi["advice"].endswith("; the base model was 10% there before training, against 35% on average: a larger "
+                                 "or more multilingual base may help more than more examples")
+    assert de["advice"] == "de: 70% vs 80% mean"

@@ -102,7 +102,8 @@ def test_ollama_run_answers_a_bare_ticket_with_exactly_the_team_fields(deployed:
 def test_the_run_folder_alone_predicts_in_a_fresh_shell(deployed: dict, tmp_path: Path) -> None:
     deployed["task_file"].unlink()  # the team's YAML is gone; the run keeps its own copy
     inputs = tmp_path / "new.csv"
-    inputs.write_text("Ticket ID,Subject,Description\n7,Paket,\"Mein Paket ist nicht angekommen.\"\n", encoding="utf-8")
+    inputs.write_text("Ticket ID,Subject,Description,Locale\n7,Paket,\"Mein Paket ist nicht angekommen.\",de\n",
+                      encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "LINGOFORGE_TASK_PATH"}
     done = subprocess.run([sys.executable, "-m", "lingoforge.cli", "predict", str(deployed["run"]), str(inputs),
                            "-o", str(tmp_path / "out.jsonl"), "--map", MAP.replace("Subject+", "") + ",id=Ticket ID",

@@ -452,8 +452,9 @@ def build_report(
         confused = most_confused(languages[lag["language"]]["fields"][task.fields[0]]["confusion"]) \
             if task.fields and not task.has_generator else None
         if confused:  # without a generator to top it up, say which examples to write first
-            lag["advice"] += (f"; write {lag['language']} examples of {confused[0]!r} first: {confused[2]} of them "
-                              f"were answered {confused[1]!r}")
+            lag["most_confused"] = {"gold": confused[0], "answered": confused[1], "count": confused[2],
+                                    "hint": f"write {lag['language']} examples of {confused[0]!r} first: "
+                                            f"{confused[2]} of them were answered {confused[1]!r}"}
         if lag["language"] in collapsed:
             c = collapsed[lag["language"]]
             lag["collapsed"] = c

@@ -212,7 +212,9 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
         if len(sections) > 1:
             parts.append(f"<h3>{e(model_title(role, advised))}</h3>")
         parts.append(
-            "<ul>" + "".join(f"<li class='lag'>{e(r['advice'])}</li>" for r in lagging_of) + "</ul>"
+            "<ul>" + "".join(f"<li class='lag'>{e(r['advice'])}"
+                             + (f"<br>{e(r['most_confused']['hint'])}" if r.get("most_confused") else "") + "</li>"
+                             for r in lagging_of) + "</ul>"
             if lagging_of
             else "<p>No language lags the mean by more than 5 points.</p>"
         )

@@ -92,3 +92,24 @@ def test_a_language_the_base_model_knew_poorly_is_pointed_to_a_larger_base() -> 
     assert hi["advice"].endswith("; the base model was 10% there before training, against 35% on average: a larger "
                                  "or more multilingual base may help more than more examples")
     assert de["advice"] == "de: 70% vs 80% mean"
+
+
+def test_the_report_of_a_task_without_generator_says_which_examples_to_write_first() -> None:
+    import json as _json
+
+    from lingoforge.backends.base import Generation
+    from lingoforge.evaluate import build_report, score_answer
+    from lingoforge.task import Example
+
+    schema = {"type": "object", "properties": {"category": {"type": "string", "enum": ["a", "b"]}},
+              "required": ["category"]}
+    task = Task("t", "1", "", ("en", "hi"), "", "", schema,
+                lambda p, g: {"acc": float(bool(p) and p.get("category") == g["category"])}, "acc",
+                fields=("category",))
+    golds = [("en", "a", "a")] * 4 + [("en", "b", "b")] * 4 + [("hi", "a", "b")] * 3 + [("hi", "b", "b")] * 3
+    records = [score_answer(task, i, Example("", f"x{i}", {"category": g}, lang),
+                            Generation(_json.dumps({"category": p}), 0.1, 3)) for i, (lang, g, p) in enumerate(golds)]
+    report = build_report(task, records, model={"spec": "m"}, seconds=1.0, batch_size=1)
+    (hi,) = report["lagging"]
+    assert hi["most_confused"] == {"gold": "a", "answered": "b", "count": 3,
+                                   "hint": "write hi examples of 'a' first: 3 of them were answered 'b'"}

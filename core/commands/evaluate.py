@@ -110,6 +110,8 @@ def eval_cmd(
                 click.echo("  no language lags the mean by more than 5 points")
         for lag in lagging:
             click.secho(("  " if len(sections) > 1 else "") + lag["advice"], fg="red")
+            if lag.get("most_confused"):
+                click.echo(("    " if len(sections) > 1 else "  ") + lag["most_confused"]["hint"])
     lagging_languages = {lag["language"] for lag in report["lagging"]}
     for lang, c in report.get("collapsed", {}).items():
         if lang not in lagging_languages:  # a lagging language says it in its advice

@@ -300,7 +300,7 @@ class Pipeline:
         self.run.claim(self.o.task.name)  # before anything is written: never another task's run, nor foreign files
         self.augment = self._resolve_augment()
         self.run.root.mkdir(parents=True, exist_ok=True)
-        recorded = self.run.read().get("augment") or {}
+        recorded = self.run.augmented()
         if self.augment and recorded.get("added") != self.augment:  # the scores before: to compare with after
             before = self.run.eval_result()
             self.run.update(augment={"added": self.augment, "before": {
@@ -374,5 +374,5 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         "ollama_run": deploy.get("run") if deploy else None,
         "deployed": {k: deploy[k] for k in ("name", "host", "bare", "try", "curl")} if deploy else None,
         "stage_seconds": {k: v.get("seconds") for k, v in pipeline.items()},
-        "augment": run.read().get("augment") if o.augment else None,
+        "augment": run.augmented() if o.augment else None,
     }

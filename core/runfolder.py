@@ -245,6 +245,10 @@ class RunFolder:
         """run.json's ``train`` section (settings, data sources and hashes, instruction, end token, ...)."""
         return dict(self.read().get("train") or {})
 
+    def augmented(self) -> dict[str, Any]:
+        """run.json's ``augment`` section: ``{"added": {lang: n}, "before": {lang: score}}`` of ``run --augment``."""
+        return dict(self.read().get("augment") or {})
+
     def pipeline(self) -> dict[str, Any]:
         """run.json's ``pipeline`` section: per stage of ``lingoforge run``, its key, time and result."""
         return dict(self.read().get("pipeline") or {})

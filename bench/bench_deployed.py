@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
 import httpx
-from common import save
+from common import save, serve_ollama
 from lingoforge.deploy import deploy
 from lingoforge.export.pipeline import load_test_examples
 from lingoforge.runfolder import RunFolder
@@ -33,24 +31,6 @@ from rich.console import Console
 from rich.table import Table
 
 NAME = "bench-deployed"
-
-
-def _serve(binary: str, root: Path) -> tuple[subprocess.Popen, dict[str, str], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        host = f"127.0.0.1:{sock.getsockname()[1]}"
-    env = {**os.environ, "OLLAMA_HOST": host, "OLLAMA_MODELS": str(root / "models"), "HOME": str(root),
-           "OLLAMA_NOHISTORY": "1"}
-    process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://{host}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
-                return process, env, url
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit(f"ollama serve did not start on {url}")
 
 
 def _ask_cli(binary: str, env: dict[str, str], name: str, text: str) -> str:
@@ -83,26 +63,21 @@ def main() -> None:
     task = run.task()
     examples = load_test_examples(run, 10_000)
     load = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp:
-        process, env, url = _serve(binary, Path(tmp))
-        try:
-            summary = deploy(run_dir, NAME, host=url)
-            _create_unwrapped(run_dir, url)
-            rows: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"cli": [], "chat": [], "unwrapped": []})
-            started = time.perf_counter()
-            for example in examples:
-                cli = _ask_cli(binary, env, NAME, example.input)
-                chat = httpx.post(f"{url}/api/chat", timeout=600, json={
-                    "model": NAME, "messages": [{"role": "user", "content": example.input}], "stream": False,
-                }).json()["message"]["content"]
-                unwrapped = _ask_cli(binary, env, f"{NAME}-unwrapped", example.input)
-                rows[example.language]["cli"].append(parse_output(cli, task.output_schema).valid)
-                rows[example.language]["chat"].append(parse_output(chat, task.output_schema).valid)
-                rows[example.language]["unwrapped"].append(parse_output(unwrapped, task.output_schema).valid)
-            seconds = time.perf_counter() - started
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp, serve_ollama(binary, Path(tmp)) as (_, env, url):
+        summary = deploy(run_dir, NAME, host=url)
+        _create_unwrapped(run_dir, url)
+        rows: dict[str, dict[str, list[bool]]] = defaultdict(lambda: {"cli": [], "chat": [], "unwrapped": []})
+        started = time.perf_counter()
+        for example in examples:
+            cli = _ask_cli(binary, env, NAME, example.input)
+            chat = httpx.post(f"{url}/api/chat", timeout=600, json={
+                "model": NAME, "messages": [{"role": "user", "content": example.input}], "stream": False,
+            }).json()["message"]["content"]
+            unwrapped = _ask_cli(binary, env, f"{NAME}-unwrapped", example.input)
+            rows[example.language]["cli"].append(parse_output(cli, task.output_schema).valid)
+            rows[example.language]["chat"].append(parse_output(chat, task.output_schema).valid)
+            rows[example.language]["unwrapped"].append(parse_output(unwrapped, task.output_schema).valid)
+        seconds = time.perf_counter() - started
     table = Table(title=f"{run_dir}: bare test tickets, schema-valid answers from the deployed model")
     for col in ("language", "n", "`ollama run`", "/api/chat (no format)", "`ollama run`, unwrapped template"):
         table.add_column(col, justify="right")

@@ -9,29 +9,38 @@ SYSTEM and PARAMETERs, read it back with ``show``, then ask a few test inputs
 - the way users do: the bare input through ``/api/generate`` (what ``ollama run NAME "<input>"`` sends)
   and through ``/api/chat`` without ``format``, requiring schema-valid answers that end by themselves at
   least as often as the run's own evaluation measured (``eval/report.json``).
+
+A fleet (:func:`deploy_fleet`) gets the same steps on each server in turn, against llama.cpp answers computed
+once; a server that cannot be reached, refuses or fails its checks is reported and the others still get the
+model. Servers go one after another: the uploads share this machine's uplink, and llama.cpp's model, which
+measures where a server's answers part from the reference, serves one caller at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .backends import Servers
+from .backends.ollama import DEFAULT_HOST, ollama_host
 from .errors import LingoforgeError
 from .export.modelfile import STOP_TOKENS, ServingConfig
 from .export.pipeline import load_test_examples
 from .plugins import get_task
-from .progress import track
+from .progress import Advance, Stages, silent
+from .prompts import prompt_messages
 from .runfolder import MANIFEST, RunFolder
 from .schema import parse_output
 from .task import Example, Task
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
 # Seconds the client waits for one Ollama request (an upload or a CPU generation of a few hundred tokens).
 TIMEOUT_S = 600.0
 # Two engines computing one GGUF: a divergence where llama.cpp's top two candidates are closer than this
@@ -53,17 +62,6 @@ def validate_name(name: str) -> str:
         raise DeployError(f"invalid Ollama model name {name!r}: use [namespace/]model[:tag] with letters, digits, "
                           "'_', '-' and '.' (no leading punctuation, at most 80 characters per part)")
     return name
-
-
-def normalize_host(host: str | None) -> str:
-    """``--host``, else ``$OLLAMA_HOST``, else the local default, as a full URL."""
-    value = (host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST).strip().rstrip("/")
-    if "://" not in value:
-        value = f"http://{value}"
-    scheme, rest = value.split("://", 1)
-    if ":" not in rest.split("/", 1)[0]:
-        rest = rest.replace("/", ":11434/", 1) if "/" in rest else f"{rest}:11434"
-    return f"{scheme}://{rest}"
 
 
 def find_export(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -130,11 +128,10 @@ def _check_show(client: Any, name: str, serving: ServingConfig) -> None:
         raise DeployError(f"the model {name} on the server does not match the export: {', '.join(problems)}")
 
 
-def _llama_answers(llm: Any, task: Task, examples: Sequence[Example], max_tokens: int) -> list[tuple[str, list[int]]]:
+def _llama_answers(llm: Any, task: Task, examples: Sequence[Example], max_tokens: int,
+                   advance: Advance) -> list[tuple[str, list[int]]]:
     """Plain greedy answers of llama.cpp on the very GGUF file Ollama serves (the reference for equality),
     each with its prompt token ids (rendered by the chat template embedded in the GGUF)."""
-    from .prompts import prompt_messages
-
     answers = []
     for example in examples:
         llm.reset()
@@ -144,6 +141,7 @@ def _llama_answers(llm: Any, task: Task, examples: Sequence[Example], max_tokens
         )
         prompt = [int(t) for t in llm.input_ids[: response["usage"]["prompt_tokens"]]]
         answers.append((response["choices"][0]["message"]["content"] or "", prompt))
+        advance(1)
     return answers
 
 
@@ -183,7 +181,7 @@ def divergence(llm: Any, prompt: Sequence[int], reference: str, other: str) -> d
             "below_top": [float(logits.max() - logits[t]) / span for t in (ref_next, other_ids[0])]}
 
 
-def _ollama_answer(client: Any, name: str, content: str, schema: dict[str, Any] | None,
+def _ollama_answer(client: Any, name: str, content: str, schema: Mapping[str, Any] | None,
                    max_tokens: int) -> tuple[str, str | None]:
     """Ollama's greedy chat answer to one user message, and its ``done_reason``: "stop" when the model
     ended it, "length" when ``num_predict`` cut it, ``None`` when Ollama cut a generation that repeated
@@ -212,90 +210,221 @@ def curl_example(url: str, name: str, schema: dict[str, Any], text: str) -> str:
     return f"curl -s {url}/api/chat -d '" + body.replace("'", "'\\''") + "'"
 
 
+def exported_task(manifest: dict[str, Any]) -> tuple[Task, RunFolder]:
+    """The exported task and its run: the run's own task while the run still records it (a YAML task's copy), else
+    the installed task of that name (an export moved away from its run): the one rule ``deploy``, ``--bundle``
+    and ``--hf`` share."""
+    run_folder = RunFolder(Path(manifest["run_dir"]))
+    name = manifest["task"]["name"]
+    return (run_folder.task() if run_folder.task_name() == name else get_task(name)), run_folder
+
+
+@dataclass(frozen=True)
+class _Export:
+    """An export folder, its manifest and serving config, and the task its answers are checked against."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    serving: ServingConfig
+    run_folder: RunFolder
+    task: Task
+
+    @classmethod
+    def load(cls, path: str | Path) -> _Export:
+        folder, manifest = find_export(path)
+        task, run_folder = exported_task(manifest)
+        return cls(folder, manifest, ServingConfig.from_dict(manifest["serving"]), run_folder, task)
+
+    def blobs(self) -> list[str]:
+        """The files Ollama needs: the GGUF model, then the GGUF LoRA adapter of an ``--adapter-only`` export."""
+        adapter = self.manifest.get("adapter_file")
+        return [self.manifest["model_file"], *([adapter] if adapter else [])]
+
+
+class _Reference:
+    """llama.cpp's greedy answers to the test inputs on the exported GGUF: what every server must answer.
+
+    Computed once for the whole fleet, when the first server reaches its answer checks (servers that are all
+    unreachable never load the GGUF), and kept loaded until ``close``: where a server's answer parts from
+    the reference, :func:`divergence` re-evaluates the prefix with this model.
+    """
+
+    def __init__(self, export: _Export, examples: Sequence[Example] | None, n_check: int, max_tokens: int,
+                 stages: Stages) -> None:
+        self.export, self.max_tokens, self._n_check, self._stages = export, max_tokens, n_check, stages
+        self._examples = list(examples) if examples is not None else None
+        self._llm: Any = None
+        self._answers: list[tuple[str, list[int]]] | None = None
+
+    def examples(self) -> list[Example]:
+        if self._examples is None:
+            self._examples = load_test_examples(self.export.run_folder, self._n_check)
+        return self._examples
+
+    def answers(self) -> list[tuple[str, list[int]]]:
+        """Each example's reference answer and prompt token ids (loads the GGUF on first use)."""
+        if self._answers is None:
+            from llama_cpp import Llama
+
+            export = self.export
+            adapter = export.manifest.get("adapter_file")
+            self._llm = Llama(model_path=str(export.folder / export.manifest["model_file"]),
+                              lora_path=str(export.folder / adapter) if adapter else None,
+                              n_ctx=export.serving.num_ctx, n_threads=os.cpu_count(), verbose=False)
+            examples = self.examples()
+            advance = self._stages("llama.cpp reference answers", len(examples))
+            self._answers = _llama_answers(self._llm, export.task, examples, self.max_tokens, advance)
+        return self._answers
+
+    def divergence(self, prompt: Sequence[int], reference: str, other: str) -> dict[str, Any]:
+        return divergence(self._llm, prompt, reference, other)
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+
+
+@contextlib.contextmanager
+def _talking_to(url: str, action: str) -> Iterator[None]:
+    """Errors of the server at ``url`` while it is asked to ``action``, as a ``DeployError`` naming it: in a fleet
+    one server's failure must end its deploy only."""
+    import httpx
+    import ollama
+    import pydantic
+
+    try:
+        yield
+    except ollama.ResponseError as exc:
+        raise DeployError(f"the Ollama server at {url} refused to {action}: {_reason(exc)}") from None
+    except (ConnectionError, httpx.HTTPError) as exc:  # it went away or stopped answering in time
+        raise DeployError(f"lost the Ollama server at {url} while asking it to {action} ({exc})") from None
+    except pydantic.ValidationError as exc:  # a reply the client cannot read (another Ollama version, a proxy)
+        error = exc.errors()[0]
+        raise DeployError(f"the server at {url} answered unlike this Ollama client expects when asked to {action} "
+                          f"({error['msg']}: {'.'.join(map(str, error['loc']))})") from None
+
+
 def deploy(export_dir: str | Path, name: str, host: str | None = None, examples: Sequence[Example] | None = None,
-           n_check: int = 5, max_tokens: int | None = None) -> dict[str, Any]:
+           n_check: int = 5, max_tokens: int | None = None, stages: Stages = silent) -> dict[str, Any]:
     """Create ``name`` on the Ollama server at ``host`` from an export and check it; returns a summary.
 
     ``max_tokens`` bounds each compared answer (default: the Modelfile's ``num_predict``): both engines stop
     there, so a model that never stops is compared on its first ``max_tokens`` tokens. Raises ``DeployError``
     when the server is unreachable or refuses, the name is invalid, ``show`` disagrees with the export,
     Ollama's greedy answers differ from llama.cpp's on the same GGUF, or bare inputs get schema-valid answers
-    less often than the run's evaluation measured.
+    less often than the run's evaluation measured. ``stages`` draws progress (the CLI passes ``rich_stages()``).
     """
-    import ollama
+    record = deploy_fleet(export_dir, name, [host], examples, n_check, max_tokens, stages)["hosts"][0]
+    if "error" in record:
+        raise DeployError(record["error"])
+    return record
 
+
+def deploy_fleet(export_dir: str | Path, name: str, hosts: Sequence[str | None] = (),
+                 examples: Sequence[Example] | None = None, n_check: int = 5, max_tokens: int | None = None,
+                 stages: Stages = silent, on_host: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Create ``name`` on every server in ``hosts`` (none: ``$OLLAMA_HOST`` or the local default) and check
+    each one as :func:`deploy` does; returns ``{"name", "hosts", "deployed", "failed"}``.
+
+    ``hosts`` holds one record per distinct server, in the order given: :func:`deploy`'s summary where it
+    passed, else ``{"host", "error", "created"}`` (``created``: the model is on that server but failed its
+    checks, so it may answer wrong there; such records carry ``checks`` and ``bare`` when the answers were
+    asked). One server being unreachable, refusing or failing its checks never stops the others; each gets
+    the same llama.cpp reference answers, computed once. ``on_host`` is called with each record as soon as
+    its server is done. Raises ``DeployError`` only for what no server can change: an invalid name, a
+    missing export. ``deployed`` and ``failed`` list the URLs: a caller treats any failure as a failed
+    rollout (the CLI exits 1), since a server left out keeps serving another model, or none.
+    """
     validate_name(name)
-    url = normalize_host(host)
-    folder, manifest = find_export(export_dir)
-    serving = ServingConfig.from_dict(manifest["serving"])
-    max_tokens = max_tokens or serving.num_predict
-    run_folder = RunFolder(Path(manifest["run_dir"]))
-    name_in_manifest = manifest["task"]["name"]  # an export moved away from its run deploys with the installed task
-    task = run_folder.task() if run_folder.task_name() == name_in_manifest else get_task(name_in_manifest)
-    client = _connect(url)
+    export = _Export.load(export_dir)
+    urls = list(dict.fromkeys(ollama_host(host) for host in hosts or [None]))  # one deploy per server
+    advance = stages(f"deploy {name} to {len(urls)} servers", len(urls)) if len(urls) > 1 else silent("", 1)
+    records = []
+    reference = _Reference(export, examples, n_check, max_tokens or export.serving.num_predict, stages)
+    with contextlib.closing(reference):
+        for url in urls:
+            records.append(_deploy_to(export, reference, name, url, stages))
+            if on_host is not None:
+                on_host(records[-1])
+            advance(1)
+    return {"name": name, "hosts": records, "deployed": [r["host"] for r in records if "error" not in r],
+            "failed": [r["host"] for r in records if "error" in r]}
 
-    adapter = manifest.get("adapter_file")
-    uploaded: dict[str, bool] = {}
-    digests: dict[str, str] = {}
+
+def _deploy_to(export: _Export, reference: _Reference, name: str, url: str, stages: Stages) -> dict[str, Any]:
+    """Deploy to one server: its summary, or a record of why it failed and whether the model got there."""
+    created = False
     try:
-        for label in track([manifest["model_file"], *([adapter] if adapter else [])], "upload blobs"):
-            digests[label], uploaded[label] = upload(client, url, folder / label)
-        client.create(model=name, files={manifest["model_file"]: digests[manifest["model_file"]]},
-                      adapters={adapter: digests[adapter]} if adapter else None, template=serving.template,
-                      system=serving.system or None, parameters=serving.parameters(), stream=False)
-    except ollama.ResponseError as exc:
-        raise DeployError(f"the Ollama server at {url} refused to create {name}: {_reason(exc)}") from None
-    _check_show(client, name, serving)
+        client = _connect(url)
+        uploaded: dict[str, bool] = {}
+        digests: dict[str, str] = {}
+        serving = export.serving
+        with _talking_to(url, f"create {name}"):
+            advance = stages(f"{url}: upload", len(export.blobs()))
+            for label in export.blobs():
+                digests[label], uploaded[label] = upload(client, url, export.folder / label)
+                advance(1)
+            model, adapter = export.manifest["model_file"], export.manifest.get("adapter_file")
+            client.create(model=name, files={model: digests[model]}, adapters={adapter: digests[adapter]} if adapter
+                          else None, template=serving.template, system=serving.system or None,
+                          parameters=serving.parameters(), stream=False)
+        created = True
+        with _talking_to(url, f"serve {name}"):
+            _check_show(client, name, serving)
+            checks = _check_answers(client, name, export.task, reference, stages, url)
+    except DeployError as exc:
+        return {"host": url, "error": str(exc), "created": created}
+    bare = _bare_figures(checks, eval_valid_rate(export.run_folder))
+    problem = _verdict(name, checks, bare)
+    if problem:
+        return {"host": url, "error": problem, "created": True, "uploaded": uploaded, "checks": checks, "bare": bare}
+    run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
+    first = reference.examples()[0].input
+    return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "bare": bare, "run": run_line,
+            "try": f"{run_line} {shlex.quote(first)}", "curl": curl_example(url, name, export.task.schema, first)}
 
-    chosen = list(examples) if examples is not None else load_test_examples(run_folder, n_check)
-    checks = _check_answers(client, name, folder, manifest, serving, task, chosen, max_tokens)
+
+def _verdict(name: str, checks: Sequence[dict[str, Any]], bare: dict[str, Any]) -> str | None:
+    """Why the answers fail the deploy (answers unlike llama.cpp's beyond a tie, bare inputs valid less often
+    than the run's evaluation measured), or ``None`` when they pass."""
     bad = [c for c in checks if not c["same"] and not c["tie"]]
     if bad:
         where = bad[0]["divergence"]
-        raise DeployError(f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
-                          f"example {bad[0]['example']} at character {where['char']}: Ollama {bad[0]['ollama']!r} "
-                          f"vs llama.cpp {bad[0]['llama_cpp']!r}; there, llama.cpp's logits put its token and Ollama's "
-                          f"{where['below_top'][0]:.1e} and {where['below_top'][1]:.1e} of the logit range below the "
-                          f"best, more than a numerical tie ({TIE_MARGIN})")
-    bare = _bare_figures(checks, eval_valid_rate(run_folder))
+        return (f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
+                f"example {bad[0]['example']} at character {where['char']}: Ollama {bad[0]['ollama']!r} "
+                f"vs llama.cpp {bad[0]['llama_cpp']!r}; there, llama.cpp's logits put its token and Ollama's "
+                f"{where['below_top'][0]:.1e} and {where['below_top'][1]:.1e} of the logit range below the "
+                f"best, more than a numerical tie ({TIE_MARGIN})")
     short = [path for path in ("generate", "chat") if bare["eval"] is not None and bare[path] < bare["eval"]]
     if short:
         failing = next(c for c in checks if not c[f"bare_{short[0]}_valid"])
-        raise DeployError(
-            f"bare test inputs (as `ollama run {name}` sends them) got schema-valid answers on "
-            f"{bare['generate']:.0%} through /api/generate and {bare['chat']:.0%} through /api/chat, less than the "
-            f"{bare['eval']:.0%} that the run's evaluation measured (eval/report.json); e.g. example "
-            f"{failing['example']} answered "
-            f"{failing['bare_' + short[0]][:300]!r}")
-    run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
-    return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "bare": bare, "run": run_line,
-            "try": f"{run_line} {shlex.quote(chosen[0].input)}",
-            "curl": curl_example(url, name, task.schema, chosen[0].input)}
+        return (f"bare test inputs (as `ollama run {name}` sends them) got schema-valid answers on "
+                f"{bare['generate']:.0%} through /api/generate and {bare['chat']:.0%} through /api/chat, less than "
+                f"the {bare['eval']:.0%} that the run's evaluation measured (eval/report.json); e.g. example "
+                f"{failing['example']} answered {failing['bare_' + short[0]][:300]!r}")
+    return None
 
 
-def _check_answers(client: Any, name: str, folder: Path, manifest: dict[str, Any], serving: ServingConfig,
-                   task: Task, chosen: Sequence[Example], max_tokens: int) -> list[dict[str, Any]]:
-    """Ask every example through Ollama (full prompt, plain and constrained; bare input through
-    /api/generate and /api/chat) and llama.cpp (full prompt) on the same GGUF; one record per example."""
+def _check_answers(client: Any, name: str, task: Task, reference: _Reference, stages: Stages,
+                   url: str) -> list[dict[str, Any]]:
+    """Ask every example through Ollama at ``url`` (full prompt, plain and constrained; bare input through
+    /api/generate and /api/chat) and compare with llama.cpp's reference (full prompt); one record per example."""
     # Equality is checked on plain greedy answers: Ollama's C++ JSON-schema grammar and llama-cpp-python's
     # Python port differ in whitespace rules, so schema-constrained answers of the same weights can differ
     # where the model is unsure. The constrained answer is checked for what it promises: valid JSON.
-    from llama_cpp import Llama
-
     from .prompts import user_text
 
-    llm = Llama(model_path=str(folder / manifest["model_file"]), n_ctx=serving.num_ctx, n_threads=os.cpu_count(),
-                verbose=False, **({"lora_path": str(folder / manifest["adapter_file"])}
-                                  if manifest.get("adapter_file") else {}))
-    references = _llama_answers(llm, task, chosen, max_tokens)
+    max_tokens = reference.max_tokens
+    answers = reference.answers()
+    advance = stages(f"{url}: check answers", len(answers))
     checks = []
-    for i, (example, (reference, prompt)) in enumerate(zip(chosen, references, strict=True)):
+    for i, (example, (expected, prompt)) in enumerate(zip(reference.examples(), answers, strict=True)):
         full = user_text(example.instruction or task.instruction, example.input)
         free, done = _ollama_answer(client, name, full, None, max_tokens)
         constrained, _ = _ollama_answer(client, name, full, task.output_schema, max_tokens)
         finished = done is not None
-        same = free.strip() == reference.strip() if finished else reference.startswith(free)
-        check: dict[str, Any] = {"example": i, "language": example.language, "ollama": free, "llama_cpp": reference,
+        same = free.strip() == expected.strip() if finished else expected.startswith(free)
+        check: dict[str, Any] = {"example": i, "language": example.language, "ollama": free, "llama_cpp": expected,
                                  "same": same, "finished": finished, "constrained": constrained,
                                  "constrained_valid": parse_output(constrained, task.output_schema).valid,
                                  "full_valid": done == "stop" and parse_output(free, task.output_schema).valid}
@@ -305,10 +434,10 @@ def _check_answers(client: Any, name: str, folder: Path, manifest: dict[str, Any
             # Valid means parsed against the schema and ended by the model itself, not cut by num_predict.
             check[f"bare_{path}_valid"] = reason == "stop" and parse_output(answer, task.output_schema).valid
         if not same:
-            check["divergence"] = divergence(llm, prompt, reference, free)
+            check["divergence"] = reference.divergence(prompt, expected, free)
             check["tie"] = max(check["divergence"]["below_top"]) <= TIE_MARGIN
         checks.append(check)
-    llm.close()
+        advance(1)
     return checks
 
 
@@ -319,3 +448,44 @@ def _bare_figures(checks: Sequence[dict[str, Any]], eval_rate: float | None) -> 
     return {"n": n, "generate": sum(c["bare_generate_valid"] for c in checks) / n,
             "chat": sum(c["bare_chat_valid"] for c in checks) / n,
             "full_prompt": sum(c["full_valid"] for c in checks) / n, "eval": eval_rate}
+
+
+def check_served(export_dir: str | Path, name: str, backend: str = "ollama", servers: Servers | None = None,
+                 n_check: int = 5) -> dict[str, Any]:
+    """Ask ``name``, already served by some engine, the export's test inputs with the training prompt, on each
+    server of ``servers`` in turn; returns ``{"name", "backend", "hosts", "passed", "failed"}``.
+
+    This is ``deploy --check``: nothing is created, so it checks what ``deploy`` cannot reach — the adapter
+    served by vLLM, TGI or llama.cpp's server (``backend="openai"``), or a model someone else created on
+    Ollama. A server passes when its answers are schema-valid at least as often as the run's evaluation
+    measured (before ``eval``: when every answer is). Each host record is ``{"host", "n", "valid", "eval"}``
+    plus ``answers``, or ``{"host", "error"}`` when the server could not be asked.
+    """
+    from .backends import get_backend, resolve_model
+
+    export = _Export.load(export_dir)
+    servers = servers or Servers()
+    spec = resolve_model(f"ollama:{name}" if backend == "ollama" else str(export.run_folder.root))
+    examples = load_test_examples(export.run_folder, n_check)
+    conversations = [prompt_messages(export.task, e.input, e.instruction) for e in examples]
+    required = eval_valid_rate(export.run_folder)
+    records: list[dict[str, Any]] = []
+    for host in servers.hosts or (None,):
+        one = replace(servers, hosts=(host,) if host else (), model=name if backend == "openai" else servers.model)
+        try:
+            with get_backend(spec, backend, servers=one) as served:
+                answers = [g.text for g in served.generate(conversations, max_new_tokens=export.serving.num_predict)]
+                url = served.describe()["hosts"][0]
+        except LingoforgeError as exc:
+            records.append({"host": host or "(default)", "error": str(exc)})
+            continue
+        valid = sum(parse_output(a, export.task.output_schema).valid for a in answers) / len(answers)
+        record: dict[str, Any] = {"host": url, "n": len(answers), "valid": valid, "eval": required, "answers": answers}
+        if valid < (1.0 if required is None else required):
+            expected = "100% expected before any eval" if required is None else f"{required:.0%} that eval measured"
+            record["error"] = (f"schema-valid answers on {valid:.0%} of {len(answers)} test inputs, less than the "
+                               f"{expected}; e.g. {answers[0][:200]!r}")
+        records.append(record)
+    return {"name": name, "backend": backend, "hosts": records,
+            "passed": [r["host"] for r in records if "error" not in r],
+            "failed": [r["host"] for r in records if "error" in r]}

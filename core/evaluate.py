@@ -9,7 +9,8 @@ to ``predictions.jsonl``) and ``settings`` (those go to ``predictions.settings.j
 
 - ``format``: ``"lingoforge.eval/1"``.
 - ``model``: ``spec``, ``backend``, ``model`` (what the backend loaded), ``constrained``, ``fine_tuned`` (a run
-  folder, or training counts given), plus ``host`` for Ollama.
+  folder, or training counts given); for a served model (ollama, openai) ``hosts`` and ``servers`` (each one's
+  ``host``, ``parallel``, ``answered``, ``busy_s`` and ``failed``: why it left the run, or ``null``).
 - ``task``: ``name``, ``version``, ``primary_metric``, ``fields`` (label fields), ``text_fields``.
 - ``data``: ``n`` items evaluated, ``languages`` (sorted), ``source`` (file path or ``null``), ``resumed`` (items
   whose answers came from an interrupted run's ``predictions.jsonl`` instead of the model).
@@ -33,7 +34,7 @@ to ``predictions.jsonl``) and ``settings`` (those go to ``predictions.settings.j
 
 Schema-invalid answers score as misses (``task.score(None, gold)``): an application cannot use them.
 
-Given ``predictions=PATH``, answers are appended to PATH as each batch finishes (flushed and fsynced), so a
+Given ``predictions=PATH``, answers are appended to PATH as they come (flushed and fsynced), so a
 killed evaluation keeps what it generated; PATH's sidecar ``predictions.settings.json`` records what they
 were generated for (model and its weight files, evaluated items and schema, decoding settings). Rerun with
 the same settings, only the missing items are generated (a partial last line is cut off); with other settings
@@ -54,7 +55,16 @@ from typing import Any
 
 from rich.console import Console
 
-from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, Generation, ModelSpec, get_backend, resolve_model
+from .backends import (
+    DEFAULT_MAX_NEW_TOKENS,
+    SERVED,
+    Backend,
+    Generation,
+    ModelSpec,
+    Servers,
+    get_backend,
+    resolve_model,
+)
 from .errors import DataError, WriteError
 from .fsutil import write_json, write_text
 from .progress import items_bar
@@ -304,7 +314,7 @@ def predict_examples(
     examples: Sequence[Example],
     *,
     indices: Sequence[int] | None = None,
-    on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_answer: Callable[[dict[str, Any]], None] | None = None,
     constrained: bool = False,
     batch_size: int = 8,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
@@ -313,31 +323,19 @@ def predict_examples(
     """Run the model over ``examples`` and parse each answer; returns (prediction records, generation seconds).
 
     ``indices`` are the records' ``index`` values (default 0, 1, ...: a resumed run passes the missing ones);
-    ``on_batch`` receives each batch's records as soon as they exist, so they can be saved before the next."""
+    ``on_answer`` receives each record as soon as it exists, so it can be saved before the next."""
     positions = list(range(len(examples))) if indices is None else list(indices)
-    schema = task.schema
+    conversations = [prompt_messages(task, ex.input, ex.instruction or None) for ex in examples]
     records: list[dict[str, Any]] = []
-    total = 0.0
-    with items_bar(console) as progress:
-        bar = progress.add_task(f"eval {backend.name}", total=len(examples))
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            began = time.perf_counter()
-            gens = backend.generate(
-                [prompt_messages(task, ex.input, ex.instruction or None) for ex in chunk],
-                schema=schema if constrained else None,
-                max_new_tokens=max_new_tokens,
-            )
-            total += time.perf_counter() - began
-            batch = [
-                score_answer(task, positions[start + offset], ex, gen)
-                for offset, (ex, gen) in enumerate(zip(chunk, gens, strict=True))
-            ]
-            if on_batch is not None:
-                on_batch(batch)
-            records += batch
-            progress.advance(bar, len(chunk))
-    return records, total
+    began = time.perf_counter()
+    with items_bar(f"eval {backend.name}", len(examples), getattr(backend, "hosts", ()), console) as advance:
+        for at, gen in backend.stream(conversations, task.schema if constrained else None, max_new_tokens, batch_size):
+            record = score_answer(task, positions[at], examples[at], gen)
+            if on_answer is not None:
+                on_answer(record)
+            records.append(record)
+            advance(gen.server)
+    return records, time.perf_counter() - began
 
 
 def summarize(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -533,7 +531,7 @@ def prediction_line(model: Mapping[str, Any], record: Mapping[str, Any]) -> dict
 def weight_files(spec: ModelSpec, backend: str) -> dict[str, list[int]]:
     """Size and mtime of the files ``backend`` loads for ``spec``, so a model retrained or re-exported at the
     same path does not pass for the one that wrote earlier predictions (a hub id or Ollama name has none)."""
-    if backend == "ollama":
+    if backend in SERVED:
         return {}
     roots = [spec.gguf] if backend == "llamacpp" or not spec.location else [Path(spec.location), spec.adapter]
     files: dict[str, list[int]] = {}
@@ -547,14 +545,15 @@ def weight_files(spec: ModelSpec, backend: str) -> dict[str, list[int]]:
     return files
 
 
-def model_identity(model: str | Backend, backend: str | None = None, host: str | None = None) -> dict[str, Any]:
-    """What decides a model's answers besides the prompts: spec, backend, Ollama host, weight files."""
+def model_identity(model: str | Backend, backend: str | None = None, servers: Servers | None = None) -> dict[str, Any]:
+    """What decides a model's answers besides the prompts: spec, backend, weight files; the servers and served
+    model name of a served backend."""
     if isinstance(model, Backend):
         return {"spec": model.model, **model.describe()}
     spec = resolve_model(model)
     name = backend or spec.default_backend
-    host = host if name == "ollama" else None
-    return {"spec": model, "backend": name, "host": host, "files": weight_files(spec, name)}
+    served = (servers or Servers()).identity() if name in SERVED else {}
+    return {"spec": model, "backend": name, **served, "files": weight_files(spec, name)}
 
 
 def eval_settings(
@@ -664,7 +663,7 @@ def _evaluate(
     constrained: bool = False,
     batch_size: int = 8,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    host: str | None = None,
+    servers: Servers | None = None,
     threshold: float | None = None,
     training_counts: Mapping[str, int] | None = None,
     source: str | None = None,
@@ -675,7 +674,7 @@ def _evaluate(
         opened, spec_text, counts, run = model, model.model, training_counts, None
     else:
         spec = resolve_model(model)
-        opened = get_backend(spec, backend, host=host, concurrency=batch_size)
+        opened = get_backend(spec, backend, servers=servers)
         spec_text, run = model, spec.run
         counts = training_counts if training_counts is not None else training_counts_of(spec)
     done = log.completed(identity) if log is not None else {}
@@ -691,7 +690,7 @@ def _evaluate(
                 task,
                 [examples[i] for i in todo],
                 indices=todo,
-                on_batch=None if log is None else lambda batch: log.append(identity, batch),
+                on_answer=None if log is None else lambda record: log.append(identity, [record]),
                 constrained=constrained,
                 batch_size=batch_size,
                 max_new_tokens=max_new_tokens,
@@ -742,7 +741,7 @@ def evaluate(
     constrained: bool = False,
     batch_size: int = 8,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    host: str | None = None,
+    servers: Servers | None = None,
     limit: int | None = None,
     threshold: float | None = None,
     training_counts: Mapping[str, int] | None = None,
@@ -755,7 +754,7 @@ def evaluate(
     run folder unless given. With ``predictions`` (a JSONL path), answers are streamed there and a rerun with
     the same settings generates only the items it lacks."""
     examples = _selected(examples, limit)
-    identity = model_identity(model, backend, host)
+    identity = model_identity(model, backend, servers)
     settings = eval_settings(task, examples, [identity], constrained=constrained, max_new_tokens=max_new_tokens)
     report = _evaluate(
         model,
@@ -767,7 +766,7 @@ def evaluate(
         constrained=constrained,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
-        host=host,
+        servers=servers,
         threshold=threshold,
         training_counts=training_counts,
         source=source,
@@ -825,7 +824,7 @@ def compare(
     backend_b: str | None = None,
     constrained: bool = False,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    host: str | None = None,
+    servers: Servers | None = None,
     limit: int | None = None,
     predictions: str | Path | None = None,
     **options: Any,
@@ -834,10 +833,10 @@ def compare(
     deltas, b - a) and ``compared`` (B's report) added. Used for base vs fine-tuned and export parity.
     With ``predictions``, both models' answers are streamed to that one file and resumed as in :func:`evaluate`."""
     examples = _selected(examples, limit)
-    ids = [model_identity(model_a, backend_a, host), model_identity(model_b, backend_b, host)]
+    ids = [model_identity(model_a, backend_a, servers), model_identity(model_b, backend_b, servers)]
     settings = eval_settings(task, examples, ids, constrained=constrained, max_new_tokens=max_new_tokens)
     log = None if predictions is None else PredictionLog(predictions, settings)
-    shared = dict(constrained=constrained, max_new_tokens=max_new_tokens, host=host, **options)
+    shared = dict(constrained=constrained, max_new_tokens=max_new_tokens, servers=servers, **options)
     a = _evaluate(model_a, task, examples, ids[0], log, backend=backend_a, **shared)
     b = _evaluate(model_b, task, examples, ids[1], log, backend=backend_b, **shared)
     a["comparison"] = compare_reports(a, b)

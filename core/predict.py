@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, get_backend
+from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, Servers, get_backend
 from .data.findings import Finding
 from .data.io import read_rows, read_text
 from .data.mapping import RECORD_KEYS, ColumnMap
@@ -211,23 +211,26 @@ def predict(
     backend: str | None = None,
     constrained: bool = False,
     concurrency: int = 8,
-    host: str | None = None,
+    servers: Servers | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     stdin: IO[str] | None = None,
     mapping: ColumnMap | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Predict every input not yet in ``out``; returns counts (``total``, ``skipped``, ``written``, ``valid``,
-    ``retried``, ``invalid``), ``seconds``, ``items_per_s`` and ``out``.
+    ``retried``, ``invalid``), ``seconds``, ``items_per_s``, ``out`` and, for served models, ``servers`` (each
+    one's share and why it failed, if it did).
 
-    ``concurrency`` is the batch size for hf, parallel requests for ollama; llama.cpp answers one at a time.
-    An answer that is not valid against the schema is asked again once with constrained decoding."""
+    ``concurrency`` is the batch size for hf; served backends send ``servers.parallel`` requests per server;
+    llama.cpp answers one at a time. Lines are written in input order as soon as every earlier input is
+    answered. An answer that is not valid against the schema is asked again once with constrained decoding."""
     out = Path(out)
     items = read_inputs(source, stdin, mapping)
     done = completed_ids(out)
     todo = [item for item in items if str(item.id) not in done]
     written = valid = retried = 0
     seconds = 0.0
+    served: list[dict[str, Any]] = []
 
     def summary() -> dict[str, Any]:
         return {
@@ -240,42 +243,41 @@ def predict(
             "seconds": seconds,
             "items_per_s": written / seconds if seconds else None,
             "out": str(out),
+            **({"servers": served} if served else {}),
         }
 
     if not todo:
         return summary()
-    opened = model if isinstance(model, Backend) else get_backend(model, backend, host=host, concurrency=concurrency)
+    opened = model if isinstance(model, Backend) else get_backend(model, backend, servers=servers)
     schema = task.schema
+    conversations = [prompt_messages(task, it.text, it.instruction) for it in todo]
+    waiting: dict[int, tuple[dict[str, Any], bool]] = {}  # answered, not yet written: an earlier input is still out
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
-        with open(out, "a", encoding="utf-8") as fh, items_bar(console) as progress:
-            bar = progress.add_task(f"predict {opened.name}", total=len(todo))
-            for start in range(0, len(todo), max(1, concurrency)):
-                chunk = todo[start : start + max(1, concurrency)]
-                gens = opened.generate(
-                    [prompt_messages(task, it.text, it.instruction) for it in chunk],
-                    schema=schema if constrained else None,
-                    max_new_tokens=max_new_tokens,
-                )
-                lines = [_line(it, g.text, task, False) for it, g in zip(chunk, gens, strict=True)]
-                retry = [i for i, (_, ok) in enumerate(lines) if not ok]
-                if retry and not constrained and opened.supports_constrained:
-                    again = opened.generate(
-                        [prompt_messages(task, chunk[i].text, chunk[i].instruction) for i in retry],
-                        schema=schema,
-                        max_new_tokens=max_new_tokens,
-                    )
-                    for i, g in zip(retry, again, strict=True):
-                        lines[i] = _line(chunk[i], g.text, task, True)
-                    retried += len(retry)
-                fh.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r, _ in lines))
-                fh.flush()
-                os.fsync(fh.fileno())
-                written += len(lines)
-                valid += sum(ok for _, ok in lines)
-                progress.advance(bar, len(chunk))
+        hosts = getattr(opened, "hosts", ())
+        with open(out, "a", encoding="utf-8") as fh, items_bar(f"predict {opened.name}", len(todo), hosts,
+                                                                 console) as advance:
+            answers = opened.stream(conversations, schema if constrained else None, max_new_tokens, concurrency)
+            for at, gen in answers:
+                line = _line(todo[at], gen.text, task, False)
+                if not line[1] and not constrained and opened.supports_constrained:
+                    [again] = opened.generate([conversations[at]], schema=schema, max_new_tokens=max_new_tokens)
+                    line = _line(todo[at], again.text, task, True)
+                    retried += 1
+                waiting[at] = line
+                advance(gen.server)
+                ready = []
+                while written + len(ready) in waiting:
+                    ready.append(waiting.pop(written + len(ready)))
+                if ready:
+                    fh.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r, _ in ready))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    written += len(ready)
+                    valid += sum(ok for _, ok in ready)
     finally:
+        served = opened.describe().get("servers", [])
         if not isinstance(model, Backend):
             opened.close()
     seconds = time.perf_counter() - started

@@ -9,7 +9,7 @@ callers get silence by default. tqdm bars remain only where a library draws its 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
@@ -52,9 +52,22 @@ def bar(*columns: ProgressColumn, console: Console | None = None, transient: boo
     )
 
 
-def items_bar(console: Console | None = None) -> Progress:
-    """The bar of per-item work (eval, predict): items/s and time remaining."""
-    return bar(ItemsPerSecond(), TimeRemainingColumn(), console=console)
+@contextlib.contextmanager
+def items_bar(
+    description: str, total: int, servers: Sequence[str] = (), console: Console | None = None
+) -> Iterator[Callable[[str], None]]:
+    """The bar of per-item work (eval, predict): items/s and time remaining, plus, when several ``servers`` share
+    the work, a row per server with its own items/s, so a slow or failed one shows. Yields ``advance(server)``."""
+    with bar(ItemsPerSecond(), TimeRemainingColumn(), console=console) as progress:
+        main = progress.add_task(description, total=total)
+        rows = {host: progress.add_task(f"  {host}", total=total) for host in servers} if len(servers) > 1 else {}
+
+        def advance(server: str = "") -> None:
+            progress.advance(main)
+            if server in rows:
+                progress.advance(rows[server])
+
+        yield advance
 
 
 def track(items: Iterable[T], description: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from lingoforge.backends import get_backend, resolve_model
+from lingoforge.backends import Servers, get_backend, resolve_model
 from lingoforge.errors import LingoforgeError
 
 SCHEMA = {
@@ -88,11 +88,11 @@ def test_dead_ollama_server_error_names_the_host(monkeypatch: pytest.MonkeyPatch
         port = s.getsockname()[1]
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{port}")
     backend = get_backend("ollama:tickets")
-    assert backend.describe()["host"] == f"http://127.0.0.1:{port}"
+    assert backend.describe()["hosts"] == [f"http://127.0.0.1:{port}"]
     with pytest.raises(LingoforgeError, match=f"cannot reach the Ollama server at http://127.0.0.1:{port}"):
         backend.generate(BATCH[:1], schema=SCHEMA)
-    explicit = get_backend("ollama:tickets", host="http://127.0.0.1:9")
-    assert explicit.host == "http://127.0.0.1:9"
+    explicit = get_backend("ollama:tickets", servers=Servers(("http://127.0.0.1:9",)))
+    assert explicit.describe()["hosts"] == ["http://127.0.0.1:9"]
 
 
 def test_hf_batched_left_padded_generation_equals_one_at_a_time(tiny_qwen2_dir: Path) -> None:
@@ -172,3 +172,22 @@ def test_llamacpp_constrained_eval_is_schema_valid_in_every_language(tmp_path: P
     report = evaluate(str(smollm2_gguf()), task, data, constrained=True, max_new_tokens=16)
     assert report["model"]["backend"] == "llamacpp"
     assert {lang: s["schema_valid_rate"] for lang, s in report["languages"].items()} == {"en": 1.0, "de": 1.0}
+
+
+ORDERED = {  # keys listed against the alphabet, as a task's answers may be trained
+    "type": "object",
+    "properties": {"priority": {"type": "string", "enum": ["low", "high"]},
+                   "category": {"type": "string", "enum": ["shipping", "billing"]}},
+    "required": ["priority", "category"],
+    "additionalProperties": False,
+}
+
+
+def test_constrained_answers_keep_the_schemas_key_order(tiny_qwen2_dir: Path) -> None:
+    """The grammar follows the schema's key order (the order answers were trained in), in both engines."""
+    _llama_cpp()
+    from lingoforge.models import smollm2_gguf
+
+    with get_backend(str(tiny_qwen2_dir)) as hf, get_backend(str(smollm2_gguf())) as llamacpp:
+        answers = [g.text for backend in (hf, llamacpp) for g in backend.generate(BATCH[:1], ORDERED, 48)]
+    assert [list(json.loads(text)) for text in answers] == [["priority", "category"]] * 2, answers

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from lingoforge.deploy import DeployError, deploy, find_export, normalize_host, validate_name
+from lingoforge.backends.ollama import ollama_host
+from lingoforge.deploy import DeployError, deploy, find_export, validate_name
 from test_export import tiny_export, tiny_run  # noqa: F401  (session fixtures shared with the export tests)
 
 
@@ -33,8 +34,8 @@ def test_invalid_name_fails_before_touching_anything(tmp_path: Path) -> None:
     ("http://example.org", "http://example.org:11434"),
     ("https://ollama.internal:8443/", "https://ollama.internal:8443"),
 ])
-def test_normalize_host(given: str, url: str) -> None:
-    assert normalize_host(given) == url
+def test_ollama_host(given: str, url: str) -> None:
+    assert ollama_host(given) == url
 
 
 def test_missing_export_says_what_to_run(tmp_path: Path) -> None:

@@ -80,3 +80,21 @@ def test_api_chat_without_format_and_v1_answer_a_bare_ticket(deployed: dict, oll
     v1.raise_for_status()
     answer = v1.json()["choices"][0]
     assert answer["finish_reason"] == "stop" and _valid(answer["message"]["content"]), answer
+
+
+@pytest.mark.parametrize("api", ["ollama", "openai"])
+def test_deploy_check_asks_the_served_model_without_creating_it(deployed: dict, ollama_server, api: str) -> None:
+    """`deploy --check` on the model `run --deploy` created: through Ollama's API and its OpenAI-compatible /v1."""
+    from click.testing import CliRunner
+    from lingoforge.cli import cli
+
+    run_dir = Path(deployed["modelfile"]).parents[1]
+    host = ollama_server.url if api == "ollama" else f"{ollama_server.url}/v1"
+    result = CliRunner().invoke(cli, ["deploy", str(run_dir), "--check", "--name", NAME, "--backend", api, "--host",
+                                      host, "--checks", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    checked = json.loads(result.stdout)
+    assert checked["passed"] == [host] and checked["failed"] == []
+    record = checked["hosts"][0]
+    assert record["n"] == 3 and record["eval"] is not None and record["valid"] >= record["eval"]
+    assert record["valid"] == sum(_valid(answer) for answer in record["answers"]) / 3

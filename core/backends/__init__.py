@@ -4,6 +4,9 @@
 Hugging Face model folder, a ``.gguf`` file, ``ollama:NAME`` (a model on an Ollama server), or anything
 ``--base`` accepts (a preset such as ``smollm2-135m``, a hub id), so a base model can be evaluated
 against its fine-tune with the same command. The backend defaults to the one the model's form implies.
+
+Served models (``ollama``, ``openai``) are asked on one or more servers (``Servers``); ``get_backend`` opens one
+backend per server and puts them in a ``Fleet``, which spreads the requests and routes around a failed server.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from ..errors import LingoforgeError
 from ..runfolder import RUN_JSON, RunFolder
 from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
 
-BACKENDS = ("hf", "llamacpp", "ollama")
+BACKENDS = ("hf", "llamacpp", "ollama", "openai")
+SERVED = ("ollama", "openai")  # backends that ask a server rather than load weights here
 
 __all__ = [
     "BACKENDS",
@@ -25,6 +29,7 @@ __all__ = [
     "Conversation",
     "Generation",
     "ModelSpec",
+    "Servers",
     "get_backend",
     "resolve_model",
 ]
@@ -49,6 +54,22 @@ class ModelSpec:
     def task_name(self) -> str | None:
         """The task a run folder was trained for (``None`` for other models)."""
         return None if self.run is None else self.run.task_name()
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where a served model is asked: ``--host`` (repeatable), ``--model`` (its name on an OpenAI-compatible
+    server; default: the one it serves), ``--api-key-env`` and ``--parallel`` (requests in flight per server;
+    default: what the server says it runs at once, else 1)."""
+
+    hosts: tuple[str, ...] = ()
+    model: str = ""
+    api_key_env: str | None = None
+    parallel: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What of this decides answers (which servers, which model), for eval's resume check; never the key."""
+        return {"hosts": list(self.hosts), "model": self.model}
 
 
 def resolve_model(spec: str) -> ModelSpec:
@@ -93,24 +114,23 @@ def _run_folder(spec: str, run: RunFolder) -> ModelSpec:
 
 
 def get_backend(
-    model: str | ModelSpec, backend: str | None = None, *, host: str | None = None, concurrency: int = 1, **options: Any
+    model: str | ModelSpec, backend: str | None = None, *, servers: Servers | None = None, **options: Any
 ) -> Backend:
-    """Open ``model`` on ``backend`` (default: the model's own). ``options`` go to the backend class."""
+    """Open ``model`` on ``backend`` (default: the model's own). ``options`` go to the backend class; a served
+    backend opens every server of ``servers`` and returns them as one ``Fleet``."""
     spec = resolve_model(model) if isinstance(model, str) else model
     backend = backend or spec.default_backend
     if backend not in BACKENDS:
         raise LingoforgeError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "ollama":
-        if spec.kind != "ollama":
-            raise LingoforgeError(
-                f"the ollama backend serves ollama:NAME models, not {spec.spec!r}; deploy it with "
-                "`lingoforge deploy` and pass ollama:NAME"
-            )
-        from .ollama import OllamaBackend
-
-        return OllamaBackend(spec.ollama_model, host=host, concurrency=concurrency, **options)
-    if spec.kind == "ollama":
+    if backend == "ollama" and spec.kind != "ollama":
+        raise LingoforgeError(
+            f"the ollama backend serves ollama:NAME models, not {spec.spec!r}; deploy it with "
+            "`lingoforge deploy` and pass ollama:NAME"
+        )
+    if spec.kind == "ollama" and backend != "ollama":
         raise LingoforgeError(f"{spec.spec} lives on an Ollama server; use --backend ollama (or leave --backend out)")
+    if backend in SERVED:
+        return _fleet(spec, backend, servers or Servers(), **options)
     if backend == "llamacpp":
         if spec.gguf is None:
             raise LingoforgeError(f"no GGUF file for {spec.spec!r}: run `lingoforge export` first or pass a .gguf file")
@@ -126,3 +146,39 @@ def get_backend(
         location = BaseModel(spec.spec, "gguf", "", None, spec.gguf).weights()
         return HFBackend(location, **options)
     return HFBackend(spec.location, adapter=spec.adapter, **options)
+
+
+def _fleet(spec: ModelSpec, backend: str, servers: Servers, **options: Any) -> Backend:
+    """One backend per server, as a ``Fleet``. A server that cannot be opened (unreachable, not OpenAI-compatible,
+    not serving the model) is reported and left out; only when none opens is it an error."""
+    from .fleet import Fleet
+
+    members: list[Backend] = []
+    parallel: list[int] = []
+    failed: dict[str, str] = {}
+    if backend == "ollama":
+        from .ollama import OllamaBackend, ollama_host
+
+        for host in servers.hosts or (ollama_host(None),):
+            members.append(OllamaBackend(spec.ollama_model, host=host, **options))
+            parallel.append(servers.parallel or 1)
+    else:
+        if not servers.hosts:
+            raise LingoforgeError("the openai backend needs --host URL (the server's /v1 base, e.g. "
+                                  "http://127.0.0.1:8000/v1)")
+        from .openai import OpenAIBackend, api_key, server_slots
+
+        api_key(servers.api_key_env)  # a missing key variable is the user's error, not one server's
+        for host in servers.hosts:
+            try:
+                members.append(OpenAIBackend(servers.model, host, servers.api_key_env, **options))
+            except LingoforgeError as exc:
+                failed[host] = str(exc)
+                continue
+            parallel.append(servers.parallel or server_slots(host) or 1)
+    if not members:
+        if len(failed) == 1:
+            raise LingoforgeError(next(iter(failed.values())))
+        raise LingoforgeError("no server could be opened: " + "; ".join(f"{h}: {why}" for h, why in failed.items()))
+    return Fleet(members, parallel, failed)
+

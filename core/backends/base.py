@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +23,13 @@ DEFAULT_MAX_NEW_TOKENS = 256
 class Generation:
     """One answer. ``latency_s`` is the wall time until this answer was available (for a batched backend
     that is the whole batch's time, which is what a caller waiting for it experiences); ``n_tokens``
-    counts generated tokens up to and including the stop token."""
+    counts generated tokens up to and including the stop token; ``server`` is the host that answered (empty for
+    a model loaded in this process)."""
 
     text: str
     latency_s: float
     n_tokens: int
+    server: str = ""
 
 
 class Backend(abc.ABC):
@@ -52,6 +54,22 @@ class Backend(abc.ABC):
     ) -> list[Generation]:
         """Answer every conversation of ``batch`` (same order); with ``schema`` the answer is forced to it."""
 
+    def stream(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        chunk: int = 8,
+    ) -> Iterator[tuple[int, Generation]]:
+        """Answer every conversation of ``batch``, yielding ``(position, answer)`` as answers become available.
+
+        Callers that save as they go (``predict``, ``eval``) use this rather than ``generate``: a backend that
+        answers in parallel (``Fleet``) yields in completion order and never waits for a slow request to start
+        the next. This default answers ``chunk`` conversations per ``generate`` call, in order."""
+        for start in range(0, len(batch), max(1, chunk)):
+            answers = self.generate(batch[start : start + max(1, chunk)], schema, max_new_tokens)
+            yield from enumerate(answers, start)
+
     def close(self) -> None:  # noqa: B027  (optional hook: backends without resources need not override it)
         """Release the model (memory, file handles, HTTP sessions). Idempotent."""
 
@@ -64,6 +82,28 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What a report needs to say which model and backend produced its numbers."""
         return {"backend": self.name, "model": self.model}
+
+
+class ServedBackend(Backend):
+    """A model on one server, asked one request per conversation; ``get_backend`` puts servers in a ``Fleet``,
+    which sends requests to them in parallel (subclasses' HTTP clients are thread-safe)."""
+
+    host: str = ""
+
+    @abc.abstractmethod
+    def _chat(self, conversation: Conversation, schema: Mapping[str, Any] | None, max_new_tokens: int) -> Generation:
+        """One request: the server's answer to ``conversation``."""
+
+    def generate(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[Generation]:
+        return [self._chat(c, schema, max_new_tokens) for c in batch]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "host": self.host}
 
 
 def timed_one_by_one(backend_call: Any, batch: Sequence[Conversation]) -> list[Generation]:

@@ -119,12 +119,11 @@ class HFBackend(Backend):
         return results
 
     def _constraint(self, schema: Mapping[str, Any]) -> Any:
-        """A fresh xgrammar logits processor (they keep per-row state, so one per generate call)."""
+        """A fresh xgrammar logits processor (they keep per-row state, so one per generate call). The schema goes
+        in unsorted: the grammar orders an object's keys as the schema lists them, the order trained."""
         import xgrammar
 
-        return xgrammar.contrib.hf.LogitsProcessor(
-            self._compiled(json.dumps(dict(schema), sort_keys=True, default=dict))
-        )
+        return xgrammar.contrib.hf.LogitsProcessor(self._compiled(json.dumps(dict(schema), default=dict)))
 
     def _compiled(self, schema_json: str) -> Any:
         """The schema's grammar compiled against this tokenizer; the compiler (slow: it walks the vocab) and

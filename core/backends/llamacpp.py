@@ -43,8 +43,9 @@ class LlamaCppBackend(Backend):
         self._grammars: dict[str, Any] = {}
 
     def _grammar(self, schema: Mapping[str, Any]) -> Any:
-        """The llama.cpp grammar for ``schema``, built once per schema."""
-        key = json.dumps(dict(schema), sort_keys=True, default=dict)
+        """The llama.cpp grammar for ``schema``, built once per schema. The grammar orders an object's keys as
+        the schema lists them (the order the answers were trained in), so the schema goes in unsorted."""
+        key = json.dumps(dict(schema), default=dict)
         if key not in self._grammars:
             self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
         return self._grammars[key]

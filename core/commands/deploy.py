@@ -1,31 +1,113 @@
-"""``lingoforge deploy``: create an exported model on an Ollama server, and check it answers as exported."""
+"""``lingoforge deploy``: create an exported model on Ollama servers (one, or a fleet), and check each answers as
+exported."""
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
+from typing import Any
 
 import click
+
+from ..backends import SERVED, Servers
+from ..errors import listed
 
 
 @click.command()
 @click.argument("run_or_export", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--name", required=True, help="Ollama model name, [namespace/]model[:tag].")
-@click.option("--host", default=None, help="Ollama server URL (default: $OLLAMA_HOST or http://127.0.0.1:11434).")
+@click.option("--name", required=True,
+              help="Ollama model name, [namespace/]model[:tag]; with --check, the name the server serves it as.")
+@click.option("--host", "hosts", multiple=True,
+              help="Ollama server URL; repeat for a fleet (default: $OLLAMA_HOST or http://127.0.0.1:11434).")
 @click.option("--checks", type=click.IntRange(min=1), default=5, show_default=True,
               help="Test inputs asked through Ollama and llama.cpp.")
-def deploy(run_or_export: Path, name: str, host: str | None, checks: int) -> None:
-    """Create the exported model on an Ollama server, check it with `show` and test inputs."""
-    from ..deploy import deploy as deploy_export
+@click.option("--check", "check_only", is_flag=True,
+              help="Create nothing: ask the model already served as --name the test inputs, on each --host.")
+@click.option("--backend", type=click.Choice(SERVED), default="ollama", show_default=True,
+              help="With --check: the server's API (openai: vLLM, TGI, llama.cpp's server, Ollama's /v1).")
+@click.option("--api-key-env", metavar="VAR",
+              help="With --check --backend openai: the variable holding the API key [OPENAI_API_KEY, if set].")
+@click.option("--json", "as_json", is_flag=True, help="Print every server's summary as JSON.")
+def deploy(run_or_export: Path, name: str, hosts: tuple[str, ...], checks: int, check_only: bool, backend: str,
+           api_key_env: str | None, as_json: bool) -> None:
+    """Create the exported model on Ollama servers, check each with `show` and test inputs.
 
-    summary = deploy_export(run_or_export, name, host, n_check=checks)
+    With --check, nothing is created: the model some engine already serves as --name is asked the run's test
+    inputs with the training prompt on each --host, and must answer schema-valid JSON as often as the run's
+    eval measured; any server that fails or cannot be asked makes the exit status 1.
+
+    Every --host gets the model even when another fails; the failed ones are listed with a line to retry them
+    (blobs a server already has are not uploaded again). The exit status is 1 when no server passed, or when a
+    server now holds the model but failed its checks (it may answer wrong); a server that could not be reached
+    or refused is a warning while others serve the model.
+    """
+    from ..deploy import deploy_fleet
+    from ..progress import rich_stages
+
+    if check_only:
+        _check(run_or_export, name, backend, Servers(hosts, api_key_env=api_key_env), checks, as_json)
+        return
+    if backend != "ollama" or api_key_env:
+        raise click.UsageError("--backend and --api-key-env go with --check: deploy creates models on Ollama")
+    with rich_stages() as stages:
+        fleet = deploy_fleet(run_or_export, name, hosts, n_check=checks, stages=stages,
+                             on_host=None if as_json else _echo_passed)
+    if as_json:
+        click.echo(json.dumps(fleet, ensure_ascii=False, indent=2))
+    records = fleet["hosts"]
+    failed = [record for record in records if "error" in record]
+    if len(records) == 1 and failed:
+        raise click.ClickException(failed[0]["error"])
+    head = f"deployed to {len(fleet['deployed'])} of {len(records)} servers"
+    if not failed:
+        if len(records) > 1:
+            click.echo(head)
+        return
+    retry = (f"\nretry them: lingoforge deploy {shlex.quote(str(run_or_export))} --name {shlex.quote(name)} "
+             + " ".join(f"--host {shlex.quote(record['host'])}" for record in failed) + f" --checks {checks}"
+             if fleet["deployed"] else "")
+    report = listed(f"{head}; failed", [_why(record, name) for record in failed]) + retry
+    if not fleet["deployed"] or any(record["created"] for record in failed):
+        raise click.ClickException(report)
+    click.secho(f"warning: {report}", fg="yellow", err=True)
+
+
+def _check(run_or_export: Path, name: str, backend: str, servers: Servers, checks: int, as_json: bool) -> None:
+    from ..deploy import check_served
+
+    result = check_served(run_or_export, name, backend, servers, checks)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    for record in result["hosts"]:
+        if "n" in record and not as_json:
+            measured = "not evaluated" if record["eval"] is None else f"{record['eval']:.0%}"
+            click.echo(f"{record['host']}: {name} answered schema-valid JSON to {record['valid']:.0%} of "
+                       f"{record['n']} test inputs (the run's eval measured {measured})")
+    if result["failed"]:
+        failed = [f"{r['host']} ({r['error']})" for r in result["hosts"] if "error" in r]
+        raise click.ClickException(listed(f"{name} passed on {len(result['passed'])} of {len(result['hosts'])} "
+                                          "servers; failed", failed))
+
+
+def _why(record: dict[str, Any], name: str) -> str:
+    """A failed server and the reason, saying when the model is there anyway (it may answer wrong)."""
+    where = f"{name} is there but failed its checks: " if record["created"] else ""
+    return f"{record['host']} ({where}{record['error']})"
+
+
+def _echo_passed(summary: dict[str, Any]) -> None:
+    """One block for a server that passed, printed as soon as it is done; failures are listed at the end."""
+    if "error" in summary:
+        return
     skipped = [label for label, sent in summary["uploaded"].items() if not sent]
     if skipped:
-        click.echo(f"already on the server (not re-uploaded): {', '.join(skipped)}")
+        click.echo(f"already on {summary['host']} (not re-uploaded): {', '.join(skipped)}")
     asked = summary["checks"]
     same = sum(c["same"] for c in asked)
     ties = [c for c in asked if not c["same"]]
-    click.echo(f"created {name} on {summary['host']}; greedy answers identical to llama.cpp's on {same} of "
-               f"{len(asked)} test inputs" + (f", {len(ties)} parted at a numerical tie" if ties else "")
+    click.echo(f"created {summary['name']} on {summary['host']}; greedy answers identical to llama.cpp's on {same} "
+               f"of {len(asked)} test inputs" + (f", {len(ties)} parted at a numerical tie" if ties else "")
                + f"; schema-constrained answers valid JSON: {sum(c['constrained_valid'] for c in asked)}"
                f" of {len(asked)}")
     bare = summary["bare"]

@@ -8,10 +8,10 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ..backends import BACKENDS, resolve_model
+from ..backends import BACKENDS, Servers, resolve_model
 from ..data.mapping import ColumnMap
 from ..errors import LingoforgeError
-from .options import file_reading, language_option, map_option, model_options, task_for
+from .options import echo_servers, file_reading, language_option, map_option, model_options, task_for
 
 
 @click.command("eval")
@@ -39,7 +39,7 @@ from .options import file_reading, language_option, map_option, model_options, t
     type=click.IntRange(1),
     default=8,
     show_default=True,
-    help="Items per generate call (parallel requests for ollama).",
+    help="Items per generate call for hf (served models: --parallel).",
 )
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Also flag languages under this primary-metric value.")
 def eval_cmd(
@@ -47,7 +47,7 @@ def eval_cmd(
     task_name: str | None,
     backend: str | None,
     constrained: bool,
-    host: str | None,
+    servers: Servers,
     max_new_tokens: int,
     as_json: bool,
     data_path: Path | None,
@@ -86,7 +86,7 @@ def eval_cmd(
         constrained=constrained,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
-        host=host,
+        servers=servers,
         limit=limit,
         threshold=threshold,
         source=str(data_path),
@@ -117,4 +117,5 @@ def eval_cmd(
         if lang not in lagging_languages:  # a lagging language says it in its advice
             click.secho(f"{lang}: its answers collapsed to one label: {c['count']} of {c['n']} say {c['label']!r} "
                         f"({c['field']}); look at the balance of its training labels", fg="red")
+    echo_servers(report["model"].get("servers", []), report["throughput"]["total_s"])
     click.echo(f"report: {paths['html']}  (json: {paths['json']}, predictions: {paths['predictions']})")

@@ -1,15 +1,16 @@
 """Options several commands share, defined once: the training settings, the output folder's spelling, and the
-options of the commands that run a MODEL (``eval``, ``predict``)."""
+options (and the servers' share in the output) of the commands that run a MODEL (``eval``, ``predict``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
-from ..backends import BACKENDS, DEFAULT_MAX_NEW_TOKENS, ModelSpec
+from ..backends import BACKENDS, DEFAULT_MAX_NEW_TOKENS, ModelSpec, Servers
 from ..config import SETTING_TYPES, TrainConfig
 from ..data.mapping import ColumnMap
 from ..errors import DataError, LingoforgeError
@@ -69,20 +70,65 @@ _model_options = [
     click.option(
         "--backend",
         type=click.Choice(BACKENDS),
-        help="Default: hf for folders, llamacpp for .gguf, ollama for ollama:NAME.",
+        help="Default: hf for folders, llamacpp for .gguf, ollama for ollama:NAME; openai for any "
+        "OpenAI-compatible server (vLLM, TGI, llama.cpp, Ollama's /v1).",
     ),
     click.option("--constrained", is_flag=True, help="Force answers to the task's JSON schema while decoding."),
-    click.option("--host", help="Ollama server (default: $OLLAMA_HOST, else http://127.0.0.1:11434)."),
+    click.option(
+        "--host",
+        "hosts",
+        multiple=True,
+        metavar="URL",
+        help="Server of a served model, repeat for several: Ollama (default: $OLLAMA_HOST, else "
+        "http://127.0.0.1:11434) or, with --backend openai, the API base (e.g. http://127.0.0.1:8000/v1).",
+    ),
+    click.option(
+        "--model",
+        "served_model",
+        default="",
+        metavar="NAME",
+        help="The model's name on an OpenAI-compatible server (default: the one it serves).",
+    ),
+    click.option(
+        "--api-key-env",
+        metavar="VAR",
+        help="Environment variable holding the OpenAI-compatible server's API key [OPENAI_API_KEY, if set].",
+    ),
+    click.option(
+        "--parallel",
+        type=click.IntRange(1),
+        help="Requests in flight per server (default: what the server says it runs at once, else 1).",
+    ),
     click.option("--max-new-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NEW_TOKENS, show_default=True),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table."),
 ]
 
 
 def model_options(fn: F) -> F:
-    """The options of a command that runs MODEL: its task, backend, decoding and output format."""
+    """The options of a command that runs MODEL: its task, backend, servers, decoding and output format. The
+    server options reach the command as one ``servers: Servers``."""
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any, hosts: tuple[str, ...], served_model: str, api_key_env: str | None, parallel: int | None,
+        **kwargs: Any
+    ) -> Any:
+        return fn(*args, servers=Servers(hosts, served_model, api_key_env, parallel), **kwargs)
+
     for option in reversed(_model_options):
-        fn = option(fn)
-    return fn
+        command = option(command)
+    return cast(F, command)
+
+
+def echo_servers(servers: Sequence[Mapping[str, Any]], seconds: float | None) -> None:
+    """Each server's share of the work when several shared it, and every server that failed, on stderr."""
+    for server in servers if len(servers) > 1 else ():
+        rate = f", {server['answered'] / seconds:.2f} items/s" if seconds else ""
+        click.echo(f"  {server['host']}: {server['answered']} answered{rate}", err=True)
+    for server in servers:
+        if server["failed"]:
+            click.secho(f"server {server['host']} left the run: {server['failed']}; the others took its requests",
+                        fg="yellow", err=True)
 
 
 def _parse_map(ctx: click.Context, param: click.Parameter, value: str | None) -> ColumnMap | None:

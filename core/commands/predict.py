@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..backends import resolve_model
+from ..backends import Servers, resolve_model
 from ..data.mapping import ColumnMap
-from .options import file_reading, language_option, map_option, model_options, task_for
+from .options import echo_servers, file_reading, language_option, map_option, model_options, task_for
 
 
 @click.command()
@@ -29,7 +29,7 @@ from .options import file_reading, language_option, map_option, model_options, t
     type=click.IntRange(1),
     default=8,
     show_default=True,
-    help="Batch size for hf, parallel requests for ollama.",
+    help="Batch size for hf (served models: --parallel).",
 )
 @map_option
 @language_option
@@ -39,7 +39,7 @@ def predict(
     task_name: str | None,
     backend: str | None,
     constrained: bool,
-    host: str | None,
+    servers: Servers,
     max_new_tokens: int,
     as_json: bool,
     output: Path,
@@ -63,7 +63,7 @@ def predict(
         backend=backend,
         constrained=constrained,
         concurrency=concurrency,
-        host=host,
+        servers=servers,
         max_new_tokens=max_new_tokens,
         console=Console(stderr=True),
         mapping=file_reading(mapping, language),
@@ -76,3 +76,4 @@ def predict(
         f"{summary['written']} written ({summary['valid']} valid, {summary['retried']} retried constrained, "
         f"{summary['invalid']} invalid), {summary['skipped']} already done{rate} → {summary['out']}"
     )
+    echo_servers(summary.get("servers", []), summary["seconds"])

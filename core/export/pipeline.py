@@ -205,13 +205,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     if source_note:
         manifest["parity"]["warnings"].append(source_note)
     write_json(out / MANIFEST, manifest)
-    _swap_in(out, final)
+    swap_in(out, final)
     folder.update(export={"dir": str(final), "quant": quant, "f16_parity": True, "warnings": result.warnings})
     return manifest
 
 
-def _swap_in(new: Path, final: Path) -> None:
-    """Replace ``final`` with the complete export ``new`` (two renames; the old one is removed after)."""
+def swap_in(new: Path, final: Path) -> None:
+    """Replace the folder ``final`` with the complete folder ``new`` (two renames; the old one is removed after)."""
     old = final.with_name(f".{final.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

@@ -1,0 +1,123 @@
+"""``predict`` across two real Ollama servers, as an operator runs it: one server dies mid-run and the other
+finishes the work; the predict process itself is killed (-9) and rerun; every input is written exactly once, in
+input order, both times."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lingoforge import get_task
+from lingoforge.backends import Servers
+from lingoforge.deploy import deploy_fleet
+from lingoforge.predict import predict
+from ollama_server import OllamaServer, kill, start_ollama
+from test_export import TASK, smollm2_export, smollm2_run  # noqa: F401
+
+pytestmark = [pytest.mark.slow, pytest.mark.ollama]
+NAME = "lf-predict-fleet"
+N = 12
+
+
+def _serve(urls: list[str], run: Path) -> None:
+    """Deploy the run to ``urls``, then serve it as NAME with one thread per model runner: two servers on this
+    machine's two cores each spinning two llama.cpp threads take minutes per answer (measured: 2 min vs 3 s)."""
+    import ollama
+
+    fleet = deploy_fleet(run, f"{NAME}-base", urls, n_check=1, max_tokens=16)
+    assert not fleet["failed"], fleet
+    for url in urls:
+        ollama.Client(host=url).create(model=NAME, from_=f"{NAME}-base", parameters={"num_thread": 1})
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory: pytest.TempPathFactory, ollama_server: OllamaServer, smollm2_run: Path,  # noqa: F811
+           smollm2_export: dict) -> Iterator[OllamaServer]:  # noqa: F811
+    """A second server beside the session's; both serve the run's export as NAME."""
+    with start_ollama(tmp_path_factory.mktemp("ollama-second")) as server:
+        _serve([ollama_server.url, server.url], smollm2_run)
+        yield server
+
+
+@pytest.fixture
+def tickets(tmp_path: Path) -> Path:
+    path = tmp_path / "tickets.jsonl"
+    examples = get_task(TASK).generate(N, seed=11)
+    path.write_text("".join(json.dumps({"id": f"t{i}", "input": e.input}) + "\n" for i, e in enumerate(examples)),
+                    encoding="utf-8")
+    return path
+
+
+def _ids(out: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def _wait_for_lines(out: Path, n: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not (out.is_file() and out.read_text(encoding="utf-8").count("\n") >= n):
+        assert time.monotonic() < deadline, f"{out} did not reach {n} lines"
+        time.sleep(0.05)
+
+
+def test_a_server_killed_mid_run_leaves_its_work_to_the_other(
+    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, second: OllamaServer
+) -> None:
+    out = tmp_path / "out.jsonl"
+    result: dict = {}
+    servers = Servers((second.url, ollama_server.url))
+    worker = threading.Thread(target=lambda: result.update(
+        predict(f"ollama:{NAME}", get_task(TASK), tickets, out, servers=servers, max_new_tokens=16)))
+    worker.start()
+    _wait_for_lines(out, 3)
+    kill(second.process)
+    worker.join(timeout=600)
+    assert _ids(out) == [f"t{i}" for i in range(N)]  # every line once, in input order
+    shares = {s["host"]: s for s in result["servers"]}
+    assert shares[second.url]["failed"] and shares[ollama_server.url]["failed"] is None, shares
+    # every request once: each input, plus the constrained retry of each invalid answer
+    assert shares[second.url]["answered"] >= 1 and sum(s["answered"] for s in shares.values()) == N + result["retried"]
+
+
+def test_predict_killed_and_rerun_writes_every_input_once(
+    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, smollm2_run: Path, smollm2_export: dict,  # noqa: F811
+    more_ollama_servers
+) -> None:
+    other = more_ollama_servers()
+    _serve([other.url], smollm2_run)
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o", str(out),
+               "--task", TASK, "--host", ollama_server.url, "--host", other.url, "--max-new-tokens", "16", "--json"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_lines(out, 4)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = out.read_text(encoding="utf-8").count("\n")  # whole lines; a line cut by the kill is not one
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    summary = json.loads(rerun.stdout)
+    assert _ids(out) == [f"t{i}" for i in range(N)]
+    assert summary["skipped"] == kept >= 4 and summary["written"] == N - kept
+    assert {s["host"] for s in summary["servers"]} == {ollama_server.url, other.url}
+
+
+def test_an_unreachable_server_among_several_is_named_and_the_others_carry_on(
+    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, second: OllamaServer
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o",
+                           str(out), "--task", TASK, "--host", dead, "--host", ollama_server.url,
+                           "--max-new-tokens", "16"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert _ids(out) == [f"t{i}" for i in range(N)]
+    assert f"server {dead} left the run: cannot reach the Ollama server at {dead}" in done.stderr
+    assert f"{ollama_server.url}: {N} answered" in done.stderr and "Traceback" not in done.stderr

@@ -102,7 +102,7 @@ class OpenAIBackend(ServedBackend):
                 raise LingoforgeError(f"{self.host} serves {len(listed)} models ({', '.join(listed) or 'none'}): "
                                       "say which with --model NAME")
             return listed[0]
-        if listed and wanted not in listed:
+        if listed and wanted not in listed and f"{wanted}:latest" not in listed:  # Ollama lists NAME:latest
             raise LingoforgeError(f"model {wanted!r} is not served at {self.host}; it serves: {', '.join(listed)}")
         return wanted
 

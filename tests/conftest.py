@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fixtures_vocab import VocabUnavailable, vocab_dir
 
-pytest_plugins = ["ollama_server"]
+pytest_plugins = ["ollama_server", "run_fixtures"]
 
 
 @pytest.fixture(scope="session")

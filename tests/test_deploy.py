@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from lingoforge.backends.ollama import ollama_host
 from lingoforge.deploy import DeployError, deploy, find_export, validate_name
-from test_export import tiny_export, tiny_run  # noqa: F401  (session fixtures shared with the export tests)
 
 
 @pytest.mark.parametrize("name", ["lingoforge-tickets", "team/tickets:v1", "tickets_2.5:q5_k_m"])
@@ -43,7 +42,7 @@ def test_missing_export_says_what_to_run(tmp_path: Path) -> None:
         find_export(tmp_path)
 
 
-def test_unreachable_server_names_the_host(tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+def test_unreachable_server_names_the_host(tiny_run: Path, tiny_export: dict) -> None:
     with pytest.raises(DeployError, match=r"cannot reach the Ollama server at http://127\.0\.0\.1:9"):
         deploy(tiny_run, "tickets", host="127.0.0.1:9")
 
@@ -89,7 +88,7 @@ class _FakeServer:
 _TAGS = {("GET", "/api/tags"): (200, '{"models": []}'), ("HEAD", "/api/blobs/"): (200, "")}
 
 
-def test_a_host_that_is_not_ollama_is_named(tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+def test_a_host_that_is_not_ollama_is_named(tiny_run: Path, tiny_export: dict) -> None:
     with _FakeServer({("GET", "/"): (200, "<html>intranet</html>")}) as server:
         with pytest.raises(DeployError, match=rf"{server.url} does not answer like an Ollama server"):
             deploy(tiny_run, "tickets", host=server.url)
@@ -99,7 +98,7 @@ def test_a_host_that_is_not_ollama_is_named(tiny_run: Path, tiny_export: dict) -
 
 
 @pytest.mark.parametrize(("status", "error"), [(500, "disk full"), (400, "invalid model name")])
-def test_server_errors_on_create_are_reported(tiny_run: Path, tiny_export: dict, status: int,  # noqa: F811
+def test_server_errors_on_create_are_reported(tiny_run: Path, tiny_export: dict, status: int,
                                              error: str) -> None:
     routes = {**_TAGS, ("POST", "/api/create"): (status, json.dumps({"error": error}))}
     with _FakeServer(routes) as server:
@@ -107,6 +106,6 @@ def test_server_errors_on_create_are_reported(tiny_run: Path, tiny_export: dict,
             deploy(tiny_run, "tickets", host=server.url)
 
 
-def test_port_out_of_range_is_a_clear_error(tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+def test_port_out_of_range_is_a_clear_error(tiny_run: Path, tiny_export: dict) -> None:
     with pytest.raises(DeployError, match="cannot reach the Ollama server at http://127.0.0.1:70000"):
         deploy(tiny_run, "tickets", host="127.0.0.1:70000")

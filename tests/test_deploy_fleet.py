@@ -18,11 +18,10 @@ from lingoforge.cli import cli
 from lingoforge.deploy import deploy_fleet
 from lingoforge.runfolder import MANIFEST
 from test_deploy import _TAGS, _FakeServer
-from test_export import tiny_export, tiny_run  # noqa: F401  (session fixtures shared with the export tests)
 
 
 @pytest.fixture(scope="module")
-def short_export(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, tiny_export: dict) -> Path:  # noqa: F811
+def short_export(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, tiny_export: dict) -> Path:
     """The tiny export with answers cut at 24 tokens (``num_predict``): the untrained model never stops, and
     llama.cpp's reference at the default 640 tokens takes ~20 s per deploy here."""
     folder = tmp_path_factory.mktemp("short-export")
@@ -76,7 +75,7 @@ def test_one_unreachable_server_is_a_clear_error(short_export: Path) -> None:
     assert "Traceback" not in result.output and "deployed to" not in result.output  # one server: its error alone
 
 
-def test_every_server_is_tried_and_each_failure_named(short_export: Path, tiny_export: dict,  # noqa: F811
+def test_every_server_is_tried_and_each_failure_named(short_export: Path, tiny_export: dict,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     loads = _count_llama_loads(monkeypatch)
     dead = _dead_url()
@@ -122,7 +121,7 @@ def test_check_names_every_server_it_could_not_ask(short_export: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def wrong_fleet(short_export: Path, tiny_export: dict) -> tuple[dict, list[str]]:  # noqa: F811
+def wrong_fleet(short_export: Path, tiny_export: dict) -> tuple[dict, list[str]]:
     """Two servers whose model answers JSON where llama.cpp says otherwise, and the GGUF loads meanwhile."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         loads = _count_llama_loads(monkeypatch)
@@ -145,7 +144,7 @@ def test_reference_answers_are_computed_once_and_failed_checks_do_not_stop_other
 
 
 def test_an_unreachable_server_is_a_warning_while_another_serves_the_model(
-        short_export: Path, tiny_export: dict, wrong_fleet: tuple[dict, list[str]]) -> None:  # noqa: F811
+        short_export: Path, tiny_export: dict, wrong_fleet: tuple[dict, list[str]]) -> None:
     # A server answering exactly llama.cpp's reference passes its checks; the dead one is named, exit 0.
     reference = wrong_fleet[0]["hosts"][0]["checks"][0]["llama_cpp"]
     dead = _dead_url()
@@ -168,7 +167,7 @@ def test_an_unreachable_server_is_a_warning_while_another_serves_the_model(
 
 @pytest.mark.ollama
 def test_fleet_of_two_live_servers_and_a_dead_one(ollama_server, more_ollama_servers, short_export: Path,
-                                                  tiny_export: dict, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+                                                  tiny_export: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     import ollama
 
     extra = more_ollama_servers()

@@ -17,7 +17,7 @@ from lingoforge.deploy import deploy
 from lingoforge.export.pipeline import load_test_examples
 from lingoforge.prompts import prompt_messages, user_text
 from lingoforge.runfolder import RunFolder
-from test_export import TASK, smollm2_export, smollm2_run, tiny_export, tiny_run  # noqa: F401
+from run_fixtures import TASK
 
 pytestmark = pytest.mark.ollama
 
@@ -46,7 +46,7 @@ def _check_prompt_equals_training(url: str, model: str, run: Path) -> None:
         assert _rendered_by_ollama(url, model, example.input, "generate") == expected
 
 
-def test_tiny_qwen2_deploy_chat_and_rerun(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+def test_tiny_qwen2_deploy_chat_and_rerun(ollama_server, tiny_run: Path, tiny_export: dict) -> None:
     summary = deploy(tiny_run, "lf-tiny-qwen2", host=ollama_server.url)
     assert summary["uploaded"] == {"model-q5_k_m.gguf": True}
     # Same greedy answers as llama.cpp on the same file. (This untrained model repeats "\n", which Ollama
@@ -58,7 +58,7 @@ def test_tiny_qwen2_deploy_chat_and_rerun(ollama_server, tiny_run: Path, tiny_ex
     assert again["uploaded"] == {"model-q5_k_m.gguf": False}  # content-addressed: nothing re-sent
 
 
-def test_tiny_qwen2_prompt_token_ids_match_hf(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+def test_tiny_qwen2_prompt_token_ids_match_hf(ollama_server, tiny_run: Path, tiny_export: dict) -> None:
     """Ollama's `context` holds the token ids it fed the model: they start with exactly HF's prompt ids."""
     import ollama
     from transformers import AutoTokenizer
@@ -80,7 +80,7 @@ def test_tiny_qwen2_prompt_token_ids_match_hf(ollama_server, tiny_run: Path, tin
     assert tokenizer.decode(context[len(hf_ids) - 1:]).startswith(tokenizer.decode(hf_ids[-1:]))
 
 
-def test_modelfile_creates_the_same_model(ollama_server, tiny_run: Path, tiny_export: dict) -> None:  # noqa: F811
+def test_modelfile_creates_the_same_model(ollama_server, tiny_run: Path, tiny_export: dict) -> None:
     """The written Modelfile, fed to the real `ollama create`, gives the template/system/params the API set."""
     import ollama
 
@@ -96,8 +96,8 @@ def test_modelfile_creates_the_same_model(ollama_server, tiny_run: Path, tiny_ex
 
 
 @pytest.mark.slow
-def test_smollm2_deploy_matches_llama_cpp_and_serves_the_training_prompt(  # noqa: F811
-        ollama_server, smollm2_run: Path, smollm2_export: dict) -> None:  # noqa: F811
+def test_smollm2_deploy_matches_llama_cpp_and_serves_the_training_prompt(
+        ollama_server, smollm2_run: Path, smollm2_export: dict) -> None:
     # This run's adapter is a small random perturbation: the model rambles, so answers are compared on
     # their first 160 tokens, where Ollama's kernels may swap two near-equal candidates (a numerical tie,
     # which deploy measures with llama.cpp's logits) but must otherwise give llama.cpp's tokens.

@@ -1,7 +1,6 @@
 """Export of a tiny Qwen2 run (real Qwen2 tokenizer) and of SmolLM2-135M: GGUF loads in llama.cpp, F16 parity holds.
 
-The run fixtures here build a real run folder (run.json, PEFT adapter with random non-zero LoRA B so the
-merge changes the weights, test examples from the support_tickets generator); test_deploy*.py reuse them.
+The run fixtures (``run_fixtures.py``) build a real run folder once per session for every module that uses them.
 """
 
 from __future__ import annotations
@@ -11,59 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-TASK = "support_tickets"
-
-
-def make_run(root: Path, base_dir: Path, n_test: int = 4, seed: int = 0, b_std: float = 0.02) -> Path:
-    """A run folder whose adapter is a random LoRA (r=8, all linear layers) on ``base_dir``."""
-    import torch
-    from lingoforge import get_task
-    from lingoforge.fsutil import write_jsonl
-    from lingoforge.runfolder import RunFolder
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, b_std)
-    peft_model.save_pretrained(str(root / "adapter"))
-    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(root / "adapter"))
-    task = get_task(TASK)
-    write_jsonl(root / "data" / "test.jsonl", [e.to_record() for e in task.generate(n_test, seed=seed)])
-    RunFolder(root).update(task={"name": task.name, "version": task.version}, base={"location": str(base_dir)})
-    return root
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2_dir: Path) -> Path:
-    return make_run(tmp_path_factory.mktemp("tiny-run"), tiny_qwen2_dir)
-
-
-@pytest.fixture(scope="session")
-def tiny_export(tiny_run: Path) -> dict:
-    """The tiny run exported with the default quantization (Q5_K_M)."""
-    pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python: pip install 'lingoforge[llamacpp]'")
-    from lingoforge.export.pipeline import export_run
-
-    return export_run(tiny_run, parity_n=4, max_new_tokens=48, progress=False)
-
-
-@pytest.fixture(scope="session")
-def smollm2_run(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path) -> Path:
-    return make_run(tmp_path_factory.mktemp("smollm2-run"), smollm2_dir, n_test=5, b_std=0.002)
-
-
-@pytest.fixture(scope="session")
-def smollm2_export(smollm2_run: Path) -> dict:
-    pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python: pip install 'lingoforge[llamacpp]'")
-    from lingoforge.export.pipeline import export_run
-
-    return export_run(smollm2_run, parity_n=5, progress=False)
+from run_fixtures import TASK
 
 
 def test_tiny_qwen2_export_parity_and_files(tiny_run: Path, tiny_export: dict) -> None:

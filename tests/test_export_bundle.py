@@ -24,7 +24,7 @@ from lingoforge.export.modelfile import ServingConfig
 from lingoforge.export.pipeline import load_test_examples
 from lingoforge.fsutil import write_json, write_jsonl, write_text
 from lingoforge.runfolder import RunFolder
-from test_export import TASK, smollm2_export, smollm2_run, tiny_run  # noqa: F401
+from run_fixtures import TASK
 
 # Everything a shell could misread if it were not quoted: quotes of both kinds, $, backquotes, a backslash,
 # a glob, a newline, and non-ASCII text.
@@ -195,7 +195,7 @@ def test_export_cli_checks_the_name_before_exporting(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # nothing was exported
 
 
-def test_export_cli_bundle_and_hf(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_export_cli_bundle_and_hf(tiny_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     from click.testing import CliRunner
     from lingoforge.cli import cli
@@ -220,7 +220,7 @@ def test_export_cli_bundle_and_hf(tiny_run: Path, tmp_path: Path) -> None:  # no
 
 @pytest.mark.slow
 @pytest.mark.ollama
-def test_bundle_installs_on_a_fresh_server(smollm2_run: Path, smollm2_export: dict,  # noqa: F811
+def test_bundle_installs_on_a_fresh_server(smollm2_run: Path, smollm2_export: dict,
                                            more_ollama_servers, tmp_path: Path) -> None:
     """SmolLM2 (an instruct model under a small LoRA) answers the schema's keys under --format json; the tiny
     random model cannot, so its install would stop at the check (exit 2), as the stand-in tests show."""

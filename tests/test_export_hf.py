@@ -21,7 +21,7 @@ from lingoforge.export.modelfile import STOP_TOKENS
 from lingoforge.export.pipeline import load_test_examples
 from lingoforge.prompts import prompt_messages
 from lingoforge.runfolder import RunFolder
-from test_export import TASK, tiny_export, tiny_run  # noqa: F401
+from run_fixtures import TASK
 
 # Greedy tokens compared per prompt: the folder's own length (num_predict, 640 here) would take minutes on CPU.
 COMPARED_TOKENS = 96
@@ -63,8 +63,8 @@ def test_vllm_commands_quote_and_size_the_lora_rank() -> None:
 
 
 @pytest.mark.slow
-def test_hf_folder_loads_alone_and_generates_the_runs_greedy_tokens(  # noqa: F811
-        tiny_run: Path, tiny_qwen2_dir: Path, tiny_export: dict, tmp_path: Path) -> None:  # noqa: F811
+def test_hf_folder_loads_alone_and_generates_the_runs_greedy_tokens(
+        tiny_run: Path, tiny_qwen2_dir: Path, tiny_export: dict, tmp_path: Path) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig

@@ -20,11 +20,11 @@ from lingoforge.backends import Servers
 from lingoforge.deploy import deploy_fleet
 from lingoforge.predict import predict
 from ollama_server import OllamaServer, kill, start_ollama
-from test_export import TASK, smollm2_export, smollm2_run  # noqa: F401
+from run_fixtures import TASK
 
 pytestmark = [pytest.mark.slow, pytest.mark.ollama]
 NAME = "lf-predict-fleet"
-N = 12
+N = 6  # each answer takes seconds on one thread: few inputs, yet several per server
 
 
 def _serve(urls: list[str], run: Path) -> None:
@@ -39,8 +39,8 @@ def _serve(urls: list[str], run: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def second(tmp_path_factory: pytest.TempPathFactory, ollama_server: OllamaServer, smollm2_run: Path,  # noqa: F811
-           smollm2_export: dict) -> Iterator[OllamaServer]:  # noqa: F811
+def second(tmp_path_factory: pytest.TempPathFactory, ollama_server: OllamaServer, smollm2_run: Path,
+           smollm2_export: dict) -> Iterator[OllamaServer]:
     """A second server beside the session's; both serve the run's export as NAME."""
     with start_ollama(tmp_path_factory.mktemp("ollama-second")) as server:
         _serve([ollama_server.url, server.url], smollm2_run)
@@ -76,7 +76,7 @@ def test_a_server_killed_mid_run_leaves_its_work_to_the_other(
     worker = threading.Thread(target=lambda: result.update(
         predict(f"ollama:{NAME}", get_task(TASK), tickets, out, servers=servers, max_new_tokens=16)))
     worker.start()
-    _wait_for_lines(out, 3)
+    _wait_for_lines(out, 2)
     kill(second.process)
     worker.join(timeout=600)
     assert _ids(out) == [f"t{i}" for i in range(N)]  # every line once, in input order
@@ -87,7 +87,7 @@ def test_a_server_killed_mid_run_leaves_its_work_to_the_other(
 
 
 def test_predict_killed_and_rerun_writes_every_input_once(
-    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, smollm2_run: Path, smollm2_export: dict,  # noqa: F811
+    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, smollm2_run: Path, smollm2_export: dict,
     more_ollama_servers
 ) -> None:
     other = more_ollama_servers()
@@ -96,14 +96,14 @@ def test_predict_killed_and_rerun_writes_every_input_once(
     command = [sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o", str(out),
                "--task", TASK, "--host", ollama_server.url, "--host", other.url, "--max-new-tokens", "16", "--json"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_lines(out, 4)
+    _wait_for_lines(out, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     kept = out.read_text(encoding="utf-8").count("\n")  # whole lines; a line cut by the kill is not one
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
     summary = json.loads(rerun.stdout)
     assert _ids(out) == [f"t{i}" for i in range(N)]
-    assert summary["skipped"] == kept >= 4 and summary["written"] == N - kept
+    assert summary["skipped"] == kept >= 2 and summary["written"] == N - kept
     assert {s["host"] for s in summary["servers"]} == {ollama_server.url, other.url}
 
 
@@ -116,8 +116,15 @@ def test_an_unreachable_server_among_several_is_named_and_the_others_carry_on(
     out = tmp_path / "out.jsonl"
     done = subprocess.run([sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o",
                            str(out), "--task", TASK, "--host", dead, "--host", ollama_server.url,
-                           "--max-new-tokens", "16"], capture_output=True, text=True, timeout=600)
+                           "--max-new-tokens", "16", "--json"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert _ids(out) == [f"t{i}" for i in range(N)]
+    # warned on stderr even under --json, whose stdout a script reads
     assert f"server {dead} left the run: cannot reach the Ollama server at {dead}" in done.stderr
-    assert f"{ollama_server.url}: {N} answered" in done.stderr and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout)
+    shares = {s["host"]: s for s in summary["servers"]}
+    assert shares[dead]["answered"] == 0 and shares[dead]["failed"].startswith("cannot reach the Ollama server")
+    # the live one answered every input, and the constrained retry of each invalid answer
+    live = shares[ollama_server.url]
+    assert live["answered"] == N + summary["retried"] and live["failed"] is None

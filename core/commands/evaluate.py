@@ -98,8 +98,10 @@ def eval_cmd(
     else:
         report = evaluate(model, task, examples, backend=backend, **options)
     paths = write_report(report, out)
+    servers = report["model"].get("servers", [])
     if as_json:
         click.echo(paths["json"].read_text(encoding="utf-8"), nl=False)
+        echo_servers(servers, None, shares=False)
         return
     Console().print(render_table(report))
     sections = advice_by_model(report)
@@ -117,5 +119,5 @@ def eval_cmd(
         if lang not in lagging_languages:  # a lagging language says it in its advice
             click.secho(f"{lang}: its answers collapsed to one label: {c['count']} of {c['n']} say {c['label']!r} "
                         f"({c['field']}); look at the balance of its training labels", fg="red")
-    echo_servers(report["model"].get("servers", []), report["throughput"]["total_s"])
+    echo_servers(servers, report["throughput"]["total_s"])
     click.echo(f"report: {paths['html']}  (json: {paths['json']}, predictions: {paths['predictions']})")

@@ -120,9 +120,10 @@ def model_options(fn: F) -> F:
     return cast(F, command)
 
 
-def echo_servers(servers: Sequence[Mapping[str, Any]], seconds: float | None) -> None:
-    """Each server's share of the work when several shared it, and every server that failed, on stderr."""
-    for server in servers if len(servers) > 1 else ():
+def echo_servers(servers: Sequence[Mapping[str, Any]], seconds: float | None, shares: bool = True) -> None:
+    """Each server's share of the work when several shared it (``shares``), and every server that failed, on
+    stderr: a failed server is warned of even under ``--json``, whose stdout a script reads."""
+    for server in servers if shares and len(servers) > 1 else ():
         rate = f", {server['answered'] / seconds:.2f} items/s" if seconds else ""
         click.echo(f"  {server['host']}: {server['answered']} answered{rate}", err=True)
     for server in servers:

@@ -70,6 +70,7 @@ def predict(
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+        echo_servers(summary.get("servers", []), summary["seconds"], shares=False)
         return
     rate = f", {summary['items_per_s']:.2f} items/s" if summary["items_per_s"] else ""
     click.echo(

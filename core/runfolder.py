@@ -300,10 +300,6 @@ class RunFolder:
             raise LingoforgeError(f"{self.root} is not empty and holds no run.json, so it is not a lingoforge run "
                                   "folder; choose a new or empty -o folder (nothing was written)")
 
-    def check_adapter(self) -> None:
-        """Refuse a missing or damaged adapter before export spends minutes on it (see :func:`check_adapter`)."""
-        check_adapter(self.adapter)
-
     def require(self) -> dict[str, Any]:
         """run.json of an existing run, or an error saying what is missing."""
         data = self.read()
@@ -380,9 +376,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise LingoforgeError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
 
 
-def check_adapter(adapter: Path) -> None:
-    """Refuse a missing or damaged PEFT adapter folder (a truncated copy, a killed write) naming the file at
-    fault, instead of a traceback from deep inside peft or safetensors."""
+def check_adapter(adapter: Path) -> dict[str, Any]:
+    """The adapter's LoRA config; a missing, damaged (a truncated copy, a killed write) or non-LoRA PEFT adapter
+    folder is refused naming the file at fault, instead of a traceback from deep inside peft or safetensors."""
     from safetensors import SafetensorError, safe_open
 
     config, weights = adapter / ADAPTER_CONFIG, adapter / "adapter_model.safetensors"
@@ -393,8 +389,10 @@ def check_adapter(adapter: Path) -> None:
         parsed = json.loads(config.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LingoforgeError(f"{config}: damaged, not valid JSON ({exc}); retrain or restore the adapter") from None
-    if not isinstance(parsed, dict) or "r" not in parsed or "target_modules" not in parsed:
-        raise LingoforgeError(f"{config}: not a LoRA adapter config (no r / target_modules)")
+    if not isinstance(parsed, dict) or parsed.get("peft_type", "LORA") != "LORA" or "r" not in parsed \
+            or "target_modules" not in parsed:
+        raise LingoforgeError(f"{config}: not a LoRA adapter config (peft_type LORA, r, target_modules); "
+                              "only LoRA adapters serve and export")
     if not weights.is_file():
         raise LingoforgeError(f"{weights} is missing; retrain or restore the adapter")
     try:
@@ -404,3 +402,4 @@ def check_adapter(adapter: Path) -> None:
         raise LingoforgeError(f"{weights}: damaged ({exc}); retrain or restore the adapter") from None
     if not names:
         raise LingoforgeError(f"{weights} holds no tensors; retrain or restore the adapter")
+    return parsed

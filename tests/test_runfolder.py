@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from lingoforge import get_task
 from lingoforge.cli import cli
 from lingoforge.errors import LingoforgeError
-from lingoforge.runfolder import RunFolder
-from test_export import tiny_export, tiny_run  # noqa: F401  (session fixtures shared with the export tests)
+from lingoforge.runfolder import RunFolder, check_adapter
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -76,15 +75,15 @@ def test_train_validates_base_and_folder_before_writing(tmp_path: Path) -> None:
     ("adapter_config.json", lambda b: b[: len(b) // 2], "damaged, not valid JSON"),
     ("adapter_config.json", lambda b: b"{}", "not a LoRA adapter config"),
 ])
-def test_damaged_adapter_is_refused_naming_the_file(tiny_run: Path, tmp_path: Path, name: str, damage,  # noqa: F811
+def test_damaged_adapter_is_refused_naming_the_file(tiny_run: Path, tmp_path: Path, name: str, damage,
                                                     message: str) -> None:
     copy = Path(shutil.copytree(tiny_run / "adapter", tmp_path / "run" / "adapter"))
     (copy / name).write_bytes(damage((copy / name).read_bytes()))
     with pytest.raises(LingoforgeError, match=rf"{copy / name}: {message}"):
-        RunFolder(tmp_path / "run").check_adapter()
+        check_adapter(RunFolder(tmp_path / "run").adapter)
 
 
-def test_failed_export_keeps_the_previous_one(tiny_run: Path, tiny_export: dict, tmp_path: Path,  # noqa: F811
+def test_failed_export_keeps_the_previous_one(tiny_run: Path, tiny_export: dict, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from lingoforge.export import pipeline
 
@@ -105,7 +104,7 @@ def test_failed_export_keeps_the_previous_one(tiny_run: Path, tiny_export: dict,
     assert _snapshot(run / "export") == before
 
 
-def test_predict_with_a_damaged_adapter_is_a_clear_error(tiny_run: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_predict_with_a_damaged_adapter_is_a_clear_error(tiny_run: Path, tmp_path: Path) -> None:
     run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("export")))
     (run / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00" * 16)
     (tmp_path / "in.jsonl").write_text('{"input": "My parcel never arrived."}\n')

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import LingoforgeError
+from ..runfolder import check_adapter
 from .gguf import ARCHITECTURES, permute_rope
-from .merge import check_adapter
 
 _PREFIX = "base_model.model."
 
@@ -48,8 +48,6 @@ def convert_adapter(adapter_dir: str | Path, base_config: dict[str, Any], out_pa
     heads = int(base_config["num_attention_heads"])
     kv_heads = int(base_config.get("num_key_value_heads") or heads)
     weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise LingoforgeError(f"{folder} has no adapter_model.safetensors; save the adapter with safetensors")
 
     out = Path(out_path)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -8,31 +8,17 @@ F16 GGUF holds.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from ..errors import LingoforgeError
+from ..runfolder import check_adapter
 
 
 def tokenizer_source(adapter_dir: Path, base_location: str) -> str:
     """The adapter folder when training saved the tokenizer there (it may set eos/pad), else the base."""
     return str(adapter_dir) if (adapter_dir / "tokenizer_config.json").is_file() else base_location
-
-
-def check_adapter(adapter_dir: Path) -> dict[str, Any]:
-    """The adapter's PEFT config, or an error saying what is missing or unsupported."""
-    config_path = adapter_dir / "adapter_config.json"
-    if not config_path.is_file():
-        raise LingoforgeError(f"{adapter_dir} has no adapter_config.json; train the run first (`lingoforge train`)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("peft_type", "LORA") != "LORA":
-        raise LingoforgeError(f"{config_path}: peft_type {config.get('peft_type')!r} is not LoRA; "
-                              "only LoRA adapters export")
-    return config
 
 
 def merge(base_location: str, adapter_dir: str | Path, out_dir: str | Path) -> Path:

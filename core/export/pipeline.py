@@ -19,7 +19,7 @@ from ..data.io import load_examples
 from ..errors import LingoforgeError
 from ..fsutil import write_json, write_text
 from ..prompts import prompt_messages
-from ..runfolder import MANIFEST, RunFolder
+from ..runfolder import MANIFEST, RunFolder, check_adapter
 from ..task import Example, Task
 from .gguf import convert
 from .lora import base_config, convert_adapter
@@ -139,7 +139,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     instruction, longest_answer = trained_prompt(folder, task)
     check_servable(task.system_prompt, instruction)  # before minutes of merging and converting
     base_location = folder.base_location()
-    folder.check_adapter()
+    check_adapter(folder.adapter)
     source, source_note = (None, None) if examples is not None else test_split(folder, data)
     chosen = list(examples) if examples is not None else load_test_examples(folder, parity_n, source)
     final = Path(out_dir) if out_dir else folder.export

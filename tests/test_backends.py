@@ -129,6 +129,98 @@ def test_hf_run_folder_applies_the_adapter(tiny_qwen2_dir: Path, tmp_path: Path)
         assert adapted != [g.text for g in base.generate(BATCH, max_new_tokens=6)]
 
 
+def test_load_mode_merges_in_16_bits_when_the_gpu_holds_a_batch() -> None:
+    """The choice is arithmetic on the model's shape: 7B needs about 23 GB for 16-bit weights plus a batch of
+    16 x 2304 tokens, so an 80 GB card merges, a 16 GB card takes the 4-bit path, CPU keeps fp32 merged."""
+    from lingoforge.backends.hf import MERGED, QUANTIZED, load_mode, merged_16bit_gb
+    from lingoforge.models import PRESETS
+
+    seven, small = PRESETS["qwen2.5-7b-instruct"], PRESETS["qwen2.5-0.5b-instruct"]
+    need = merged_16bit_gb(seven)
+    assert 15.2 + 2.1 < need < 30 and merged_16bit_gb(seven, batch=32) > need > merged_16bit_gb(seven, tokens=512)
+    assert load_mode(None, seven) == load_mode(None, small)
+    assert load_mode(None, seven).mode == MERGED and "CPU" in load_mode(None, seven).reason
+    h100 = load_mode(79.1, seven)
+    assert h100.mode == MERGED and f"need {need:.1f} GB, 79.1 GB free" in h100.reason
+    assert load_mode(need, seven).mode == MERGED and load_mode(need - 0.1, seven).mode == QUANTIZED
+    card_16gb = load_mode(15.5, seven)
+    assert card_16gb.mode == QUANTIZED and "4-bit" in card_16gb.reason
+    assert load_mode(15.5, small).mode == MERGED
+
+
+def test_hf_merged_adapter_answers_as_the_unmerged_adapter(tiny_run: Path, tiny_qwen2_dir: Path) -> None:
+    """On CPU the run loads as today: fp32, adapter merged, said in describe(); merging changes no greedy token."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    with get_backend(str(tiny_run)) as backend:
+        assert backend.describe()["load"] == {
+            "mode": "merged", "dtype": "float32", "device": "cpu", "reason": "CPU: fp32 weights"
+        }
+        merged = [g.text for g in backend.generate(BATCH, max_new_tokens=8)]
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_qwen2_dir), dtype=torch.float32)
+        backend.model_obj = PeftModel.from_pretrained(base, str(tiny_run / "adapter")).eval()
+        assert [g.text for g in backend.generate(BATCH, max_new_tokens=8)] == merged
+
+
+def last_logits(backend, batch=BATCH):
+    """Next-token logits after each prompt of ``batch`` (fp32, on CPU), as the backend encodes it."""
+    import torch
+
+    prompts = backend.prompts(batch)
+    encoded = backend.tokenizer(prompts, return_tensors="pt", padding="longest", add_special_tokens=False)
+    with torch.inference_mode():
+        return backend.model_obj(**encoded.to(backend.device)).logits[:, -1].float().cpu()
+
+
+def test_hf_4bit_mode_keeps_the_adapter_unmerged_on_nf4(tiny_run: Path) -> None:
+    """The forced 4-bit path (a small GPU's) on CPU: NF4 linear layers, LoRA layers beside them, answers close to
+    the fp32 model's (NF4 rounds every weight, so greedy tokens of a random model may differ) and constrained
+    decoding still works through the PEFT wrapper."""
+    import bitsandbytes as bnb
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    with get_backend(str(tiny_run), mode="4bit+adapter") as quantized, get_backend(str(tiny_run)) as merged:
+        assert quantized.describe()["load"] == {
+            "mode": "4bit+adapter", "dtype": "float32", "device": "cpu", "reason": "asked for: mode=4bit+adapter"
+        }
+        modules = list(quantized.model_obj.modules())
+        assert any(isinstance(m, bnb.nn.Linear4bit) for m in modules) and any(isinstance(m, LoraLayer) for m in modules)
+        assert not any(isinstance(m, (bnb.nn.Linear4bit, LoraLayer)) for m in merged.model_obj.modules())
+        similarity = torch.nn.functional.cosine_similarity(last_logits(quantized), last_logits(merged))
+        assert similarity.min() > 0.9, similarity
+        [answer] = quantized.generate(BATCH[:1], SCHEMA, 16)
+    assert json.loads(answer.text)["category"] in {"shipping", "billing", "tech"}
+
+
+def test_hf_stream_batches_by_length_and_keeps_positions(tiny_qwen2_dir: Path, monkeypatch) -> None:
+    """stream() sorts each window of batches by prompt length, longest first; every answer keeps its position and
+    equals what the unsorted batches answer."""
+    from lingoforge.backends import hf
+
+    conversations = [*BATCH, *([{"role": "user", "content": "word " * n}] for n in (40, 3, 17, 9, 25, 1))]
+    with get_backend(str(tiny_qwen2_dir)) as backend:
+        generate, calls = backend.generate, []
+
+        def spy(batch, *args):
+            calls.append(backend.prompt_lengths(batch))
+            return generate(batch, *args)
+
+        monkeypatch.setattr(backend, "generate", spy)
+        streamed = list(backend.stream(conversations, max_new_tokens=6, chunk=2))
+        monkeypatch.setattr(hf, "SORT_WINDOW", 2)  # windows of 4 conversations
+        windowed = [at for at, _ in backend.stream(conversations, max_new_tokens=1, chunk=2)]
+        pairs = [conversations[i : i + 2] for i in range(0, len(conversations), 2)]
+        unsorted = [g.text for pair in pairs for g in generate(pair, None, 6)]
+    lengths = [n for batch in calls[:5] for n in batch]
+    assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 5
+    assert sorted(at for at, _ in streamed) == list(range(len(conversations)))
+    assert [answer.text for _, answer in sorted(streamed, key=lambda pair: pair[0])] == unsorted
+    assert [set(windowed[:4]), set(windowed[4:8]), set(windowed[8:])] == [set(range(4)), set(range(4, 8)), {8}]
+
+
 def _llama_cpp() -> None:
     pytest.importorskip(
         "llama_cpp", reason="the llamacpp backend needs llama-cpp-python (pip install 'lingoforge[llamacpp]')"

@@ -1,7 +1,10 @@
 """Transformers backend: batched greedy generation with left padding and the KV cache.
 
-Loads a merged (or base) model folder, or a base model with a PEFT adapter on top (merged into the
-weights after loading, so generation costs the same as for a merged model).
+Loads a merged (or base) model folder, or a base model with a PEFT adapter on top. How the weights are held is
+chosen by :func:`load_mode` and reported by ``describe()``: on CPU in fp32 with the adapter merged in; on a GPU
+in 16 bits with the adapter merged in when that fits with room for a batch (plain 16-bit matmuls, the fast
+path), else the base in 4-bit NF4 as training held it, with the adapter unmerged on top. Conversations are
+batched by prompt length (:meth:`HFBackend.stream`), so a batch's rows pad to similar lengths.
 
 Schema-constrained decoding uses xgrammar's logits processor. Measured against lm-format-enforcer on
 SmolLM2-135M (bench/bench_inference.py, 16 items, 2-core shared CPU): both gave 100% schema-valid
@@ -13,47 +16,130 @@ hand-built tokenizer table.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_MAX_LEN
 from ..errors import LingoforgeError
+from ..models import Shape
 from ..runfolder import check_adapter
 from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
 
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
+MERGED = "merged"  # unquantized weights (16-bit on a GPU, fp32 on CPU), the adapter folded into them
+QUANTIZED = "4bit+adapter"  # NF4 base as training held it, the adapter unmerged on top
+LOAD_MODES = (MERGED, QUANTIZED)
+# The batch the 16-bit choice leaves room for: twice eval's default batch, each row a prompt as long as training's
+# default max length plus the default answer budget, so eval and predict at their defaults do not run out mid-run.
+PLANNED_BATCH = 16
+PLANNED_TOKENS = DEFAULT_MAX_LEN + DEFAULT_MAX_NEW_TOKENS
+SORT_WINDOW = 32  # batches whose conversations are sorted by length together (bounds how far answers come out of order)
+
+
+@dataclass(frozen=True)
+class LoadChoice:
+    """How the backend holds the weights (one of ``LOAD_MODES``) and why, as ``describe()`` reports it."""
+
+    mode: str
+    reason: str
+
+
+def merged_16bit_gb(shape: Shape, batch: int = PLANNED_BATCH, tokens: int = PLANNED_TOKENS) -> float:
+    """GPU memory (GB) a merged 16-bit model needs to answer ``batch`` rows of up to ``tokens`` tokens.
+
+    The plan's f16 inference weights, the KV cache (K and V in 16 bits for every layer and token), the prefill's
+    widest working set (three intermediate-wide MLP activations of one layer for every token of the batch) and
+    the CUDA context, plus the plan's allocator fragmentation share."""
+    from ..plan import CUDA_CONTEXT_GB, FRAGMENTATION, GB, plan
+
+    weights = plan(shape, cuda=True)["inference_gb"]["f16"]
+    kv_cache = 2 * shape.layers * shape.kv_dim * 2 * batch * tokens / GB
+    prefill = 3 * shape.intermediate * 2 * batch * tokens / GB
+    return (weights + kv_cache + prefill + CUDA_CONTEXT_GB) * (1 + FRAGMENTATION)
+
+
+def load_mode(
+    free_gb: float | None, shape: Shape, batch: int = PLANNED_BATCH, tokens: int = PLANNED_TOKENS
+) -> LoadChoice:
+    """How to hold a model of ``shape``; ``free_gb`` is the free memory of the GPU it goes on, ``None`` on CPU.
+
+    On CPU: fp32 with the adapter merged (bitsandbytes' CPU kernels gain nothing there). On a GPU: merged into a
+    16-bit copy when :func:`merged_16bit_gb` fits in ``free_gb``, since generation is then plain 16-bit matmuls,
+    several times faster than dequantizing NF4 on every step and running the adapter's extra matmuls beside
+    every layer; otherwise the 4-bit path, for GPUs that cannot hold the 16-bit model (the adapter stays
+    unmerged: folding it into NF4 weights would requantize every layer)."""
+    if free_gb is None:
+        return LoadChoice(MERGED, "CPU: fp32 weights")
+    need = merged_16bit_gb(shape, batch, tokens)
+    room = f"16-bit weights and a batch of {batch} x {tokens} tokens need {need:.1f} GB, {free_gb:.1f} GB free"
+    if need <= free_gb:
+        return LoadChoice(MERGED, f"{room}: 16-bit")
+    return LoadChoice(QUANTIZED, f"{room}: 4-bit NF4, as training quantizes")
+
+
+def free_gpu_gb(device: str) -> float:
+    """Memory the model could take on ``device``: what the driver reports free, plus what this process's allocator
+    holds cached but unused (a model evaluated and closed before this one leaves its blocks there)."""
+    import torch
+
+    from ..plan import GB
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return (free + cached) / GB
+
 
 class HFBackend(Backend):
-    """A transformers causal LM. ``adapter`` is a PEFT adapter folder to apply on ``location``."""
+    """A transformers causal LM. ``adapter`` is a PEFT adapter folder to apply on ``location``.
+
+    ``mode`` (one of ``LOAD_MODES``) and ``dtype`` (a torch dtype name: the weights' dtype when merged, the compute
+    dtype in 4 bits) override :func:`load_mode`'s choice; left out, the backend decides from the model's shape and
+    the GPU's free memory."""
 
     name = "hf"
 
     def __init__(
-        self, location: str, adapter: str | Path | None = None, device: str | None = None, dtype: str | None = None
+        self,
+        location: str,
+        adapter: str | Path | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        mode: str | None = None,
     ) -> None:
         super().__init__(f"{location} + {adapter}" if adapter else location)
+        if mode is not None and mode not in LOAD_MODES:
+            raise LingoforgeError(f"unknown hf load mode {mode!r}; choose one of {', '.join(LOAD_MODES)}")
         if adapter is not None:
             check_adapter(Path(adapter))  # a damaged adapter is named before minutes of loading
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         self._torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        cuda = where.type == "cuda"
+        if cuda and where.index is None:
+            where = torch.device("cuda", torch.cuda.current_device())  # one GPU: placement, free memory, report
+        self.device = str(where)
+        self.dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if cuda else torch.float32)
         tokenizer_source = str(adapter) if adapter and _has_tokenizer(Path(adapter)) else location
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
+            if mode is None and dtype is None:
+                free = free_gpu_gb(self.device) if cuda else None
+                self.load = load_mode(free, Shape.from_config(AutoConfig.from_pretrained(location)))
+            else:
+                asked = ", ".join(f"{k}={v}" for k, v in (("mode", mode), ("dtype", dtype)) if v is not None)
+                self.load = LoadChoice(mode or MERGED, f"asked for: {asked}")
+            model = _load_base(location, self.load.mode, self.dtype, self.device)
         except OSError as exc:
             raise LingoforgeError(f"cannot load the model at {location}: {exc}") from None
-        if adapter is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-        self.model_obj = model.to(self.device).eval()  # type: ignore[arg-type]
+        self.model_obj = model if adapter is None else _apply_adapter(model, Path(adapter), self.load.mode)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -82,6 +168,34 @@ class HFBackend(Backend):
             for conv in batch
         ]
 
+    def stream(
+        self,
+        batch: Sequence[Conversation],
+        schema: Mapping[str, Any] | None = None,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        chunk: int = 8,
+    ) -> Iterator[tuple[int, Generation]]:
+        """``Backend.stream`` with batches of similar prompt lengths: each window of ``SORT_WINDOW`` batches is
+        sorted by prompt tokens, longest first, before it is cut into batches of ``chunk``.
+
+        Every row of a batch pays a forward pass for each padding token, so mixing a long prompt with short
+        ones wastes most of the prefill; longest first makes an out-of-memory show on the first batch. Positions
+        are the caller's, so answers come out of order only within a window (``predict`` writes in input order
+        and holds at most a window's answers back)."""
+        size = max(1, chunk)
+        for start in range(0, len(batch), size * SORT_WINDOW):
+            window = batch[start : start + size * SORT_WINDOW]
+            lengths = self.prompt_lengths(window)
+            order = sorted(range(len(window)), key=lambda i: -lengths[i])
+            for first in range(0, len(order), size):
+                rows = order[first : first + size]
+                answers = self.generate([window[i] for i in rows], schema, max_new_tokens)
+                yield from ((start + i, answer) for i, answer in zip(rows, answers, strict=True))
+
+    def prompt_lengths(self, batch: Sequence[Conversation]) -> list[int]:
+        """Prompt tokens of each conversation, as ``generate`` encodes it (before padding)."""
+        return [len(ids) for ids in self.tokenizer(self.prompts(batch), add_special_tokens=False)["input_ids"]]
+
     def generate(
         self,
         batch: Sequence[Conversation],
@@ -92,7 +206,8 @@ class HFBackend(Backend):
             return []
         torch = self._torch
         start = time.perf_counter()
-        encoded = self.tokenizer(self.prompts(batch), return_tensors="pt", padding=True, add_special_tokens=False)
+        # Left padding to the batch's longest prompt only; the KV cache grows with the batch as it generates.
+        encoded = self.tokenizer(self.prompts(batch), return_tensors="pt", padding="longest", add_special_tokens=False)
         encoded = {k: v.to(self.device) for k, v in encoded.items()}
         processors = [self._constraint(schema)] if schema is not None else None
         with torch.inference_mode():
@@ -147,10 +262,43 @@ class HFBackend(Backend):
         self._grammars[schema_json] = grammar
         return grammar
 
+    def describe(self) -> dict[str, Any]:
+        """The backend and model, plus how the weights are held and why (the load mode decides the answers)."""
+        load = {"mode": self.load.mode, "dtype": str(self.dtype).removeprefix("torch."), "device": self.device}
+        return {**super().describe(), "load": {**load, "reason": self.load.reason}}
+
     def close(self) -> None:
+        """Drop the model; on a GPU also return its memory to the driver, so a model loaded next (eval's base then
+        its fine-tune) finds it free."""
         self.__dict__.pop("model_obj", None)
         self._grammars.clear()
         self._compiler = None
+        if self._torch.device(self.device).type == "cuda":
+            gc.collect()
+            self._torch.cuda.empty_cache()
+
+
+def _load_base(location: str, mode: str, dtype: Any, device: str) -> Any:
+    """The base weights on ``device``: unquantized in ``dtype``, or 4-bit NF4 with ``dtype`` compute, quantized as
+    training quantizes (``trainer.load_model``), so the 4-bit path answers with the model the adapter was trained
+    on. Loaded straight onto the device, not staged through host memory."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    options: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}}
+    if mode == QUANTIZED:
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    return AutoModelForCausalLM.from_pretrained(location, **options).eval()
+
+
+def _apply_adapter(model: Any, adapter: Path, mode: str) -> Any:
+    """The adapter on ``model``: folded into the weights when they are unquantized (generation then costs what the
+    base costs), kept as separate LoRA layers on a 4-bit base."""
+    from peft import PeftModel
+
+    adapted = PeftModel.from_pretrained(model, str(adapter))
+    return (adapted.merge_and_unload() if mode == MERGED else adapted).eval()
 
 
 def _length_until_stop(row: list[int], stop_ids: list[int]) -> int:

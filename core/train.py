@@ -59,6 +59,7 @@ from .errors import DataError
 from .export.modelfile import check_servable
 from .fsutil import write_jsonl
 from .models import BaseModel, resolve_base
+from .plan import measured_record, planned_record
 from .prompts import served_instruction
 from .runfolder import RunFolder, file_sha256
 from .task import Example, Task
@@ -184,9 +185,11 @@ def train(
         save_adapter(trainer, run.adapter)
     result = _result(trainer, run, train_report, batch_size, grad_accum, progress, time.perf_counter() - started)
 
-    # 11. run.json: outcome, history and timings (the adapter is complete before this says "done").
+    # 11. run.json: outcome, history and timings, the step time planned beside the one measured (the adapter is
+    # complete before this says "done").
     if main:
-        run.update(train=_outcome(result, run, prepare_seconds, train_seconds))
+        planned = planned_record(model_config, cfg, train_enc, batch_size, grad_accum, cuda)
+        run.update(train=_outcome(result, run, prepare_seconds, train_seconds, planned))
     return result
 
 
@@ -213,8 +216,11 @@ def _result(
     )
 
 
-def _outcome(result: TrainResult, run: RunFolder, prepare_seconds: float, train_seconds: float) -> dict[str, Any]:
-    """run.json's ``train`` once done: the outcome, the history and the timings."""
+def _outcome(
+    result: TrainResult, run: RunFolder, prepare_seconds: float, train_seconds: float, planned: dict[str, Any] | None
+) -> dict[str, Any]:
+    """run.json's ``train`` once done: the outcome, the history, the timings, and the step time and tokens/s
+    ``planned`` for this run (``lingoforge.plan``) beside those measured, so a plan that drifts from the truth shows."""
     best = min((h for h in result.history if "eval_loss" in h), key=lambda h: h["eval_loss"], default={})
     return {
         "status": "done", "steps": result.steps, "best_step": best.get("step"), "best_eval_loss": result.best_eval_loss,
@@ -224,6 +230,7 @@ def _outcome(result: TrainResult, run: RunFolder, prepare_seconds: float, train_
         "timings": {"prepare_s": round(prepare_seconds, 2), "train_s": round(train_seconds, 2),
                     "total_s": round(result.seconds, 2), "seconds_per_step": round(result.seconds_per_step, 3),
                     "tokens_per_second": round(result.tokens_per_second, 1)},
+        "planned": planned, "measured": measured_record(result.seconds_per_step, result.tokens_per_second),
     }
 
 

@@ -2,11 +2,12 @@
 
     LINGOFORGE_OLLAMA_BIN=/path/to/ollama python bench/bench_scale.py runs/demo [--n 200]
 
-Starts two private ``ollama serve`` processes with ``taskset -c 0`` and ``taskset -c 1`` (one request at a time
-each, ``OLLAMA_NUM_PARALLEL=1``), deploys the run's export to both (with ``num_thread 1``, so that neither
-server's runner spreads over the other's core), then predicts the same ``--n`` generated tickets through
-``lingoforge.predict`` on the first server alone and on both. Prints items/s and the speed-up, and writes
-``bench/results/scale.json`` with the load average before and after each pass (the client shares the cores).
+Deploys the run's export to a private ``ollama serve`` (as ``NAME`` with ``num_thread 1``, so that neither
+server's runner spreads over the other's core), copies its models folder for a second one, starts both again
+with ``taskset -c 0`` and ``taskset -c 1`` (one request at a time each, ``OLLAMA_NUM_PARALLEL=1``), then
+predicts the same ``--n`` generated tickets through ``lingoforge.predict`` on the first server alone and on
+both. Prints items/s and the speed-up, and writes ``bench/results/scale.json`` with the load average before
+and after each pass (the client shares the cores).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -51,15 +53,21 @@ def main() -> None:
         tickets = root / "tickets.jsonl"
         tickets.write_text("".join(json.dumps({"id": i, "input": e.input}) + "\n"
                                    for i, e in enumerate(task.generate(args.n, seed=2026))), encoding="utf-8")
-        with serve_ollama(binary, root / "a", cpus="0", OLLAMA_NUM_PARALLEL="1") as (_, _, a), \
-                serve_ollama(binary, root / "b", cpus="1", OLLAMA_NUM_PARALLEL="1") as (_, _, b):
+        # Deployed (and checked) once on an unpinned server, then the models folder is copied for the second:
+        # a runner pinned to one core with its default two threads takes minutes per answer.
+        with serve_ollama(binary, root / "a") as (_, _, url):
             import ollama
 
-            for url in (a, b):
-                deploy(args.run, f"{NAME}-base", host=url, n_check=1)
-                ollama.Client(host=url).create(model=NAME, from_=f"{NAME}-base", parameters={"num_thread": 1})
-                predict(f"ollama:{NAME}", task, tickets, root / f"warm-{url[-5:]}.jsonl", servers=Servers((url,)),
-                        max_new_tokens=1)  # loads the model: the passes time answers, not loading
+            deploy(args.run, f"{NAME}-base", host=url, n_check=1)
+            ollama.Client(host=url).create(model=NAME, from_=f"{NAME}-base", parameters={"num_thread": 1})
+        shutil.copytree(root / "a" / "models", root / "b" / "models")
+        with serve_ollama(binary, root / "a", cpus="0", OLLAMA_NUM_PARALLEL="1") as (_, _, a), \
+                serve_ollama(binary, root / "b", cpus="1", OLLAMA_NUM_PARALLEL="1") as (_, _, b):
+            first = root / "first.jsonl"
+            first.write_text(tickets.read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
+            for url in (a, b):  # loads the model: the passes time answers, not loading
+                predict(f"ollama:{NAME}", task, first, root / f"warm-{url[-5:]}.jsonl", servers=Servers((url,)),
+                        max_new_tokens=1)
             rows = [_pass(task, tickets, root / "one.jsonl", (a,)), _pass(task, tickets, root / "two.jsonl", (a, b))]
             same = (root / "one.jsonl").read_text(encoding="utf-8") == (root / "two.jsonl").read_text(encoding="utf-8")
     speedup = rows[1]["items_per_s"] / rows[0]["items_per_s"]

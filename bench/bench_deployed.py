@@ -85,7 +85,8 @@ def main() -> None:
     for lang, row in sorted(rows.items()):
         per_language[lang] = {"n": len(row["cli"]), "cli_valid": sum(row["cli"]), "chat_valid": sum(row["chat"]),
                               "unwrapped_cli_valid": sum(row["unwrapped"])}
-        table.add_row(lang, str(len(row["cli"])), *(f"{sum(row[k])}/{len(row[k])}" for k in ("cli", "chat", "unwrapped")))
+        shares = (f"{sum(row[k])}/{len(row[k])}" for k in ("cli", "chat", "unwrapped"))
+        table.add_row(lang, str(len(row["cli"])), *shares)
     n = sum(r["n"] for r in per_language.values())
     cli_valid = sum(r["cli_valid"] for r in per_language.values())
     chat_valid = sum(r["chat_valid"] for r in per_language.values())

@@ -185,7 +185,8 @@ def main() -> None:
             f"{name:<18} {r['steps']:>5} {r['tokens']:>7} {r['seconds_per_step']:>7.2f} {r['tokens_per_second']:>9.1f}"
         )
     print(
-        f"ratio lingoforge / plain: {result['ratio_tokens_per_second']:.2f}  (load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} "
+        f"ratio lingoforge / plain: {result['ratio_tokens_per_second']:.2f}  "
+        f"(load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} "
         f"on {os.cpu_count()} CPUs; a shared machine makes absolute figures noisy)"
     )
     print(f"wrote {RESULTS}", file=sys.stderr)

@@ -314,7 +314,8 @@ def main() -> None:
             f"{r['peak_allocated_gb']:>13.2f} {r['peak_reserved_gb']:>16.2f}"
         )
     print(
-        f"speedup {result['speedup']}x; plan estimate for the worst case (4 x 2048 tokens): {result['plan_estimate_gb']} GB; "
+        f"speedup {result['speedup']}x; "
+        f"plan estimate for the worst case (4 x 2048 tokens): {result['plan_estimate_gb']} GB; "
         f"total {result['total_seconds']:.0f} s; wrote {args.out}"
     )
 

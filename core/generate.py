@@ -31,7 +31,7 @@ def diversity(task: Task, examples: Sequence[Example]) -> dict[str, dict[str, An
         bigrams: list[tuple[str, str]] = []
         for ex in items:
             toks = _tokens(ex.input)
-            bigrams += list(zip(toks, toks[1:]))
+            bigrams += list(zip(toks, toks[1:], strict=False))
         labels = Counter(str(ex.output.get(label_field)) for ex in items) if label_field else Counter()
         stats[lang] = {
             "count": len(items),
@@ -42,7 +42,9 @@ def diversity(task: Task, examples: Sequence[Example]) -> dict[str, dict[str, An
     return stats
 
 
-def generate_file(task: Task, n: int, seed: int, languages: Sequence[str] | None, out: Path) -> dict[str, dict[str, Any]]:
+def generate_file(
+    task: Task, n: int, seed: int, languages: Sequence[str] | None, out: Path
+) -> dict[str, dict[str, Any]]:
     """Write ``n`` examples to ``out`` atomically; returns the diversity statistics."""
     examples = task.generate(n, seed, languages)
     write_jsonl(out, (ex.to_record() for ex in examples))

@@ -82,7 +82,9 @@ class Pipeline:
         self.augment: dict[str, int] = {}
 
     # -- stage bookkeeping -------------------------------------------------------------------------
-    def _stage(self, name: str, settings: Any, outputs: Sequence[Path], action: Callable[[], Any], after: str | None) -> Any:
+    def _stage(
+        self, name: str, settings: Any, outputs: Sequence[Path], action: Callable[[], Any], after: str | None
+    ) -> Any:
         key = _key(name, settings, self.keys.get(after) if after else None)
         self.keys[name] = key
         recorded = self.run.pipeline().get(name) or {}
@@ -213,9 +215,9 @@ class Pipeline:
             import torch
 
             cuda = torch.cuda.is_available()
-            estimate = plan(base.preset or base, rank=cfg.rank, cuda=cuda, max_len=cfg.max_len or self.run.max_seq_length(),
-                            batch_size=cfg.batch_size, load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs,
-                            weight_bytes=2 if cuda else 4)
+            max_len = cfg.max_len or self.run.max_seq_length()
+            estimate = plan(base.preset or base, rank=cfg.rank, cuda=cuda, max_len=max_len, batch_size=cfg.batch_size,
+                            load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs, weight_bytes=2 if cuda else 4)
             return {k: v for k, v in estimate.items() if isinstance(v, (int, float, str, type(None)))}
 
         return self._stage("plan", {"base": o.base, "train": dict(o.train)}, [], action, "tokens")

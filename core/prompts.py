@@ -64,7 +64,8 @@ def prompt_messages(task: Task, text: str, instruction: str | None = None) -> li
 
 def example_messages(task: Task, example: Example) -> list[Message]:
     """The full conversation of a training example: prompt messages plus the assistant's JSON."""
-    return [*prompt_messages(task, example.input, example.instruction), {"role": "assistant", "content": answer_text(task, example.output)}]
+    answer = {"role": "assistant", "content": answer_text(task, example.output)}
+    return [*prompt_messages(task, example.input, example.instruction), answer]
 
 
 def prompt_completion(task: Task, example: Example) -> dict[str, list[Message]]:

@@ -32,7 +32,8 @@ def check_schema(schema: Mapping[str, Any], where: str) -> None:
         validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         path = "/".join(str(p) for p in exc.path)
-        raise TaskDefinitionError(f"{where}: output schema is not valid JSON Schema at /{path}: {exc.message}") from None
+        message = f"{where}: output schema is not valid JSON Schema at /{path}: {exc.message}"
+        raise TaskDefinitionError(message) from None
     if schema.get("type") != "object":
         raise TaskDefinitionError(f"{where}: output schema must describe a JSON object (type: object)")
 

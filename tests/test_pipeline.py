@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lingoforge.pipeline import STAGES
 
 ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "40", "--languages", "en,de", "--max-steps", "4",

@@ -91,8 +91,10 @@ def test_broken_plugins_are_named_and_others_still_listed(plugin_dir: Path) -> N
 
 def test_a_failing_register_hook_does_not_break_other_plugins(plugin_dir: Path) -> None:
     make_plugin(plugin_dir, "lf_good", "lf_good", "NAME = 'good_task'\n" + GOOD_PLUGIN)
-    make_plugin(plugin_dir, "lf_raises", "lf_raises",
-                "from lingoforge import hookimpl\n@hookimpl\ndef register_tasks(register):\n    raise RuntimeError('boom')\n")
+    raising = (
+        "from lingoforge import hookimpl\n@hookimpl\ndef register_tasks(register):\n    raise RuntimeError('boom')\n"
+    )
+    make_plugin(plugin_dir, "lf_raises", "lf_raises", raising)
     registry = get_registry()
     assert "good_task" in registry.tasks
     assert any(e.plugin == "lf_raises" and "boom" in e.message for e in registry.errors)

@@ -86,7 +86,8 @@ def test_bad_label_list_names_file_and_key_path(tmp_path: Path) -> None:
     ("type: enum, labels", "type: enumm, labels", "fields.category.type: must be one of"),
     ("languages: [en, de]", "languages: [en, deu]", "languages[1]: 'deu' is not an ISO 639-1 code"),
     ("name: insurance_claims", "name: Insurance Claims", "name: 'Insurance Claims' must match"),
-    ("city: {type: text}", "city: {type: text, nullable: 3}\n      zip: 5", "fields.address.fields.zip: expected a mapping"),
+    ("city: {type: text}", "city: {type: text, nullable: 3}\n      zip: 5",
+     "fields.address.fields.zip: expected a mapping"),
     ("input: \"My {item}", "input: \"My {itm}", "examples[0].input: uses slot {itm}"),
     ("instruction: Classify", "instruction: [Classify", "line "),
 ])
@@ -111,7 +112,8 @@ def test_task_path_discovery_and_path_as_task_name(tmp_path: Path, monkeypatch: 
     folder = tmp_path / "tasks"
     folder.mkdir()
     write(folder, CLAIMS, "claims.yaml")
-    write(folder, CLAIMS.replace("name: insurance_claims", "name: broken").replace("type: enum,", "type: 5,"), "broken.yml")
+    broken = CLAIMS.replace("name: insurance_claims", "name: broken").replace("type: enum,", "type: 5,")
+    write(folder, broken, "broken.yml")
     monkeypatch.setenv("LINGOFORGE_TASK_PATH", str(folder))
     reset_registry()
     try:

@@ -26,7 +26,8 @@ def generate(task_name: str, n: int, seed: int, languages: str | None, output: P
     langs = [x.strip() for x in languages.split(",") if x.strip()] if languages else None
     stats = generate_file(task, n, seed, langs, output)
     if as_json:
-        click.echo(json.dumps({"output": str(output), "n": n, "seed": seed, "languages": stats}, ensure_ascii=False, indent=2))
+        summary = {"output": str(output), "n": n, "seed": seed, "languages": stats}
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
         return
     table = Table(title=f"{n} {task.name} examples → {output}")
     for col in ("language", "count", "distinct bigrams", "mean chars", "labels"):

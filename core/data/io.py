@@ -448,11 +448,11 @@ def _csv_fields(path: Path, task: Task, props: list[str], mapping: ColumnMap | N
         return props
     carried = [f for f in props if f in header]
     others = [h for h in header if h not in props]
-    for field in props:
-        close = difflib.get_close_matches(field, others, n=1) if field not in carried else []
+    for name in props:
+        close = difflib.get_close_matches(name, others, n=1) if name not in carried else []
         if close:
-            raise DataError(f"{path}: line 1 (header): missing column {field!r} (did you mean {close[0]!r}? map it "
-                            f"with --map {field}={close[0]}, or learn only the other fields: --fields "
+            raise DataError(f"{path}: line 1 (header): missing column {name!r} (did you mean {close[0]!r}? map it "
+                            f"with --map {name}={close[0]}, or learn only the other fields: --fields "
                             f"{','.join(carried)}); found columns: {', '.join(header)}")
     return carried
 

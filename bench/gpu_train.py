@@ -1,22 +1,31 @@
-"""GPU training benchmark: Qwen2.5-7B-shaped QLoRA r32 at length 2048, plain HF defaults vs our settings.
+"""GPU training benchmark: the product's own ``lingoforge.train`` against a plain ``transformers.Trainer`` script.
 
-    python bench/gpu_train.py [--steps 10] [--warmup 2] [--out bench/results/train_gpu.json]
+    python bench/gpu_train.py [--steps 12] [--warmup 3] [--vocab qwen2-vocab.gguf] [--out bench/results/train_gpu.json]
+    python bench/gpu_train.py --shape tiny --steps 2 --warmup 1 --out /tmp/smoke.json   # CPU smoke run of the script
 
-Runs on one H100/H200 in about 5-8 minutes (not on CPU). It builds a model with the real Qwen2.5-7B
-figures (28 layers, hidden 3584, MLP 18944, 28 heads / 4 KV heads, vocab 152064, untied head) and random
-weights directly on the GPU, saves it once to a temporary folder, and loads it in 4-bit NF4 (double
-quantization, bf16 compute) for each run:
+Why this shape: an earlier version replayed our settings in its own SFTTrainer script, and its figures (4,630
+tokens/s on long rows) said nothing about the 0.81 s steps ``lingoforge train`` took on the same H100 (issue 15).
+Here "ours" is ``lingoforge.train.train`` itself: its data checks, encoding and loss mask, language-mixing sampler,
+shared-prefix collator, trainer subclass, LM head, callbacks and device defaults (NF4 base, bf16, gradient
+checkpointing on CUDA). "plain" is what a user writes with transformers alone on the same encoded rows: the 4-bit
+base as lingoforge loads it, LoRA r32 on all linear layers, ``Trainer`` with rows padded to the longest in the
+micro-batch and the model's own loss over full logits; on out-of-memory it halves the micro-batch and doubles the
+accumulation (same effective batch), as a user would.
 
-(a) plain HF defaults: ``transformers.Trainer``, micro-batch 4, sequences padded to the longest in the batch,
-    the model's own loss over full (tokens x vocab) logits, no gradient checkpointing. When that does not
-    fit, the micro-batch is halved and accumulation doubled (effective batch 4), as a user would.
-(b) our settings (``lingoforge.train``): trl SFTTrainer, micro-batch 4, gradient checkpointing, padding-free
-    rows (no pad tokens), trl's chunked LM head that only scores answer positions (no full logits).
+Model: random weights with the real Qwen2.5-7B figures (28 layers, hidden 3584, MLP 18944, 28 / 4 heads, vocab
+152064) built on the GPU and saved once, with the real Qwen2 tokenizer from ``--vocab`` (a vocab-only GGUF:
+``../shared/fixtures/qwen2-vocab.gguf``, or llama.cpp's ``models/ggml-vocab-qwen2.gguf``). ``--shape tiny`` builds a
+2-layer model instead, on CPU too, to check the script without a GPU (its figures mean nothing).
+Run it as ``bench/gpu_train.py`` (it imports ``bench/common.py`` for the environment record).
 
-Both see the same examples: lengths uniform in [512, 2048], loss on the last 64 tokens (the answer), LoRA
-r32 / alpha 64 / dropout 0.05 on all linear layers, lr 1.5e-4. Throughput is real (non-pad) tokens per
-second over ``--steps`` optimizer steps after ``--warmup``; peak memory is ``torch.cuda.max_memory_allocated``
-(and reserved) over the measured steps. Targets: (b) peak <= 12 GB, (b) >= 1.5x (a) tokens/s.
+Workloads (rows are encoded by lingoforge, so both sides see the same tokens):
+- ``tickets``: generated support tickets (~310 tokens), micro-batch 4 (the recipe) and 16;
+- ``long``: tickets whose input is repeated to 512-2048 tokens (uniform), micro-batch 4.
+
+Figures per run: steady step time (median of the steps after ``--warmup``, each timed between CUDA syncs), tokens/s
+(the examples' tokens per step / steady step time), MFU (6 x parameters x tokens/s over the GPU's peak bf16
+TFLOP/s) and peak memory allocated over the steady steps. Targets (issue 15): tickets at micro-batch 4 <= 0.3 s per
+step; long rows >= 1.5x plain at equal effective batch, >= 45% MFU, peak <= 10 GB.
 """
 
 from __future__ import annotations
@@ -24,300 +33,359 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
-import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 QWEN25_7B = {
-    "architectures": ["Qwen2ForCausalLM"],
     "hidden_size": 3584,
     "intermediate_size": 18944,
     "num_hidden_layers": 28,
     "num_attention_heads": 28,
     "num_key_value_heads": 4,
-    "vocab_size": 152064,
     "max_position_embeddings": 32768,
     "rope_theta": 1_000_000.0,
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": False,
-    "bos_token_id": 151643,
-    "eos_token_id": 151645,
-    "pad_token_id": 151643,
 }
-ANSWER_TOKENS = 64
-PAD_ID = 151643
+TINY = {
+    **QWEN25_7B,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": True,
+}
+SHAPES = {"7b": QWEN25_7B, "tiny": TINY}
+# $LF_VOCAB first: the GPU kit (../shared/tools/gpu-7b) carries the GGUF beside its scripts.
+DEFAULT_VOCAB = Path(
+    os.environ.get("LF_VOCAB") or Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "qwen2-vocab.gguf"
+)
+TASK = "support_tickets"
+LONG_RANGE = (512, 2048)
+MAX_LEN = LONG_RANGE[1] + 512  # a long row may pass its drawn length by one ticket
 
 
-def build_model(folder: Path) -> None:
-    """A random bf16 Qwen2.5-7B-shaped model, initialised on the GPU (seconds) and saved as safetensors."""
+def build_model(folder: Path, vocab: Path = DEFAULT_VOCAB, shape: str = "7b") -> None:
+    """Random bf16 weights of ``shape`` (initialised on the GPU when there is one: seconds for 7B) and the real Qwen2
+    tokenizer set up as an instruct model's, saved as one model folder."""
     import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
+    from lingoforge.models import converted_tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
+    tokenizer = AutoTokenizer.from_pretrained(str(converted_tokenizer(vocab)))
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
+    ids = {k: tokenizer.convert_tokens_to_ids(t) for k, t in (("bos", "<|endoftext|>"), ("eos", "<|im_end|>"))}
+    config = Qwen2Config(
+        **SHAPES[shape],
+        vocab_size=len(tokenizer),
+        bos_token_id=ids["bos"],
+        eos_token_id=ids["eos"],
+        pad_token_id=ids["bos"],
+    )
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_7B), dtype=torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder, max_shard_size="5GB")
+    tokenizer.save_pretrained(folder)
     del model
-    gc.collect()
-    torch.cuda.empty_cache()
+    _free()
 
 
-def make_rows(n: int, seed: int) -> list[dict[str, list[int]]]:
+def workloads(task: Any, tokenizer: Any, n: int, seed: int = 0) -> dict[str, list[Any]]:
+    """``n`` ticket examples, and ``n`` long ones: the same tickets with the input repeated until the encoded row
+    reaches a length drawn uniformly from ``LONG_RANGE`` (the answer, and so the loss, stays the ticket's)."""
+    from dataclasses import replace
+
+    tickets = task.generate(n, seed)
     rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        length = rng.randint(512, 2048)
-        ids = [rng.randrange(1000, 150000) for _ in range(length)]
-        rows.append({"input_ids": ids, "labels": [-100] * (length - ANSWER_TOKENS) + ids[-ANSWER_TOKENS:]})
-    return rows
+    long = []
+    for ex in tickets:
+        target, grown = rng.randint(*LONG_RANGE), ex
+        while len(encoded(task, [grown], tokenizer)[0].input_ids) < target:
+            grown = replace(grown, input=f"{grown.input}\n{ex.input}")
+        long.append(grown)
+    return {"tickets": tickets, "long": long}
 
 
-def load_4bit(folder: Path) -> Any:
-    """The same loading as ``lingoforge.trainer.load_model`` on CUDA."""
-    from lingoforge.config import TrainConfig
-    from lingoforge.trainer import load_model
+def encoded(task: Any, examples: list[Any], tokenizer: Any) -> list[Any]:
+    """``examples`` as ``lingoforge train`` encodes them (chat template, loss on the answer and end token)."""
+    from lingoforge.data.io import Located
+    from lingoforge.encode import encode
 
-    return load_model(str(folder), TrainConfig(load_in_4bit=True), cuda=True)
+    return encode(task, [Located(e, f"bench example {i}") for i, e in enumerate(examples)], tokenizer, MAX_LEN)
 
 
-class Meter:
-    """A TrainerCallback measuring real tokens/s and peak memory over the steps after warm-up."""
+class StepTimer:
+    """A TrainerCallback timing every optimizer step between device syncs, and the peak memory after warm-up."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
-        self.t0 = 0.0
-        self.steps = 0
-        self.seconds = 0.0
+        self.seconds: list[float] = []
+        self.peak_gb: float | None = None
 
     def callback(self) -> Any:
         import torch
         from transformers import TrainerCallback
 
-        meter = self
+        timer, cuda = self, torch.cuda.is_available()
 
         class _Callback(TrainerCallback):
+            started = 0.0
+
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if cuda:
+                    torch.cuda.synchronize()
+                    if state.global_step == timer.warmup:
+                        torch.cuda.reset_peak_memory_stats()
+                self.started = time.perf_counter()
+
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-                torch.cuda.synchronize()
-                if state.global_step == meter.warmup:
-                    torch.cuda.reset_peak_memory_stats()
-                    meter.t0 = time.perf_counter()
-                elif state.global_step > meter.warmup:
-                    meter.steps = state.global_step - meter.warmup
-                    meter.seconds = time.perf_counter() - meter.t0
+                if cuda:
+                    torch.cuda.synchronize()
+                timer.seconds.append(time.perf_counter() - self.started)
+                if cuda and state.global_step > timer.warmup:
+                    timer.peak_gb = torch.cuda.max_memory_allocated() / 1e9
 
         return _Callback()
 
+    def steady(self) -> float | None:
+        """Median seconds of the steps after warm-up (``None`` when none ran)."""
+        after = self.seconds[self.warmup :]
+        return statistics.median(after) if after else None
 
-def tokens_in_steps(rows: list[dict[str, list[int]]], first: int, last: int, effective_batch: int) -> int:
-    """Real tokens of the examples trained in optimizer steps (first, last], with sequential sampling."""
-    return sum(len(r["input_ids"]) for r in rows[first * effective_batch : last * effective_batch])
+
+def run_ours(folder: Path, task: Any, examples: list[Any], batch: int, steps: int, warmup: int) -> dict[str, Any]:
+    """``lingoforge.train`` as the CLI calls it, on ``examples``, with no validation and no checkpoint."""
+    from lingoforge.config import TrainConfig
+    from lingoforge.train import train
+
+    timer = StepTimer(warmup)
+    with tempfile.TemporaryDirectory() as out:
+        config = TrainConfig(batch_size=batch, max_steps=warmup + steps, save_steps=10**6, max_len=MAX_LEN)
+        result = train(
+            task, examples, [], str(folder), Path(out) / "run", config, quiet=True, callbacks=[timer.callback()]
+        )
+        trained = (result.batch_size, result.grad_accum)
+    _free()
+    return _figures("lingoforge train", *trained, timer)
 
 
-def run_plain(folder: Path, rows: list[dict[str, list[int]]], steps: int, warmup: int) -> dict[str, Any]:
-    """(a) transformers.Trainer defaults, halving the micro-batch on out-of-memory."""
+def run_plain(folder: Path, rows: list[dict[str, list[int]]], batch: int, steps: int, warmup: int) -> dict[str, Any]:
+    """The plain transformers script, on the rows lingoforge encoded; halves the micro-batch on out-of-memory."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
+    from lingoforge.config import TrainConfig
+    from lingoforge.trainer import load_model, lora_config
+    from peft import get_peft_model
     from transformers import Trainer, TrainingArguments
 
-    batch, accum, notes = 4, 1, []
+    cuda = torch.cuda.is_available()
+    accum, notes = 1, []
     while True:
+        timer = StepTimer(warmup)
         model = get_peft_model(
-            load_4bit(folder),
-            LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"),
+            load_model(str(folder), TrainConfig(load_in_4bit=cuda), cuda), lora_config(TrainConfig())
         )
-        meter = Meter(warmup)
         with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(
+                output_dir=out,
+                per_device_train_batch_size=batch,
+                gradient_accumulation_steps=accum,
+                learning_rate=TrainConfig.lr,
+                max_steps=warmup + steps,
+                bf16=cuda,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                disable_tqdm=True,
+                use_cpu=not cuda,
+            )
             trainer = Trainer(
                 model=model,
-                args=TrainingArguments(
-                    output_dir=out,
-                    per_device_train_batch_size=batch,
-                    gradient_accumulation_steps=accum,
-                    learning_rate=1.5e-4,
-                    max_steps=warmup + steps,
-                    bf16=True,
-                    logging_steps=1,
-                    save_strategy="no",
-                    report_to="none",
-                    train_sampling_strategy="sequential",
-                    disable_tqdm=True,
-                ),
+                args=args,
                 train_dataset=Dataset.from_list(rows),
                 data_collator=_pad_collator,
-                callbacks=[meter.callback()],
+                callbacks=[timer.callback()],
             )
             try:
-                torch.cuda.reset_peak_memory_stats()
                 trainer.train()
                 break
             except torch.OutOfMemoryError:
                 notes.append(f"out of memory at micro-batch {batch} x accumulation {accum}")
                 del trainer, model
-                gc.collect()
-                torch.cuda.empty_cache()
+                _free()
                 if batch == 1:
-                    return {"error": "; ".join(notes)}
+                    return {"run": "plain transformers.Trainer", "error": "; ".join(notes)}
                 batch, accum = batch // 2, accum * 2
-    tokens = tokens_in_steps(rows, warmup, warmup + meter.steps, batch * accum)
-    result = _figures("plain HF defaults", batch, accum, meter, tokens, notes)
     del trainer, model
-    gc.collect()
-    torch.cuda.empty_cache()
-    return result
+    _free()
+    return {**_figures("plain transformers.Trainer", batch, accum, timer), "notes": notes}
 
 
 def _pad_collator(features: list[dict[str, list[int]]]) -> dict[str, Any]:
-    """Pad to the longest row of the batch (what DataCollatorForSeq2Seq / DataCollatorWithPadding do)."""
+    """Pad to the longest row of the micro-batch (what DataCollatorForSeq2Seq does), right side, id 0 masked."""
     import torch
 
     longest = max(len(f["input_ids"]) for f in features)
-    ids = torch.full((len(features), longest), PAD_ID)
+    ids = torch.zeros((len(features), longest), dtype=torch.long)
     labels = torch.full((len(features), longest), -100)
     mask = torch.zeros((len(features), longest), dtype=torch.long)
     for i, f in enumerate(features):
         n = len(f["input_ids"])
-        ids[i, :n] = torch.tensor(f["input_ids"])
-        labels[i, :n] = torch.tensor(f["labels"])
-        mask[i, :n] = 1
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def run_ours(folder: Path, rows: list[dict[str, list[int]]], steps: int, warmup: int) -> dict[str, Any]:
-    """(b) the settings of ``lingoforge.trainer.sft_config`` (checkpointing, padding-free, chunked LM head)."""
-    import torch
-    from datasets import Dataset
-    from lingoforge.config import TrainConfig
-    from lingoforge.trainer import lora_config
-    from trl import SFTConfig, SFTTrainer
-
-    meter = Meter(warmup)
-    with tempfile.TemporaryDirectory() as out:
-        trainer = SFTTrainer(
-            model=load_4bit(folder),
-            args=SFTConfig(
-                output_dir=out,
-                per_device_train_batch_size=4,
-                gradient_accumulation_steps=1,
-                learning_rate=1.5e-4,
-                max_steps=warmup + steps,
-                bf16=True,
-                gradient_checkpointing=True,
-                padding_free=True,
-                max_length=None,
-                dataset_kwargs={"skip_prepare_dataset": True},
-                logging_steps=1,
-                save_strategy="no",
-                report_to="none",
-                train_sampling_strategy="sequential",
-                disable_tqdm=True,
-            ),
-            train_dataset=Dataset.from_list(rows),
-            peft_config=lora_config(TrainConfig()),
-            processing_class=_tokenizer_stub(),
-            callbacks=[meter.callback()],
-        )
-        torch.cuda.reset_peak_memory_stats()
-        trainer.train()
-    tokens = tokens_in_steps(rows, warmup, warmup + meter.steps, 4)
-    result = _figures("lingoforge settings", 4, 1, meter, tokens, [])
-    del trainer
-    gc.collect()
-    torch.cuda.empty_cache()
-    return result
-
-
-def _tokenizer_stub() -> Any:
-    """SFTTrainer wants a tokenizer for its pad token; a tiny Qwen2-compatible one is built offline."""
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"t{i}": i for i in range(8)} | {"<|endoftext|>": PAD_ID, "<|im_end|>": 151645}
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0")))
-    tok.pad_token, tok.eos_token = "<|endoftext|>", "<|im_end|>"
-    return tok
-
-
-def _figures(name: str, batch: int, accum: int, meter: Meter, tokens: int, notes: list[str]) -> dict[str, Any]:
-    import torch
-
+def _figures(name: str, batch: int, accum: int, timer: StepTimer) -> dict[str, Any]:
+    steady = timer.steady()
     return {
         "run": name,
         "micro_batch": batch,
         "grad_accum": accum,
-        "steps": meter.steps,
-        "seconds": round(meter.seconds, 2),
-        "tokens": tokens,
-        "tokens_per_second": round(tokens / meter.seconds, 1) if meter.seconds else None,
-        "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2),
-        "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 1e9, 2),
-        "notes": notes,
+        "steps": len(timer.seconds),
+        "step_seconds": [round(s, 3) for s in timer.seconds],
+        "steady_seconds_per_step": round(steady, 3) if steady else None,
+        "peak_allocated_gb": round(timer.peak_gb, 2) if timer.peak_gb is not None else None,
     }
+
+
+def _with_rates(
+    run: dict[str, Any], mean_tokens: float, parameters: float, peak_tflops: float | None
+) -> dict[str, Any]:
+    """tokens/s of the examples at the steady step time, and MFU against the GPU's peak when it is known."""
+    step = run.get("steady_seconds_per_step")
+    if not step:
+        return run
+    rate = run["micro_batch"] * run["grad_accum"] * mean_tokens / step
+    mfu = 6 * parameters * rate / (peak_tflops * 1e12) if peak_tflops else None
+    return {**run, "tokens_per_second": round(rate, 1), "mfu": round(mfu, 4) if mfu is not None else None}
+
+
+def _free() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=12, help="steady steps measured after the warm-up")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--vocab", type=Path, default=DEFAULT_VOCAB, help="the Qwen2 vocab-only GGUF")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="7b")
+    parser.add_argument("--skip-plain", action="store_true", help="measure lingoforge train only")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "train_gpu.json")
     args = parser.parse_args()
 
     import torch
+    from lingoforge import get_task
+    from lingoforge.plan import peak_tflops
+    from transformers import AutoTokenizer
 
-    if not torch.cuda.is_available():
-        raise SystemExit("bench/gpu_train.py needs a CUDA GPU")
+    cuda = torch.cuda.is_available()
+    if args.shape == "7b" and not cuda:
+        raise SystemExit("bench/gpu_train.py needs a CUDA GPU for the 7B shape (--shape tiny checks the script on CPU)")
+    from common import environment  # bench/common.py: machine, date, versions
+
     started = time.perf_counter()
-    rows = make_rows(4 * (args.steps + args.warmup + 1), seed=0)
-    folder = Path(tempfile.mkdtemp(prefix="qwen7b-shaped-"))
-    try:
-        build_model(folder)
+    task = get_task(TASK)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="qwen7b-shaped-") as tmp:
+        folder = Path(tmp)
+        build_model(folder, args.vocab, args.shape)
         built = time.perf_counter() - started
-        ours = run_ours(folder, rows, args.steps, args.warmup)
-        plain = run_plain(folder, rows, args.steps, args.warmup)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-    from lingoforge.plan import plan
-
-    mean_len = sum(len(r["input_ids"]) for r in rows) / len(rows)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        gpu = torch.cuda.get_device_name(0) if cuda else None
+        peak = peak_tflops(gpu) if gpu else None
+        parameters = sum(p.numel() for p in _meta_model(folder).parameters())
+        plan = [("tickets", 4), ("tickets", 16), ("long", 4)]
+        data = workloads(task, tokenizer, n=max(b for _, b in plan) * (args.warmup + args.steps + 1))
+        for workload, batch in plan:
+            examples = data[workload][: batch * (args.warmup + args.steps + 1)]
+            rows = [
+                {"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in encoded(task, examples, tokenizer)
+            ]
+            mean_tokens = sum(len(r["input_ids"]) for r in rows) / len(rows)
+            pair = [run_ours(folder, task, examples, batch, args.steps, args.warmup)]
+            if not args.skip_plain:
+                pair.append(run_plain(folder, rows, batch, args.steps, args.warmup))
+            ours, *plain = (_with_rates(r, mean_tokens, parameters, peak) for r in pair)
+            row = {"workload": workload, "micro_batch": batch, "mean_tokens": round(mean_tokens, 1), "ours": ours}
+            if plain:
+                row["plain"] = plain[0]
+                if ours.get("tokens_per_second") and plain[0].get("tokens_per_second"):
+                    row["speedup"] = round(ours["tokens_per_second"] / plain[0]["tokens_per_second"], 2)
+            runs.append(row)
     result = {
-        "gpu": torch.cuda.get_device_name(0),
-        "model": "Qwen2.5-7B-shaped, random weights, 4-bit NF4 double-quant, bf16 compute",
-        "lora": "r32 alpha 64 dropout 0.05 all-linear",
-        "lengths": "uniform 512-2048",
-        "mean_length": round(mean_len),
-        "answer_tokens": ANSWER_TOKENS,
+        "benchmark": "train_gpu",
+        "environment": environment(),
+        "gpu": gpu,
+        "peak_bf16_tflops": peak,
+        "shape": args.shape,
+        "parameters": parameters,
+        "warmup_steps": args.warmup,
         "build_seconds": round(built, 1),
-        "plain": plain,
-        "ours": ours,
-        "speedup": round(ours["tokens_per_second"] / plain["tokens_per_second"], 2)
-        if plain.get("tokens_per_second")
-        else None,
-        "plan_estimate_gb": plan("qwen2.5-7b", rank=32, max_len=2048, batch_size=4, longest_batch_tokens=4 * 2048)[
-            "peak_gb"
-        ],
-        "targets": {"ours_peak_gb_max": 12.0, "speedup_min": 1.5},
+        "runs": runs,
+        "targets": {
+            "tickets_mb4_seconds_per_step_max": 0.3,
+            "long_speedup_min": 1.5,
+            "long_mfu_min": 0.45,
+            "long_peak_gb_max": 10.0,
+        },
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'run':<22} {'micro x accum':>13} {'tokens/s':>9} {'peak alloc GB':>13} {'peak reserved GB':>16}")
-    for r in (plain, ours):
-        if "error" in r:
-            print(f"{'plain HF defaults':<22} {r['error']}")
-            continue
-        print(
-            f"{r['run']:<22} {r['micro_batch']:>6} x {r['grad_accum']:<4} {r['tokens_per_second']:>9,.0f} "
-            f"{r['peak_allocated_gb']:>13.2f} {r['peak_reserved_gb']:>16.2f}"
-        )
-    print(
-        f"speedup {result['speedup']}x; "
-        f"plan estimate for the worst case (4 x 2048 tokens): {result['plan_estimate_gb']} GB; "
-        f"total {result['total_seconds']:.0f} s; wrote {args.out}"
+    _print(result, args.out)
+
+
+def _meta_model(folder: Path) -> Any:
+    """The model's modules without weights (parameter count for MFU)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+
+
+def _print(result: dict[str, Any], out: Path) -> None:
+    header = (
+        f"{'workload':<9} {'run':<28} {'micro x accum':>13} {'s/step':>7} {'tokens/s':>9} {'MFU':>6} {'peak GB':>8}"
     )
+    print(f"{result['gpu'] or 'CPU'}, {result['shape']} shape, {result['parameters'] / 1e9:.2f} B parameters")
+    print(header)
+    for row in result["runs"]:
+        for run in (row["ours"], row.get("plain")):
+            if run is None:
+                continue
+            if "error" in run:
+                print(f"{row['workload']:<9} {run['run']:<28} {run['error']}")
+                continue
+            cells = [
+                _cell(run.get("steady_seconds_per_step"), "{:.3f}"),
+                _cell(run.get("tokens_per_second"), "{:,.0f}"),
+                _cell(run.get("mfu"), "{:.1%}"),
+                _cell(run.get("peak_allocated_gb"), "{:.1f}"),
+            ]
+            print(
+                f"{row['workload']:<9} {run['run']:<28} {run['micro_batch']:>6} x {run['grad_accum']:<4} "
+                f"{cells[0]:>7} {cells[1]:>9} {cells[2]:>6} {cells[3]:>8}"
+            )
+        if "speedup" in row:
+            print(f"{'':<9} speed-up {row['speedup']}x")
+    print(f"total {result['total_seconds']:.0f} s; wrote {out}")
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 if __name__ == "__main__":

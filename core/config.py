@@ -50,7 +50,10 @@ class TrainConfig:
     load_in_4bit: bool | None = _setting(
         None, "4-bit NF4 base weights", "on for CUDA, off on CPU", flag="--4bit/--no-4bit"
     )
-    gradient_checkpointing: bool | None = _setting(None, "Gradient checkpointing", "as 4-bit: on for CUDA, off on CPU")
+    gradient_checkpointing: bool | None = _setting(
+        None, "Gradient checkpointing", "on for CUDA unless the GPU holds the plan without it, off on CPU",
+        flag="--gradient-checkpointing/--no-gradient-checkpointing",
+    )
     padding_free: bool = _setting(True, "Pack rows without padding")
     shared_prefix: bool = _setting(True, "Compute a micro-batch's shared prompt prefix once (lingoforge.shared_prefix)")
     seed: int = _setting(0, "Random seed")
@@ -182,7 +185,8 @@ def max_len_source(config: TrainConfig, run: RunFolder, tokens: Path | None = No
 
 def on_device(setting: bool | None, cuda: bool) -> bool:
     """What ``load_in_4bit`` and ``gradient_checkpointing`` left unset become: on for CUDA, off on CPU (train.py's
-    docstring says why). The one place this rule is decided: training and ``plan`` both ask here."""
+    docstring says why). The one place this rule is decided: training and ``plan`` both ask here; training then
+    turns checkpointing off where the GPU holds its plan without it (``trainer.checkpointing_by_memory``)."""
     return cuda if setting is None else setting
 
 

@@ -37,7 +37,9 @@ from .options import config_options, fields_option, file_reading, language_optio
     type=click.Path(exists=True, dir_okay=False),
     help="Token report (`lingoforge tokens FILE --json`) whose max_seq_length sets --max-len.",
 )
-@config_options("val_fraction", "load_in_4bit", "seed", "max_steps", "save_steps", "eval_steps")
+@config_options(
+    "val_fraction", "load_in_4bit", "gradient_checkpointing", "seed", "max_steps", "save_steps", "eval_steps"
+)
 @map_option
 @language_option
 @fields_option

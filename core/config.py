@@ -1,16 +1,17 @@
 """The recipe's settings: ``TrainConfig`` is the one place their defaults live.
 
 Layers: defaults < YAML file (``--config``) < command-line flags, validated once with every problem listed. Each
-field carries its command-line help (``lingoforge.commands.options.config_options`` makes the flags of ``train``,
-``run`` and ``plan`` from it), so a default is never restated in a help text. ``None`` means "decided from the device
-or the run folder" (``resolve``).
+field carries its command-line help and its click type, range included (``lingoforge.commands.options.config_options``
+makes the flags of ``train``, ``run`` and ``plan`` from them), so a default is never restated in a help text and a
+YAML value is converted and checked exactly as its flag is. ``None`` means "decided from the device or the run
+folder" (``resolve``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import NoneType
 from typing import Any, get_args, get_type_hints
@@ -25,27 +26,34 @@ DEFAULT_MAX_LEN = 2048  # without a token report
 
 def _setting(default: Any, help: str, shown: str | None = None, **option: Any) -> Any:
     """A field with its command-line help; ``shown`` says what a ``None`` default becomes, ``option`` gives the flag
-    (``flag``) or click type (``type``) when the field's name and annotation do not."""
+    (``flag``) or the click type with its range (``type``) when the field's name and annotation do not."""
     return field(default=default, metadata={"help": help, "shown": shown, **option})
+
+
+_POSITIVE, _FRACTION = click.IntRange(min=1), click.FloatRange(0, 1, max_open=True)
+_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of the recipe; the defaults are the multilingual QLoRA recipe lingoforge follows."""
 
-    rank: int = _setting(32, "LoRA rank")
-    alpha: int = _setting(64, "LoRA alpha")
-    dropout: float = _setting(0.05, "LoRA dropout")
+    rank: int = _setting(32, "LoRA rank", type=_POSITIVE)
+    alpha: int = _setting(64, "LoRA alpha", type=_POSITIVE)
+    dropout: float = _setting(0.05, "LoRA dropout", type=_FRACTION)
     target_modules: str = _setting("all-linear", "Layers LoRA adapts")
-    lr: float = _setting(1.5e-4, "Learning rate")
-    scheduler: str = _setting("cosine", "Learning-rate schedule: cosine, linear, constant or constant_with_warmup")
-    warmup: float = _setting(0.05, "Warmup, a ratio of the total steps")  # transformers 5: warmup_steps=<float>
-    weight_decay: float = _setting(0.0, "AdamW weight decay")
-    epochs: float = _setting(4.0, "Epochs")
-    batch_size: int = _setting(4, "Micro-batch per device")
-    grad_accum: int = _setting(1, "Gradient accumulation steps")  # effective batch = batch_size x grad_accum x GPUs
+    lr: float = _setting(1.5e-4, "Learning rate", type=click.FloatRange(0, min_open=True))
+    scheduler: str = _setting("cosine", "Learning-rate schedule", type=click.Choice(_SCHEDULERS))
+    # transformers 5 takes the ratio as warmup_steps=<float>
+    warmup: float = _setting(0.05, "Warmup, a ratio of the total steps", type=_FRACTION)
+    weight_decay: float = _setting(0.0, "AdamW weight decay", type=click.FloatRange(0))
+    epochs: float = _setting(4.0, "Epochs", type=click.FloatRange(0, min_open=True))
+    batch_size: int = _setting(4, "Micro-batch per device", type=_POSITIVE)
+    # effective batch = batch_size x grad_accum x GPUs
+    grad_accum: int = _setting(1, "Gradient accumulation steps", type=_POSITIVE)
     max_len: int | None = _setting(
-        None, "Max sequence length", f"--tokens, else the run's data/tokens.json, else {DEFAULT_MAX_LEN}"
+        None, "Max sequence length", f"--tokens, else the run's data/tokens.json, else {DEFAULT_MAX_LEN}",
+        type=click.IntRange(min=16),
     )
     load_in_4bit: bool | None = _setting(
         None, "4-bit NF4 base weights", "on for CUDA, off on CPU", flag="--4bit/--no-4bit"
@@ -58,15 +66,16 @@ class TrainConfig:
     shared_prefix: bool = _setting(True, "Compute a micro-batch's shared prompt prefix once (lingoforge.shared_prefix)")
     seed: int = _setting(0, "Random seed")
     max_steps: int = _setting(-1, "Stop after N optimizer steps", "all epochs")  # smoke runs, benchmarks
-    save_steps: int = _setting(50, "Checkpoint every N steps")
-    eval_steps: int | None = _setting(None, "Validate every N steps", "= save steps")  # best of the saved checkpoints
-    save_total_limit: int = _setting(2, "Checkpoints kept")
+    save_steps: int = _setting(50, "Checkpoint every N steps", type=_POSITIVE)
+    # the best adapter is picked among the evaluated checkpoints
+    eval_steps: int | None = _setting(None, "Validate every N steps", "= save steps", type=_POSITIVE)
+    save_total_limit: int = _setting(2, "Checkpoints kept", type=_POSITIVE)
     val_fraction: float = _setting(
         0.1, "Fraction of each language held out for validation when --data is one file (0: no validation)",
-        flag="--val", type=click.FloatRange(0, 1, max_open=True),
+        flag="--val", type=_FRACTION,
     )
-    eval_batch_size: int = _setting(8, "Validation micro-batch")
-    logging_steps: int = _setting(1, "Log every N steps")
+    eval_batch_size: int = _setting(8, "Validation micro-batch", type=_POSITIVE)
+    logging_steps: int = _setting(1, "Log every N steps", type=_POSITIVE)
 
     @property
     def effective_batch(self) -> int:
@@ -74,12 +83,17 @@ class TrainConfig:
 
 
 _HINTS = get_type_hints(TrainConfig)
-# Each setting's type without ``None`` (what a YAML value or a flag is converted to), and which may be ``None``.
+# Each setting's type without ``None``, and which may be ``None``.
 SETTING_TYPES: dict[str, type] = {
     name: next(t for t in (*get_args(hint), hint) if t is not NoneType) for name, hint in _HINTS.items()
 }
 OPTIONAL = frozenset(name for name, hint in _HINTS.items() if NoneType in get_args(hint))
-_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def setting_type(name: str) -> click.ParamType:
+    """The click type that converts and range-checks a setting, for its flag and its YAML value alike."""
+    return _FIELDS[name].metadata.get("type") or click.types.convert_type(SETTING_TYPES[name])
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -102,21 +116,18 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _coerce(name: str, value: Any, problems: list[str]) -> Any:
-    """``value`` as the setting's type: YAML and flags may give "yes" for a bool or 8 for a float, never 2.5 for an
-    int or a bool for a number."""
+def _convert(name: str, value: Any, problems: list[str]) -> Any:
+    """``value`` through the setting's click type, as its flag would be. YAML can also give what no flag can and
+    click would take silently, a bool for a number or 2.5 for an int: refused here."""
     kind = SETTING_TYPES[name]
-    try:
-        if kind is bool:
-            if isinstance(value, bool) or str(value).lower() in _TRUE + _FALSE:
-                return value if isinstance(value, bool) else str(value).lower() in _TRUE
-            raise ValueError(value)
-        is_fraction = isinstance(value, float) and not value.is_integer()
-        if (kind is not str and isinstance(value, bool)) or (kind is int and is_fraction):
-            raise ValueError(value)
-        return kind(value)
-    except (TypeError, ValueError):
+    if (isinstance(value, bool) and kind is not bool) or (kind is int and isinstance(value, float)
+                                                          and not value.is_integer()):
         problems.append(f"{name}: expected {kind.__name__}, got {value!r}")
+        return value
+    try:
+        return setting_type(name).convert(value, None, None)
+    except click.BadParameter as exc:
+        problems.append(f"{name}: {exc.message}")
         return value
 
 
@@ -134,34 +145,13 @@ def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
                 problems.append(f"{key}: unknown setting (known: {', '.join(sorted(SETTING_TYPES))})")
                 continue
             if value is not None or name not in values:
-                values[name] = _coerce(name, value, problems) if value is not None else None
+                values[name] = _convert(name, value, problems) if value is not None else None
     values = {k: v for k, v in values.items() if v is not None or k in OPTIONAL}
     if not problems:
         cfg = TrainConfig(**values)
-        checks = [
-            (cfg.rank > 0, "rank: must be > 0"),
-            (cfg.alpha > 0, "alpha: must be > 0"),
-            (0 <= cfg.dropout < 1, "dropout: must be in [0, 1)"),
-            (cfg.lr > 0, "lr: must be > 0"),
-            (0 <= cfg.warmup < 1, "warmup: a ratio in [0, 1)"),
-            (cfg.epochs > 0, "epochs: must be > 0"),
-            (cfg.batch_size > 0, "batch_size: must be > 0"),
-            (cfg.grad_accum > 0, "grad_accum: must be > 0"),
-            (cfg.max_len is None or cfg.max_len >= 16, "max_len: must be >= 16"),
-            (cfg.save_steps > 0, "save_steps: must be > 0"),
-            (cfg.eval_steps is None or cfg.eval_steps > 0, "eval_steps: must be > 0"),
-            (
-                cfg.eval_steps is None or cfg.save_steps % cfg.eval_steps == 0,
-                "save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated checkpoints)",
-            ),
-            (0 <= cfg.val_fraction < 1, "val_fraction: must be in [0, 1) (0: no validation split)"),
-            (cfg.save_total_limit >= 1, "save_total_limit: must be >= 1"),
-            (
-                cfg.scheduler in ("cosine", "linear", "constant", "constant_with_warmup"),
-                "scheduler: cosine, linear, constant or constant_with_warmup",
-            ),
-        ]
-        problems += [msg for ok, msg in checks if not ok]
+        if cfg.eval_steps is not None and cfg.save_steps % cfg.eval_steps:
+            problems.append("save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated "
+                            "checkpoints)")
     if problems:
         raise LingoforgeError("invalid training settings:\n  " + "\n  ".join(problems))
     return cfg

@@ -545,15 +545,21 @@ def weight_files(spec: ModelSpec, backend: str) -> dict[str, list[int]]:
     return files
 
 
-def model_identity(model: str | Backend, backend: str | None = None, servers: Servers | None = None) -> dict[str, Any]:
+def model_identity(
+    model: str | ModelSpec | Backend, backend: str | None = None, servers: Servers | None = None
+) -> dict[str, Any]:
     """What decides a model's answers besides the prompts: spec, backend, weight files; the servers and served
     model name of a served backend."""
     if isinstance(model, Backend):
         return {"spec": model.model, **model.describe()}
-    spec = resolve_model(model)
+    spec = _resolved(model)
     name = backend or spec.default_backend
     served = (servers or Servers()).identity() if name in SERVED else {}
-    return {"spec": model, "backend": name, **served, "files": weight_files(spec, name)}
+    return {"spec": spec.spec, "backend": name, **served, "files": weight_files(spec, name)}
+
+
+def _resolved(model: str | ModelSpec) -> ModelSpec:
+    return resolve_model(model) if isinstance(model, str) else model
 
 
 def eval_settings(
@@ -653,7 +659,7 @@ class PredictionLog:
 
 
 def _evaluate(
-    model: str | Backend,
+    model: ModelSpec | Backend,
     task: Task,
     examples: Sequence[Example],
     identity: Mapping[str, Any],
@@ -673,10 +679,9 @@ def _evaluate(
     if isinstance(model, Backend):
         opened, spec_text, counts, run = model, model.model, training_counts, None
     else:
-        spec = resolve_model(model)
-        opened = get_backend(spec, backend, servers=servers)
-        spec_text, run = model, spec.run
-        counts = training_counts if training_counts is not None else training_counts_of(spec)
+        opened = get_backend(model, backend, servers=servers)
+        spec_text, run = model.spec, model.run
+        counts = training_counts if training_counts is not None else training_counts_of(model)
     done = log.completed(identity) if log is not None else {}
     records = {i: score_answer(task, i, examples[i], gen) for i, gen in done.items()}
     todo = [i for i in range(len(examples)) if i not in records]
@@ -733,7 +738,7 @@ def _selected(examples: Sequence[Example], limit: int | None) -> list[Example]:
 
 
 def evaluate(
-    model: str | Backend,
+    model: str | ModelSpec | Backend,
     task: Task,
     examples: Sequence[Example],
     *,
@@ -749,11 +754,12 @@ def evaluate(
     console: Console | None = None,
     predictions: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` (a MODEL spec, or an open Backend) on ``examples``; returns the report with the
-    per-item ``predictions`` and the ``settings`` they depend on under those keys. Training counts come from a
-    run folder unless given. With ``predictions`` (a JSONL path), answers are streamed there and a rerun with
+    """Evaluate ``model`` (a MODEL spec, resolved or not, or an open Backend) on ``examples``; returns the report
+    with the per-item ``predictions`` and the ``settings`` they depend on under those keys. Training counts come
+    from a run folder unless given. With ``predictions`` (a JSONL path), answers are streamed there and a rerun with
     the same settings generates only the items it lacks."""
     examples = _selected(examples, limit)
+    model = model if isinstance(model, Backend) else _resolved(model)
     identity = model_identity(model, backend, servers)
     settings = eval_settings(task, examples, [identity], constrained=constrained, max_new_tokens=max_new_tokens)
     report = _evaluate(
@@ -815,8 +821,8 @@ def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any
 
 
 def compare(
-    model_a: str | Backend,
-    model_b: str | Backend,
+    model_a: str | ModelSpec | Backend,
+    model_b: str | ModelSpec | Backend,
     task: Task,
     examples: Sequence[Example],
     *,
@@ -833,6 +839,7 @@ def compare(
     deltas, b - a) and ``compared`` (B's report) added. Used for base vs fine-tuned and export parity.
     With ``predictions``, both models' answers are streamed to that one file and resumed as in :func:`evaluate`."""
     examples = _selected(examples, limit)
+    model_a, model_b = (m if isinstance(m, Backend) else _resolved(m) for m in (model_a, model_b))
     ids = [model_identity(model_a, backend_a, servers), model_identity(model_b, backend_b, servers)]
     settings = eval_settings(task, examples, ids, constrained=constrained, max_new_tokens=max_new_tokens)
     log = None if predictions is None else PredictionLog(predictions, settings)

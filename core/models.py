@@ -145,6 +145,12 @@ class BaseModel:
         minutes of dequantizing the weights) and cached."""
         return str(converted_tokenizer(self.gguf)) if self.gguf is not None else self.location
 
+    def record(self) -> dict[str, Any]:
+        """What run.json keeps under ``base``: the spec as given and the weights the adapter was trained on
+        (``RunFolder.base_location``), so a run serves and exports without resolving the spec again."""
+        return {"spec": self.spec, "kind": self.kind, "location": self.weights(),
+                "preset": self.preset.name if self.preset else None, "gguf": str(self.gguf) if self.gguf else None}
+
     def shape(self) -> Shape:
         """Architecture figures without downloading: a preset's, else the local (or dequantized) config's."""
         if self.preset is not None:

@@ -32,6 +32,7 @@ from .data.io import Located
 from .data.mapping import ColumnMap
 from .errors import LingoforgeError
 from .fsutil import write_json, write_jsonl, write_text
+from .models import BaseModel, resolve_base
 from .runfolder import REPORT, RunFolder, file_sha256
 from .task import Example, Task
 
@@ -80,6 +81,7 @@ class Pipeline:
         self.console = console or Console(stderr=True)
         self.keys: dict[str, str] = {}
         self.augment: dict[str, int] = {}
+        self.base: BaseModel = resolve_base(options.base)  # once, and before anything is written
 
     # -- stage bookkeeping -------------------------------------------------------------------------
     def _stage(
@@ -191,12 +193,10 @@ class Pipeline:
         out = self.run.token_report
 
         def action() -> Any:
-            from .models import resolve_base
             from .tokens import token_report
 
-            location = resolve_base(o.base).weights()
             examples = [i.example for split in ("train", "val") for i in self._split(split)]
-            report = token_report(examples, o.task, location)
+            report = token_report(examples, o.task, self.base.weights())
             write_json(out, report)
             return {"max_seq_length": report["max_seq_length"], "num_ctx": report.get("num_ctx")}
 
@@ -206,17 +206,15 @@ class Pipeline:
         o = self.o
 
         def action() -> Any:
+            import torch
+
             from .config import make_config
-            from .models import resolve_base
             from .plan import plan
 
             cfg = make_config(o.train)
-            base = resolve_base(o.base)
-            import torch
-
             cuda = torch.cuda.is_available()
             max_len = cfg.max_len or self.run.max_seq_length()
-            estimate = plan(base.preset or base, rank=cfg.rank, cuda=cuda, max_len=max_len, batch_size=cfg.batch_size,
+            estimate = plan(self.base, rank=cfg.rank, cuda=cuda, max_len=max_len, batch_size=cfg.batch_size,
                             load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs, weight_bytes=2 if cuda else 4)
             return {k: v for k, v in estimate.items() if isinstance(v, (int, float, str, type(None)))}
 
@@ -238,7 +236,7 @@ class Pipeline:
                 shutil.rmtree(self.run.adapter)
             if resume:
                 self.console.print("resuming training from the last checkpoint")
-            result = train(o.task, self._split("train"), self._split("val"), o.base, self.run.root,
+            result = train(o.task, self._split("train"), self._split("val"), self.base, self.run.root,
                            make_config(o.train), resume=resume, force=o.force)
             return {"steps": result.steps, "train_loss": result.train_loss, "best_eval_loss": result.best_eval_loss,
                     "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
@@ -253,13 +251,12 @@ class Pipeline:
 
         def action() -> Any:
             from .evaluate import compare_reports, evaluate
-            from .models import resolve_base
             from .report import write_report
 
             test = [item.example for item in self._split("test", gold=True)]
             options = {"limit": o.eval_limit, "batch_size": o.eval_batch_size, "max_new_tokens": o.eval_max_new_tokens}
             self.console.print("base model")
-            base = evaluate(resolve_base(o.base).weights(), o.task, test, backend="hf", **options)
+            base = evaluate(self.base.weights(), o.task, test, backend="hf", **options)
             write_report(base, base_dir)
             self.console.print("fine-tuned model")
             tuned = evaluate(str(self.run.root), o.task, test, backend="hf", **options)

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
-from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, Servers, get_backend
+from .backends import DEFAULT_MAX_NEW_TOKENS, Backend, ModelSpec, Servers, get_backend
 from .data.findings import Finding
 from .data.io import read_rows, read_text
 from .data.mapping import RECORD_KEYS, ColumnMap
@@ -203,7 +203,7 @@ def _line(item: Item, text: str, task: Task, retried: bool) -> tuple[dict[str, A
 
 
 def predict(
-    model: str | Backend,
+    model: str | ModelSpec | Backend,
     task: Task,
     source: str | Path,
     out: str | Path,

@@ -171,19 +171,14 @@ def train(
     # 7. Record the run before training, so a killed run still says what it was doing.
     run.root.mkdir(parents=True, exist_ok=True)
     if main:
-        preset, gguf = base_model.preset, base_model.gguf
         run.record_task(task)
-        run.update(
-            base={"spec": base_model.spec, "kind": base_model.kind, "location": location,
-                  "preset": preset.name if preset else None, "gguf": str(gguf) if gguf else None},
-            chat_template=tokenizer.chat_template,
-            train={"status": "running", "config": asdict(cfg), "data_sha256": data_hashes,
-                   "data_sources": dict(sources or {}), "examples": {"train": len(train_enc), "val": len(val_enc)},
-                   "end_token": stop, "instruction": instruction,
-                   "longest_answer_tokens": max(e.trainable for e in train_enc),
-                   "tokens_by_language": {"train": train_report, "val": val_report}, "plan": estimate,
-                   "versions": versions(), "device": "cuda" if cuda else "cpu"},
-        )
+        run.update(base=base_model.record(), chat_template=tokenizer.chat_template,
+                   train={"status": "running", "config": asdict(cfg), "data_sha256": data_hashes,
+                          "data_sources": dict(sources or {}), "end_token": stop, "instruction": instruction,
+                          "examples": {"train": len(train_enc), "val": len(val_enc)},
+                          "longest_answer_tokens": max(e.trainable for e in train_enc),
+                          "tokens_by_language": {"train": train_report, "val": val_report}, "plan": estimate,
+                          "versions": versions(), "device": "cuda" if cuda else "cpu"})
 
     # 8. Datasets (input_ids + labels), then 9. model, trainer and training under the out-of-memory retry.
     progress = progress_callback(quiet)

@@ -60,7 +60,7 @@ def test_auto_follows_the_last_evaluation_advice(tmp_path: Path) -> None:
 
 def test_augment_refusals_come_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(LingoforgeError, match="without --data, raise -n instead"):
-        Pipeline(Options(task=get_task("support_tickets"), base="x", out=tmp_path / "r", augment={"es": 5}))\
+        Pipeline(Options(task=get_task("support_tickets"), base="smollm2-135m", out=tmp_path / "r", augment={"es": 5}))\
             ._resolve_augment()
     with pytest.raises(LingoforgeError, match="--augment sv: task 'support_tickets' has no generator text for sv"):
         pipeline(tmp_path, {"sv": 5})._resolve_augment()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -106,9 +107,14 @@ def test_every_bad_setting_is_listed_at_once() -> None:
     with pytest.raises(LingoforgeError) as err:
         make_config({"rnak": 4, "lr": "fast", "epochs": -1})
     text = str(err.value)
-    assert "rnak: unknown setting" in text and "lr: expected float" in text
-    with pytest.raises(LingoforgeError, match="epochs: must be > 0"):
-        make_config({"epochs": -1})
+    assert "rnak: unknown setting" in text and "lr: 'fast' is not a valid float" in text
+    assert "epochs: -1.0 is not in the range x>0" in text
+    for bad, said in [({"rank": 2.5}, "rank: expected int, got 2.5"), ({"lr": True}, "lr: expected float, got True"),
+                      ({"scheduler": "cosin"}, "scheduler: 'cosin' is not one of"),
+                      ({"load_in_4bit": "maybe"}, "load_in_4bit: 'maybe' is not a valid boolean")]:
+        with pytest.raises(LingoforgeError, match=re.escape(said)):
+            make_config(bad)
+    assert make_config({"load_in_4bit": "yes", "rank": 8.0, "epochs": "2"}).load_in_4bit is True
     with pytest.raises(LingoforgeError, match="multiple of eval_steps"):
         make_config({"save_steps": 10, "eval_steps": 3})
 
@@ -391,7 +397,7 @@ def test_cli_reports_bad_input_as_a_clean_error(tmp_path: Path, monkeypatch) -> 
     result = CliRunner().invoke(cli, [*args, "--base", "qwen9-13b"])
     assert result.exit_code == 1 and "Error: unknown base model 'qwen9-13b'" in result.output
     result = CliRunner().invoke(cli, [*args, "--base", "qwen2.5-0.5b", "--rank", "0"])
-    assert result.exit_code == 1 and "rank: must be > 0" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--rank': 0 is not in the range x>=1" in result.output
 
 
 def test_cli_tokens_flag_reaches_training(tmp_path: Path, monkeypatch) -> None:

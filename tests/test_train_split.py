@@ -102,7 +102,7 @@ def test_duplicates_share_a_side_and_the_seed_changes_the_split(tmp_path: Path) 
 
 def test_val_zero_trains_on_everything(tmp_path: Path) -> None:
     assert make_config({"val_fraction": 0}).val_fraction == 0
-    with pytest.raises(LingoforgeError, match=r"val_fraction: must be in \[0, 1\)"):
+    with pytest.raises(LingoforgeError, match=r"val_fraction: 1.0 is not in the range 0<=x<1"):
         make_config({"val_fraction": 1})
     path = write(tmp_path / "all.jsonl", [e for lang in TEXTS for e in rows(lang, 0, 5)])
     train, val, _ = load_data(path, tiny_task(), 0.0, seed=0)

@@ -35,10 +35,12 @@ slots:
 examples:
   - language: en
     input: "My {item} was stolen in {city}."
-    output: {category: theft, summary: "{item} stolen", incident_date: null, items: ["{item}"], address: {city: "{city}"}}
+    output: {category: theft, summary: "{item} stolen", incident_date: null, items: ["{item}"],
+             address: {city: "{city}"}}
   - language: de
     input: "Mein {item} wurde in {city} gestohlen."
-    output: {category: theft, summary: "{item} gestohlen", incident_date: "2025-03-01", items: ["{item}"], address: {city: "{city}"}}
+    output: {category: theft, summary: "{item} gestohlen", incident_date: "2025-03-01", items: ["{item}"],
+             address: {city: "{city}"}}
 """
 
 

@@ -94,9 +94,9 @@ def eval_cmd(
         predictions=out / "predictions.jsonl",
     )
     if compare_model:
-        report = compare(model, compare_model, task, examples, backend_a=backend, backend_b=compare_backend, **options)
+        report = compare(spec, compare_model, task, examples, backend_a=backend, backend_b=compare_backend, **options)
     else:
-        report = evaluate(model, task, examples, backend=backend, **options)
+        report = evaluate(spec, task, examples, backend=backend, **options)
     paths = write_report(report, out)
     servers = report["model"].get("servers", [])
     if as_json:

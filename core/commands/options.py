@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from ..backends import BACKENDS, DEFAULT_MAX_NEW_TOKENS, ModelSpec, Servers
-from ..config import SETTING_TYPES, TrainConfig
+from ..config import SETTING_TYPES, TrainConfig, setting_type
 from ..data.mapping import ColumnMap
 from ..errors import DataError, LingoforgeError
 from ..task import Task
@@ -43,7 +43,7 @@ def config_options(*names: str, defaults: TrainConfig | None = None) -> Callable
             fn = click.option(
                 flag,
                 name,
-                type=meta.get("type") or (None if kind is bool else kind),
+                type=None if kind is bool else setting_type(name),
                 default=None if defaults is None else getattr(defaults, name),
                 show_default=defaults is not None,
                 help=f"{meta['help']}." if defaults is not None else f"{meta['help']} [{shown}].",

@@ -56,7 +56,7 @@ def predict(
 
     spec = resolve_model(model)
     summary = run_predict(
-        spec.spec,
+        spec,
         task_for(task_name, spec),
         input_path,
         output,

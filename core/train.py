@@ -4,7 +4,8 @@
 
 Read ``train`` below from the top: every step is one numbered comment, in the order it runs (torchtune style: the
 recipe is the code). The settings live in ``lingoforge.config``, tokenization in ``lingoforge.encode``, and the
-machinery the steps call (trainer, checkpoints, memory plan, out-of-memory retry) in ``lingoforge.trainer``.
+machinery the steps call (checkpoints, memory plan, out-of-memory retry) in ``lingoforge.trainer``, and trl's
+trainer as we subclass it with the progress bar in ``lingoforge.sft_trainer``.
 
 Defaults: ``TrainConfig`` holds the multilingual recipe we follow (LoRA on all linear layers, cosine schedule, a
 small effective batch, the max length from a token report); a YAML file or a flag overrides any value, and run.json
@@ -69,7 +70,6 @@ from .trainer import (
     checkpointing_by_memory,
     fit,
     memory_plan,
-    progress_callback,
     save_adapter,
     versions,
 )
@@ -156,8 +156,7 @@ def train(
     stop = end_token(tokenizer)
     train_enc = encode(task, train_items, tokenizer, cfg.max_len)  # type: ignore[arg-type]
     val_enc = encode(task, val_items, tokenizer, cfg.max_len)  # type: ignore[arg-type]
-    train_report = check_masks(train_enc, tokenizer.convert_tokens_to_ids(stop))
-    val_report = check_masks(val_enc, tokenizer.convert_tokens_to_ids(stop))
+    train_report, val_report = (check_masks(enc, tokenizer.convert_tokens_to_ids(stop)) for enc in (train_enc, val_enc))
     counts = (f"{lang} {row['trainable_tokens']:,} in {row['examples']} examples" for lang, row in train_report.items())
     say("trainable tokens per language (train): " + ", ".join(counts))
     prepare_seconds = time.perf_counter() - t0
@@ -181,8 +180,9 @@ def train(
                           "versions": versions(), "device": "cuda" if cuda else "cpu"})
 
     # 8. Datasets (input_ids + labels), then 9. model, trainer and training under the out-of-memory retry.
-    progress = progress_callback(quiet)
-    t1 = time.perf_counter()
+    from .sft_trainer import TrainProgress
+
+    progress, t1 = TrainProgress(quiet), time.perf_counter()
     trainer, batch_size, grad_accum = fit(location, cfg, run, tokenizer, train_enc, val_enc, cuda=cuda, resume=resume,
                                           main=main, callbacks=[progress, *callbacks], say=say)
     train_seconds = time.perf_counter() - t1

@@ -2,12 +2,12 @@
 memory plan, datasets, model and trainer under the out-of-memory retry, trl's SFTTrainer with our mixed-language
 sampler and per-language validation loss, the progress bar, and the adapter written atomically.
 
-Nothing here imports torch, transformers or trl until it is used.
+Nothing here imports torch, transformers or trl until it is used; the trainer and the progress bar, which subclass
+trl's and transformers' classes, live in ``lingoforge.sft_trainer``.
 """
 
 from __future__ import annotations
 
-import errno
 import gc
 import json
 import math
@@ -15,13 +15,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .compact_head import add_compact_lm_head, compact_head_applies
 from .config import TrainConfig
 from .encode import Encoded
 from .errors import LingoforgeError
@@ -171,6 +169,8 @@ def fit(
     import torch
     from datasets import Dataset
 
+    from .sft_trainer import LingoTrainer
+
     # 8. Datasets: input_ids + labels only; languages travel beside them for the sampler and the validation split.
     def as_dataset(rows: Sequence[Encoded]) -> Any:
         return Dataset.from_dict({"input_ids": [r.input_ids for r in rows], "labels": [r.labels for r in rows]})
@@ -181,13 +181,12 @@ def fit(
     }
 
     # 9. Model, trainer, training, with the out-of-memory retry around them (each retry reloads the model).
-    trainer_cls = trainer_class()
     retried = False  # after an out-of-memory retry, continue from the last checkpoint that attempt wrote
 
     def attempt(batch_size: int, grad_accum: int) -> Any:
         model = load_model(location, cfg, cuda)
         shared = cfg.shared_prefix and model.config._attn_implementation in MASK_IMPLEMENTATIONS
-        trainer = trainer_cls(
+        trainer = LingoTrainer(
             model=model,
             args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared, validate=bool(val_enc)),
             data_collator=SharedPrefixCollator() if shared else None,
@@ -309,163 +308,6 @@ def sft_config(
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The trainer: trl's SFTTrainer with our sampler, per-language validation loss and safe checkpoints.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def trainer_class() -> type:
-    """Built lazily so that importing this module does not import torch and trl."""
-    import torch
-    from trl import SFTTrainer
-
-    class LingoTrainer(SFTTrainer):
-        """SFTTrainer + mixed-language sampler + exact per-language validation loss + checkpoint cleanup."""
-
-        def __init__(
-            self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any], **kwargs: Any
-        ) -> None:
-            self.train_languages = list(train_languages)
-            self.val_by_language = dict(val_by_language)
-            super().__init__(*args, **kwargs)
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            if self.args.device.type == "cpu" and compact_head_applies(base):
-                add_compact_lm_head(base)
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            """trl's loss; with shared-prefix rows, ``num_tokens`` counts the examples' tokens (trl would sum
-            the 4-D attention mask), so tokens/s means the same data throughput with and without sharing."""
-            example_tokens = inputs.pop("example_tokens", None)
-            counted = self._total_train_tokens
-            loss = super().compute_loss(model, inputs, *args, **kwargs)
-            if example_tokens is not None and model.training:
-                total = self.accelerator.gather_for_metrics(example_tokens.reshape(1)).sum().item()
-                self._total_train_tokens = counted + int(total)
-                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
-            return loss
-
-        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-            """Every micro-batch mixes languages (``lingoforge.data.interleave``); the order depends only on
-            (seed, epoch), so a resumed run replays the same batches and skips those already trained."""
-            try:
-                from .data.interleave import MixedLanguageSampler
-            except ImportError as exc:
-                raise LingoforgeError(
-                    f"mixed-language batches need lingoforge.data.interleave, which does not import ({exc}); "
-                    "reinstall lingoforge"
-                ) from None
-            return MixedLanguageSampler(self.train_languages, self.args.per_device_train_batch_size, self.args.seed)
-
-        def evaluate(
-            self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
-        ) -> dict[str, float]:
-            """Token-weighted loss per language and overall, in one pass over each language's examples.
-
-            The Trainer's own eval loss averages batch means, which weights a short-answer language the same
-            as a long one; summing token losses gives the exact mean and a per-language figure to compare.
-            """
-            model = self.model
-            model.eval()
-            totals = {}
-            for lang, dataset in self.val_by_language.items():
-                sums = torch.zeros(2, dtype=torch.float64, device=self.args.device)
-                for batch in self.get_eval_dataloader(dataset):
-                    batch = self._prepare_inputs(batch)
-                    tokens = (batch["labels"][:, 1:] != -100).sum()
-                    with torch.no_grad(), self.compute_loss_context_manager():
-                        loss = self.compute_loss(model, batch)
-                    sums += torch.stack([loss.detach().double() * tokens, tokens.double()])
-                totals[lang] = self.accelerator.reduce(sums, reduction="sum").tolist()
-            loss_sum = sum(s for s, _ in totals.values())
-            tokens_all = sum(n for _, n in totals.values())
-            metrics = {f"{metric_key_prefix}_loss": loss_sum / max(tokens_all, 1)}
-            metrics |= {f"{metric_key_prefix}_loss_{lang}": s / max(n, 1) for lang, (s, n) in totals.items()}
-            self.log(metrics)
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-            return metrics
-
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            """A failed checkpoint write (disk full) removes the partial folder and says what to do."""
-            folder = Path(self.args.output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-            try:
-                super()._save_checkpoint(model, trial)
-            except OSError as exc:
-                shutil.rmtree(folder, ignore_errors=True)
-                free = shutil.disk_usage(folder.parent).free / 2**30 if folder.parent.exists() else float("nan")
-                hint = "free some disk space" if exc.errno == errno.ENOSPC else "check the folder's permissions"
-                raise CheckpointWriteError(
-                    f"could not write checkpoint {folder}: {exc.strerror or exc} ({free:.1f} GiB free there); {hint}, "
-                    "then rerun with --resume to continue from the last complete checkpoint"
-                ) from exc
-
-    return LingoTrainer
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Progress: one bar with loss, tokens/s and ETA; per-language validation lines.
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def progress_callback(quiet: bool) -> Any:
-    """The progress bar of a training run, which also measures its throughput."""
-    from transformers import TrainerCallback
-
-    class Progress(TrainerCallback):
-        """A rich progress bar (loss, tokens/s, ETA) on the main process; records throughput for run.json."""
-
-        def __init__(self) -> None:
-            self.bar: Any = None
-            self.task: Any = None
-            self.start = 0.0
-            self.start_step = 0
-            self.tokens = 0
-            self.tokens_per_second = 0.0
-            self.seconds_per_step = 0.0
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.start, self.start_step = time.perf_counter(), state.global_step
-            if quiet or not state.is_world_process_zero:
-                return
-            from rich.progress import TextColumn, TimeRemainingColumn
-
-            from .progress import bar
-
-            self.bar = bar(TextColumn("ETA"), TimeRemainingColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step)
-
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
-        ) -> None:
-            logs = logs or {}
-            elapsed = time.perf_counter() - self.start
-            if "num_tokens" in logs and "loss" in logs:
-                self.tokens = int(logs["num_tokens"])
-                self.tokens_per_second = self.tokens / elapsed if elapsed > 0 else 0.0
-                steps = state.global_step - self.start_step
-                self.seconds_per_step = elapsed / steps if steps else 0.0
-                if self.bar is not None:
-                    self.bar.update(
-                        self.task,
-                        completed=state.global_step,
-                        description=f"train  loss {logs['loss']:.4f}  {self.tokens_per_second:,.0f} tok/s",
-                    )
-            elif "eval_loss" in logs and self.bar is not None:
-                per_lang = "  ".join(
-                    f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_")
-                )
-                self.bar.console.print(
-                    f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
-                )
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.bar is not None:
-                self.bar.update(self.task, completed=state.global_step)
-                self.bar.stop()
-
-    return Progress()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""trl's SFTTrainer as lingoforge trains with it, and the progress bar of a training run.
+
+``LingoTrainer`` adds what the recipe needs to trl: every micro-batch mixes languages, the validation loss is exact
+per language, a failed checkpoint write leaves no partial folder, and the CPU loss head projects trained positions
+only. Importing this module imports torch and trl, so ``lingoforge.trainer`` and ``lingoforge.train`` import it only
+once the inputs are checked.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import TextColumn, TimeRemainingColumn
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from .compact_head import add_compact_lm_head, compact_head_applies
+from .data.interleave import MixedLanguageSampler
+from .progress import bar
+from .trainer import CHECKPOINT_PREFIX, CheckpointWriteError
+
+
+class LingoTrainer(SFTTrainer):
+    """SFTTrainer + mixed-language sampler + exact per-language validation loss + checkpoint cleanup."""
+
+    def __init__(
+        self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any], **kwargs: Any
+    ) -> None:
+        self.train_languages = list(train_languages)
+        self.val_by_language = dict(val_by_language)
+        super().__init__(*args, **kwargs)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if self.args.device.type == "cpu" and compact_head_applies(base):
+            add_compact_lm_head(base)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """trl's loss; with shared-prefix rows, ``num_tokens`` counts the examples' tokens (trl would sum
+        the 4-D attention mask), so tokens/s means the same data throughput with and without sharing."""
+        example_tokens = inputs.pop("example_tokens", None)
+        counted = self._total_train_tokens
+        loss = super().compute_loss(model, inputs, *args, **kwargs)
+        if example_tokens is not None and model.training:
+            total = self.accelerator.gather_for_metrics(example_tokens.reshape(1)).sum().item()
+            self._total_train_tokens = counted + int(total)
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return loss
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Every micro-batch mixes languages (``lingoforge.data.interleave``); the order depends only on
+        (seed, epoch), so a resumed run replays the same batches and skips those already trained."""
+        return MixedLanguageSampler(self.train_languages, self.args.per_device_train_batch_size, self.args.seed)
+
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """Token-weighted loss per language and overall, in one pass over each language's examples.
+
+        The Trainer's own eval loss averages batch means, which weights a short-answer language the same
+        as a long one; summing token losses gives the exact mean and a per-language figure to compare.
+        """
+        model = self.model
+        model.eval()
+        totals = {}
+        for lang, dataset in self.val_by_language.items():
+            sums = torch.zeros(2, dtype=torch.float64, device=self.args.device)
+            for batch in self.get_eval_dataloader(dataset):
+                batch = self._prepare_inputs(batch)
+                tokens = (batch["labels"][:, 1:] != -100).sum()
+                with torch.no_grad(), self.compute_loss_context_manager():
+                    loss = self.compute_loss(model, batch)
+                sums += torch.stack([loss.detach().double() * tokens, tokens.double()])
+            totals[lang] = self.accelerator.reduce(sums, reduction="sum").tolist()
+        loss_sum = sum(s for s, _ in totals.values())
+        tokens_all = sum(n for _, n in totals.values())
+        metrics = {f"{metric_key_prefix}_loss": loss_sum / max(tokens_all, 1)}
+        metrics |= {f"{metric_key_prefix}_loss_{lang}": s / max(n, 1) for lang, (s, n) in totals.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """A failed checkpoint write (disk full) removes the partial folder and says what to do."""
+        folder = Path(self.args.output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            free = shutil.disk_usage(folder.parent).free / 2**30 if folder.parent.exists() else float("nan")
+            hint = "free some disk space" if exc.errno == errno.ENOSPC else "check the folder's permissions"
+            raise CheckpointWriteError(
+                f"could not write checkpoint {folder}: {exc.strerror or exc} ({free:.1f} GiB free there); {hint}, "
+                "then rerun with --resume to continue from the last complete checkpoint"
+            ) from exc
+
+
+class TrainProgress(TrainerCallback):
+    """A rich progress bar (loss, tokens/s, ETA) on the main process; records throughput for run.json."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+        self.start = 0.0
+        self.start_step = 0
+        self.tokens = 0
+        self.tokens_per_second = 0.0
+        self.seconds_per_step = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start, self.start_step = time.perf_counter(), state.global_step
+        if self.quiet or not state.is_world_process_zero:
+            return
+        self.bar = bar(TextColumn("ETA"), TimeRemainingColumn())
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        logs = logs or {}
+        elapsed = time.perf_counter() - self.start
+        if "num_tokens" in logs and "loss" in logs:
+            self.tokens = int(logs["num_tokens"])
+            self.tokens_per_second = self.tokens / elapsed if elapsed > 0 else 0.0
+            steps = state.global_step - self.start_step
+            self.seconds_per_step = elapsed / steps if steps else 0.0
+            if self.bar is not None:
+                self.bar.update(
+                    self.task,
+                    completed=state.global_step,
+                    description=f"train  loss {logs['loss']:.4f}  {self.tokens_per_second:,.0f} tok/s",
+                )
+        elif "eval_loss" in logs and self.bar is not None:
+            per_lang = "  ".join(
+                f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_")
+            )
+            self.bar.console.print(
+                f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
+            )
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=state.global_step)
+            self.bar.stop()

@@ -529,23 +529,23 @@ def plan_run(
     """
     run.require()
     training = run.training()
-    config = training.get("config")
+    config = training.config
     if not config:
         raise LingoforgeError(
             f"{run.run_json} records no training settings (train.config): `lingoforge train` writes them"
         )
-    by_language = (training.get("tokens_by_language") or {}).get("train") or {}
-    examples = sum(row["examples"] for row in by_language.values()) or (training.get("examples") or {}).get("train")
+    by_language = training.tokens_by_language.get("train", {})
+    examples = sum(row["examples"] for row in by_language.values()) or training.examples.get("train")
     tokens = sum(row["tokens"] for row in by_language.values())
-    recorded = training.get("planned") or {}
-    cuda = (device or training.get("device", "cuda")).lower() != "cpu"
+    recorded = training.planned or {}
+    cuda = (device or training.device or "cuda").lower() != "cpu"
     overrides = {k: v for k, v in settings.items() if v is not None}
     values = {
         "rank": config["rank"],
         "max_len": config["max_len"],
         "epochs": config["epochs"],
-        "batch_size": training.get("batch_size") or config["batch_size"],
-        "grad_accum": training.get("grad_accum") or config["grad_accum"],
+        "batch_size": training.batch_size or config["batch_size"],
+        "grad_accum": training.grad_accum or config["grad_accum"],
         "load_in_4bit": config["load_in_4bit"],
         "gradient_checkpointing": config["gradient_checkpointing"],
     } | overrides
@@ -563,10 +563,7 @@ def plan_run(
     )
     result["run"] = str(run.root)
     result["overrides"] = overrides
-    timings = training.get("timings") or {}
-    measured = training.get("measured") or (
-        measured_record(timings["seconds_per_step"], timings["tokens_per_second"]) if timings else None
-    )
+    measured = training.measured
     if measured:
         result["measured"] = measured
         if "time" in result:

@@ -19,7 +19,7 @@ import hashlib
 import importlib.metadata
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,32 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Training:
+    """run.json's ``train`` section as its readers use it: what ``lingoforge.train`` records before training
+    (settings, data, the prompt and end token it trained, the plan) and once done (the micro-batch that trained,
+    the step time planned and measured). Empty for a run that never trained; other recorded figures (history,
+    timings) are for people and stay in the file."""
+
+    status: str | None = None  # running | done | failed
+    config: dict[str, Any] = field(default_factory=dict)  # TrainConfig as resolved for this run
+    data_sha256: dict[str, str] = field(default_factory=dict)  # {train, val}: a resume must see the same data
+    data_sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # {train, val}: {path, sha256, map?}
+    examples: dict[str, int] = field(default_factory=dict)  # {train, val}
+    tokens_by_language: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # split: lang: counts
+    instruction: str | None = None  # the instruction inputs were wrapped with (what the Modelfile serves)
+    end_token: str | None = None  # the token every answer ended with (the served model's stop)
+    longest_answer_tokens: int | None = None
+    device: str | None = None  # cuda | cpu
+    batch_size: int | None = None  # the micro-batch and accumulation that trained (after an out-of-memory retry)
+    grad_accum: int | None = None
+    planned: dict[str, Any] | None = None  # the plan's step time for this run (``lingoforge.plan``)
+    measured: dict[str, Any] | None = None  # the step time and tokens/s training measured
+
+
+_TRAINING_FIELDS = frozenset(f.name for f in fields(Training))
 
 
 @dataclass(frozen=True)
@@ -241,9 +267,10 @@ class RunFolder:
             raise LingoforgeError(f"{self.run_json} names no base model (base.location); rerun `lingoforge train`")
         return str(location)
 
-    def training(self) -> dict[str, Any]:
-        """run.json's ``train`` section (settings, data sources and hashes, instruction, end token, ...)."""
-        return dict(self.read().get("train") or {})
+    def training(self) -> Training:
+        """run.json's ``train`` section (see :class:`Training`)."""
+        section = self.read().get("train") or {}
+        return Training(**{k: v for k, v in section.items() if k in _TRAINING_FIELDS})
 
     def augmented(self) -> dict[str, Any]:
         """run.json's ``augment`` section: ``{"added": {lang: n}, "before": {lang: score}}`` of ``run --augment``."""

@@ -47,7 +47,7 @@ def check_resume(run: RunFolder, resume: bool, data_sha256: Mapping[str, str]) -
             raise LingoforgeError(
                 f"nothing to resume: no complete checkpoint in {run.checkpoints}; run without --resume"
             )
-        recorded = run.training().get("data_sha256")
+        recorded = run.training().data_sha256
         if recorded and recorded != data_sha256:
             raise LingoforgeError(
                 f"--resume with different data than {run.run_json} records; use the same --data or start a new "

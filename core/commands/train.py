@@ -73,7 +73,7 @@ def train(
             "(split again with `lingoforge data split --val`, or pass the JSONL file)"
         )
     # A resumed run starts from the settings it recorded, so `--resume` alone continues the same recipe.
-    recorded = RunFolder(Path(out)).training().get("config") if resume else None
+    recorded = RunFolder(Path(out)).training().config if resume else None
     config = make_config(recorded, load_config_file(config_file) if config_file else None, flags)
     result = train_from_files(
         get_task(task_name), data, base, out, config, resume=resume, force=force, quiet=quiet, tokens=tokens_file,

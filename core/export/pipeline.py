@@ -65,7 +65,7 @@ def test_split(folder: RunFolder, data: str | Path | None = None) -> tuple[Path,
         if not path.is_file():
             raise LingoforgeError(f"--data {path} does not exist")
         return path, None
-    sources = folder.training().get("data_sources") or {}
+    sources = folder.training().data_sources
     split_folder = Path(sources["train"]["path"]).parent if "train" in sources and "val" in sources else None
     for candidate in filter(None, (folder.data / "test.jsonl", split_folder and split_folder / "test.jsonl")):
         if candidate.is_file():
@@ -97,7 +97,7 @@ def trained_prompt(folder: RunFolder, task: Task) -> tuple[str, int | None]:
     """The instruction training wrapped inputs with and its longest answer in tokens, from run.json
     (runs trained before these were recorded: the task's instruction, and no answer length)."""
     train = folder.training()
-    return str(train.get("instruction") or task.instruction.strip()), train.get("longest_answer_tokens")
+    return train.instruction or task.instruction.strip(), train.longest_answer_tokens
 
 
 def serving_config(task: Task, hf: HFReference, examples: Sequence[Example], model_file: str, num_ctx: int,
@@ -180,7 +180,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, quant: st
     conversations = conversations_for(task, chosen)
     num_ctx, num_ctx_source = context_length(folder, reference_dir)
     serving = serving_config(task, hf, chosen, quantized.path.name, num_ctx, instruction, longest_answer,
-                             folder.training().get("end_token"), adapter_file=lora.name if lora else None)
+                             folder.training().end_token, adapter_file=lora.name if lora else None)
     n_ctx = max(num_ctx, PARITY_N_CTX)  # parity needs room for the prompt and a full answer
     f16_model = GGUFModel(f16_path, n_ctx=n_ctx, lora_path=lora)
     _check_embedded_template(f16_model, hf, f16_path)

@@ -77,10 +77,6 @@ class TrainConfig:
     eval_batch_size: int = _setting(8, "Validation micro-batch", type=_POSITIVE)
     logging_steps: int = _setting(1, "Log every N steps", type=_POSITIVE)
 
-    @property
-    def effective_batch(self) -> int:
-        return self.batch_size * self.grad_accum
-
 
 _HINTS = get_type_hints(TrainConfig)
 # Each setting's type without ``None``, and which may be ``None``.

@@ -109,10 +109,12 @@ def _connect(host: str) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
-    """An Ollama/HTTP error as one line: the server's message and status code."""
+    """An Ollama/HTTP error as one line: the server's message (its first 200 characters: another server may answer
+    with a whole HTML page) and status code."""
     status = getattr(exc, "status_code", None)
-    message = getattr(exc, "error", None) or str(exc)
-    return f"{message} (HTTP {status})" if status else str(message)
+    message = " ".join(str(getattr(exc, "error", None) or exc).split())
+    message = message if len(message) <= 200 else message[:200] + "…"
+    return f"{message} (HTTP {status})" if status else message
 
 
 def _check_show(client: Any, name: str, serving: ServingConfig) -> None:

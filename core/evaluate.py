@@ -66,7 +66,7 @@ from .backends import (
     resolve_model,
 )
 from .errors import DataError, WriteError
-from .fsutil import write_json, write_text
+from .fsutil import append_text, write_json, write_text
 from .progress import items_bar
 from .prompts import prompt_messages
 from .runfolder import RunFolder
@@ -631,17 +631,10 @@ class PredictionLog:
                     f"n_tokens); delete {self.path} or write the report to another folder (-o)"
                 ) from None
         if keep != len(data):  # a kill in the middle of a write: its settings say the file is ours to cut
-            self._write(lambda fh: fh.truncate(keep), "rb+")
-
-    def _write(self, action: Callable[[Any], Any], mode: str) -> None:
-        """Run ``action`` on the open file and get it on disk; a full disk or read-only folder is a ``WriteError``."""
-        try:
-            with open(self.path, mode) as fh:
-                action(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise WriteError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+            try:
+                os.truncate(self.path, keep)
+            except OSError as exc:
+                raise WriteError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def completed(self, model: Mapping[str, Any]) -> dict[int, Generation]:
         """The answers ``model`` (a ``model_identity``) already gave, by item index."""
@@ -649,10 +642,9 @@ class PredictionLog:
 
     def append(self, model: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> None:
         """Add ``records`` as whole lines, on disk before returning."""
-        text = "".join(
+        append_text(self.path, "".join(
             json.dumps(prediction_line(model, r), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records
-        )
-        self._write(lambda fh: fh.write(text.encode("utf-8")), "ab")
+        ))
 
 
 # --------------------------------------------------------------------------- evaluate and compare

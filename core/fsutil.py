@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     naming ``path``, so every command reports it as one clear line instead of an ``OSError`` traceback.
     """
     target = Path(path)
+    if target.exists() and not target.is_file():  # a rename would replace a device (/dev/full) or fail on a folder
+        raise WriteError(f"cannot write {target}: it is not a regular file; choose a file path")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -44,6 +47,42 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staged(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """A staging folder inside ``folder`` whose files move into ``folder`` together once the block succeeds: outputs
+    written as a set (a split's train/val/test and its report) are all new or all as before, never a mix, when the
+    disk fills midway. Errors name the files' final paths."""
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+    except OSError as exc:
+        raise WriteError(f"cannot write in {target}: {_reason(exc)}") from exc
+    try:
+        yield stage
+        for path in sorted(stage.iterdir(), key=lambda p: p.suffix == ".json"):  # a report last, beside its files
+            os.replace(path, target / path.name)
+    except WriteError as exc:
+        raise WriteError(str(exc).replace(str(stage), str(target))) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def append_text(path: str | os.PathLike[str], text: str) -> None:
+    """Append ``text`` to ``path`` and get it on disk before returning: the streamed outputs that resume (eval's and
+    predict's answers). A read-only folder or full disk is a ``WriteError`` naming the path; appending nothing checks
+    that the file can be written before any work is spent on its contents."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: {_reason(exc)}") from exc
 
 
 def _remove(tmp: str) -> None:

@@ -145,6 +145,30 @@ class BaseModel:
         minutes of dequantizing the weights) and cached."""
         return str(converted_tokenizer(self.gguf)) if self.gguf is not None else self.location
 
+    def check_reachable(self) -> None:
+        """For a hub id, fetch its config now (a few KB), so that a typo or an unreachable hub is told before
+        anything is written; other kinds were checked on disk by ``resolve_base``."""
+        if self.kind == "hub":
+            self.load_config()
+
+    def load_config(self) -> Any:
+        """The model's transformers config; a failure names what was tried instead of a hub traceback."""
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(self.weights())
+        except (OSError, ValueError) as exc:  # missing repo, no network, not a model
+            raise LingoforgeError(self.unloadable(exc)) from None
+
+    def unloadable(self, exc: BaseException) -> str:
+        """Why this model cannot be loaded; a hub id also says that no local folder of that name exists, since
+        ``runs/demoo`` run where no ``runs/`` folder is has the shape of a hub id."""
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.kind != "hub":
+            return f"cannot load {self.spec!r} ({self.location or self.gguf}): {reason}"
+        return (f"{self.spec!r} is not a local folder ({Path(self.spec).expanduser().absolute()} does not exist) and "
+                f"the Hugging Face hub did not give it: {reason}")
+
     def record(self) -> dict[str, Any]:
         """What run.json keeps under ``base``: the spec as given and the weights the adapter was trained on
         (``RunFolder.base_location``), so a run serves and exports without resolving the spec again."""

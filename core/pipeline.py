@@ -297,6 +297,7 @@ class Pipeline:
     def run_all(self) -> dict[str, Any]:
         """Run every stage (skipping those up to date) and write ``summary.json``."""
         self.run.claim(self.o.task.name)  # before anything is written: never another task's run, nor foreign files
+        self.base.check_reachable()  # a hub id that does not load is told now, not after the data stages
         self.augment = self._resolve_augment()
         self.run.root.mkdir(parents=True, exist_ok=True)
         recorded = self.run.augmented()

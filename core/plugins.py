@@ -73,9 +73,21 @@ def validate_task(task: Task, where: str) -> None:
     if unknown_fields:
         problems.append(f"fields {unknown_fields} are not properties of the output schema")
     if not problems:
-        problems += _render_problems(task)
+        problems += _render_problems(task) + _serving_problems(task)
     if problems:
         raise TaskDefinitionError(f"{where}: task {task.name!r} is invalid:\n  - " + "\n  - ".join(problems))
+
+
+def _serving_problems(task: Task) -> list[str]:
+    """The system prompt and instruction must fit in an Ollama Modelfile, or the trained model cannot ship: told
+    when the task is defined, not after training."""
+    from .export.modelfile import check_servable
+
+    try:
+        check_servable(task.system_prompt, task.instruction.strip())
+    except LingoforgeError as exc:
+        return [str(exc)]
+    return []
 
 
 def _render_problems(task: Task) -> list[str]:

@@ -25,6 +25,7 @@ from .data.findings import Finding
 from .data.io import read_rows, read_text
 from .data.mapping import RECORD_KEYS, ColumnMap
 from .errors import DataError
+from .fsutil import append_text
 from .progress import items_bar
 from .prompts import prompt_messages
 from .schema import parse_output
@@ -248,16 +249,21 @@ def predict(
 
     if not todo:
         return summary()
-    opened = model if isinstance(model, Backend) else get_backend(model, backend, servers=servers)
+    created = not out.exists()
+    append_text(out, "")  # an output that cannot be written is told before the model loads
+    try:
+        opened = model if isinstance(model, Backend) else get_backend(model, backend, servers=servers)
+    except BaseException:
+        if created:  # a model that does not load leaves no output behind
+            out.unlink(missing_ok=True)
+        raise
     schema = task.schema
     conversations = [prompt_messages(task, it.text, it.instruction) for it in todo]
     waiting: dict[int, tuple[dict[str, Any], bool]] = {}  # answered, not yet written: an earlier input is still out
-    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
         hosts = getattr(opened, "hosts", ())
-        with open(out, "a", encoding="utf-8") as fh, items_bar(f"predict {opened.name}", len(todo), hosts,
-                                                                 console) as advance:
+        with items_bar(f"predict {opened.name}", len(todo), hosts, console) as advance:
             answers = opened.stream(conversations, schema if constrained else None, max_new_tokens, concurrency)
             for at, gen in answers:
                 line = _line(todo[at], gen.text, task, False)
@@ -271,9 +277,8 @@ def predict(
                 while written + len(ready) in waiting:
                     ready.append(waiting.pop(written + len(ready)))
                 if ready:
-                    fh.write("".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r, _ in ready))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    append_text(out, "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n"
+                                             for r, _ in ready))
                     written += len(ready)
                     valid += sum(ok for _, ok in ready)
     finally:

@@ -424,9 +424,13 @@ def check_adapter(adapter: Path) -> dict[str, Any]:
         raise LingoforgeError(f"{weights} is missing; retrain or restore the adapter")
     try:
         with safe_open(str(weights), framework="numpy") as fh:  # checks the header against the file size
-            names = list(fh.keys())
+            ranks = {name: fh.get_slice(name).get_shape()[0] for name in fh.keys() if ".lora_A." in name}
     except (SafetensorError, OSError) as exc:
         raise LingoforgeError(f"{weights}: damaged ({exc}); retrain or restore the adapter") from None
-    if not names:
-        raise LingoforgeError(f"{weights} holds no tensors; retrain or restore the adapter")
+    if not ranks:
+        raise LingoforgeError(f"{weights} holds no LoRA tensors; retrain or restore the adapter")
+    wrong = next((name for name, r in ranks.items() if r != parsed["r"]), None)
+    if wrong is not None and not parsed.get("rank_pattern"):  # a per-layer rank_pattern may differ on purpose
+        raise LingoforgeError(f"{config} says rank r={parsed['r']} but {weights} holds rank {ranks[wrong]} ({wrong}): "
+                              "the config and the weights come from different adapters; retrain or restore both")
     return parsed

@@ -146,11 +146,10 @@ def train(
     # 4. Base model and tokenizer: presets and GGUF files resolve to a local folder (GGUF is dequantized once).
     base_model = base if isinstance(base, BaseModel) else resolve_base(base)
     t0 = time.perf_counter()
-    location = base_model.weights()
-    from transformers import AutoConfig, AutoTokenizer
+    location, model_config = base_model.weights(), base_model.load_config()
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(location)
-    model_config = AutoConfig.from_pretrained(location)
 
     # 5. Tokenize with the loss mask, then prove the mask: every example trains on its answer and end token.
     stop = end_token(tokenizer)
@@ -277,6 +276,7 @@ def train_from_files(
     if main:
         run.claim(task.name)  # inputs are validated before anything is written to the run folder
     base_model = resolve_base(base)
+    base_model.check_reachable()
     task = data_task(data_path / "train.jsonl" if data_path.is_dir() else data_path, task, mapping=mapping,
                      fields=fields)
     train_items, val_items, sources = load_data(data_path, task, config.val_fraction, config.seed, mapping)
@@ -286,8 +286,9 @@ def train_from_files(
     if not data_path.is_dir() and val_items:
         say(describe_holdout(train_items, val_items, config.val_fraction))
     say(f"max length {max_len} from {max_len_from}")
-    files = {name: {"path": path, "sha256": file_sha256(path), **({"map": str(mapping)} if mapping else {})}
-             for name, path in sources.items()}
+    # absolute: export finds the test split beside these files from any working directory
+    files = {name: {"path": str(Path(path).resolve()), "sha256": file_sha256(path),
+                    **({"map": str(mapping)} if mapping else {})} for name, path in sources.items()}
     if main and not data_path.is_dir() and not (run.data / "train.jsonl").exists():
         write_jsonl(run.data / "train.jsonl", (i.example.to_record() for i in train_items))
         if val_items:

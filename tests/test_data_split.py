@@ -170,8 +170,10 @@ def test_cli_split_write_failure_is_one_clear_error(
     if failure == "not_a_folder":
         (tmp_path / "blocker").write_text("a file, not a folder", encoding="utf-8")
         out_dir, reason = tmp_path / "blocker" / "out", "Not a directory"
+        said = f"Error: cannot write in {out_dir}: "
     else:
         out_dir, reason = tmp_path / "out", "No space left on device"
+        said = f"Error: cannot write {out_dir / 'train.jsonl'}: "  # the final path, not the staging folder's
 
         def no_space(*args: object) -> None:
             raise OSError(errno.ENOSPC, reason)
@@ -179,6 +181,6 @@ def test_cli_split_write_failure_is_one_clear_error(
         monkeypatch.setattr(os, "fsync", no_space)
     result = CliRunner().invoke(cli, ["data", "split", str(source), "--task", str(task_file), "-o", str(out_dir)])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit, not a crash
-    assert f"Error: cannot write {out_dir / 'train.jsonl'}: " in result.output and reason in result.output
+    assert said in result.output and reason in result.output
     assert "Traceback" not in result.output
     assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no partial or temp file

@@ -95,6 +95,11 @@ def test_a_host_that_is_not_ollama_is_named(tiny_run: Path, tiny_export: dict) -
     with _FakeServer({("GET", "/api/tags"): (200, "<html>login page</html>")}) as server:
         with pytest.raises(DeployError, match="does not answer like an Ollama server"):
             deploy(tiny_run, "tickets", host=server.url)
+    page = "<html><body>" + "<p>not here</p>\n" * 400 + "</body></html>"
+    with _FakeServer({("GET", "/"): (404, page)}) as server:
+        with pytest.raises(DeployError) as refused:
+            deploy(tiny_run, "tickets", host=server.url)
+    assert len(str(refused.value)) < 400 and "\n" not in str(refused.value)  # a line, not the whole page
 
 
 @pytest.mark.parametrize(("status", "error"), [(500, "disk full"), (400, "invalid model name")])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from lingoforge.errors import WriteError
-from lingoforge.fsutil import atomic_open, write_json, write_jsonl, write_text
+from lingoforge.fsutil import append_text, atomic_open, staged, write_json, write_jsonl, write_text
 
 
 def _no_space(*args: object) -> None:
@@ -52,3 +52,35 @@ def test_an_error_reading_another_file_in_the_block_is_not_called_a_write_error(
         fh.write(missing.read_bytes())
     assert err.value.filename == str(missing)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_device_or_pipe_is_never_replaced_by_a_file(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(WriteError, match="it is not a regular file"):
+        write_text(pipe, "x")
+    assert pipe.is_fifo()
+
+
+def test_staged_files_move_in_together_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.jsonl").write_text("old a")
+    (tmp_path / "b.jsonl").write_text("old b")
+    with staged(tmp_path) as stage:
+        write_text(stage / "a.jsonl", "new a")
+    assert [(tmp_path / n).read_text() for n in ("a.jsonl", "b.jsonl")] == ["new a", "old b"]
+    with pytest.raises(WriteError) as err, staged(tmp_path) as stage:
+        write_text(stage / "a.jsonl", "newer a")
+        monkeypatch.setattr(os, "fsync", _no_space)
+        write_text(stage / "b.jsonl", "new b")
+    assert str(err.value) == f"cannot write {tmp_path / 'b.jsonl'}: No space left on device"  # the final path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl"]  # no staging folder left
+    assert [(tmp_path / n).read_text() for n in ("a.jsonl", "b.jsonl")] == ["new a", "old b"]
+
+
+def test_append_text_names_the_path(tmp_path: Path) -> None:
+    append_text(tmp_path / "log.jsonl", "1\n")
+    append_text(tmp_path / "log.jsonl", "2\n")
+    assert (tmp_path / "log.jsonl").read_text() == "1\n2\n"
+    (tmp_path / "blocker").write_text("a file")
+    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'blocker' / 'p.jsonl'}: "):
+        append_text(tmp_path / "blocker" / "p.jsonl", "")

@@ -75,3 +75,11 @@ def test_a_file_without_the_field_names_its_keys(tmp_path: Path) -> None:
         label_report(path, "category")
     result = CliRunner().invoke(cli, ["labels", str(path), "--field", "topic", "--json"])
     assert result.exit_code == 0 and json.loads(result.output)["labels"] == {"a": {"?": 1}}
+
+
+def test_a_task_name_taken_from_the_file_name_says_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["labels", str(export(tmp_path / "export.csv")), "--map", MAP,
+                                      "-o", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 1
+    assert "the name 't' taken from t.yaml is not a task name" in result.output and "pass --name" in result.output
+    assert not (tmp_path / "t.yaml").exists()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from lingoforge.backends import Backend, Generation
-from lingoforge.errors import DataError
+from lingoforge.errors import DataError, WriteError
 from lingoforge.predict import completed_ids, parse_inputs, predict, read_inputs
 from lingoforge.yaml_task import load_yaml_task
 
@@ -123,6 +123,16 @@ def test_foreign_output_file_is_refused_byte_for_byte_unchanged(task, tmp_path: 
         predict(backend, task, source, out)
     assert "left unchanged; choose a new -o file" in str(refused.value)
     assert out.read_bytes() == content.encode()
+    assert backend.calls == []
+
+
+def test_an_output_that_cannot_be_written_is_told_before_the_model_opens(task, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"input": "ticket"}\n')
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    backend = FlakyBackend()
+    with pytest.raises(WriteError, match=re.escape(f"cannot write {tmp_path / 'blocker' / 'p.jsonl'}: ")):
+        predict(backend, task, source, tmp_path / "blocker" / "p.jsonl")
     assert backend.calls == []
 
 

@@ -69,6 +69,39 @@ def test_train_validates_base_and_folder_before_writing(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]
 
 
+def test_a_hub_shaped_base_that_does_not_load_is_told_before_writing(tmp_path: Path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the same answer as an unknown id online
+    monkeypatch.chdir(tmp_path)  # no runs/ folder here: runs/demoo has the shape of a hub id
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in get_task("support_tickets").generate(20)))
+    for command in (["train", "support_tickets", "--data", str(data)], ["run", "support_tickets"]):
+        result = CliRunner().invoke(cli, [*command, "--base", "runs/demoo", "-o", "out"])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert f"'runs/demoo' is not a local folder ({tmp_path / 'runs' / 'demoo'} does not exist) and the Hugging " \
+               "Face hub did not give it" in result.output
+        assert not (tmp_path / "out").exists()
+
+
+def test_eval_refuses_a_task_other_than_the_one_the_run_learned(tiny_run: Path, tmp_path: Path) -> None:
+    data = tmp_path / "products.jsonl"
+    data.write_text("".join(json.dumps(e.to_record()) + "\n" for e in get_task("ecommerce_taxonomy").generate(4)))
+    result = CliRunner().invoke(cli, ["eval", str(tiny_run), "--task", "ecommerce_taxonomy", "--data", str(data),
+                                      "-o", str(tmp_path / "eval")])
+    assert result.exit_code == 1, result.output
+    assert f"{tiny_run} was trained for task 'support_tickets', not 'ecommerce_taxonomy'" in result.output
+    assert not (tmp_path / "eval").exists()
+
+
+def test_adapter_config_and_weights_of_different_ranks_are_refused(tiny_run: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(tiny_run / "adapter", tmp_path / "run" / "adapter"))
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps({**config, "r": 16}))  # the weights are rank 8
+    with pytest.raises(LingoforgeError, match="says rank r=16 but .* holds rank 8 .*different adapters"):
+        check_adapter(RunFolder(tmp_path / "run").adapter)
+
+
 @pytest.mark.parametrize(("name", "damage", "message"), [
     ("adapter_model.safetensors", lambda b: b[: len(b) // 2], "damaged"),
     ("adapter_model.safetensors", lambda b: b[:5], "damaged"),

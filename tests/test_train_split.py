@@ -119,19 +119,24 @@ def test_train_from_files_says_what_is_held_out_and_writes_the_split(tmp_path: P
     import lingoforge.train
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(lingoforge.train, "train", lambda task, tr, va, *a, **k: seen.update(train=tr, val=va))
+    monkeypatch.setattr(lingoforge.train, "train",
+                        lambda task, tr, va, *a, **k: seen.update(train=tr, val=va, sources=k["sources"]))
     path = write(tmp_path / "all.jsonl", [e for lang in TEXTS for e in rows(lang, 0, 50)])
     train_from_files(tiny_task(), path, "qwen2.5-0.5b", tmp_path / "run", make_config())
     val = seen["val"]
     per_lang = ", ".join(f"{lang} {sum(i.example.language == lang for i in val)}" for lang in sorted(TEXTS))
     assert (
-        f"held out {len(val)} of 200 examples for validation (about 10% per language, chosen by a hash of each input, "
-        f"so adding examples moves none): {per_lang}; pass --val to change" in capsys.readouterr().err
+        f"held out {len(val)} of 200 examples for validation (about 10% per language and at least one, chosen by a "
+        f"hash of each input, so adding examples moves none): {per_lang}; pass --val to change"
+        in capsys.readouterr().err
     )
     assert len((tmp_path / "run" / "data" / "val.jsonl").read_text().splitlines()) == len(val)
 
-    train_from_files(tiny_task(), path, "qwen2.5-0.5b", tmp_path / "none", make_config({"val_fraction": 0}))
+    monkeypatch.chdir(tmp_path)  # a relative --data is recorded absolute: export finds it from anywhere
+    no_val = make_config({"val_fraction": 0})
+    train_from_files(tiny_task(), Path("all.jsonl"), "qwen2.5-0.5b", tmp_path / "none", no_val)
     assert (len(seen["train"]), seen["val"]) == (200, [])
+    assert seen["sources"]["train+val"]["path"] == str(path)  # type: ignore[index]
     assert "held out" not in capsys.readouterr().err
     assert (tmp_path / "none" / "data" / "train.jsonl").is_file()
     assert not (tmp_path / "none" / "data" / "val.jsonl").exists()

@@ -131,3 +131,10 @@ def test_task_path_discovery_and_path_as_task_name(tmp_path: Path, monkeypatch: 
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["language"] for r in rows] == ["en", "de"] * 3
     assert json.loads(result.stdout)["languages"]["de"]["count"] == 3
+
+
+def test_a_system_prompt_no_modelfile_can_hold_is_refused_when_the_task_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, CLAIMS.replace("system_prompt: You route insurance claims.",
+                                          'system_prompt: \'You route claims. Answer """JSON"""\''))
+    with pytest.raises(TaskDefinitionError, match='the system prompt contains """ which a Modelfile cannot hold'):
+        get_task(str(path))

@@ -138,7 +138,8 @@ class HFBackend(Backend):
                 self.load = LoadChoice(mode or MERGED, f"asked for: {asked}")
             model = _load_base(location, self.load.mode, self.dtype, self.device)
         except OSError as exc:
-            raise LingoforgeError(f"cannot load the model at {location}: {exc}") from None
+            local = "" if Path(location).exists() else f" (and no local folder {Path(location).absolute()} exists)"
+            raise LingoforgeError(f"cannot load the model at {location}{local}: {str(exc).strip()[:300]}") from None
         self.model_obj = model if adapter is None else _apply_adapter(model, Path(adapter), self.load.mode)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:

@@ -39,7 +39,9 @@ def labels(file: Path, mapping: ColumnMap | None, language: str | None, field: s
     if output is not None:
         task_name = name or re.sub(r"[^a-z0-9_]+", "_", output.stem.lower()).strip("_")
         if not TASK_NAME_PATTERN.match(task_name):
-            raise DataError(f"--name {task_name!r} is not a task name (lowercase letters, digits, _)")
+            given = f"--name {task_name!r}" if name else f"the name {task_name!r} taken from {output.name}"
+            raise DataError(f"{given} is not a task name (a lowercase letter, then lowercase letters, digits or _, "
+                            "2 to 64 in all); pass --name")
         write_text(output, extends_yaml(report, task_name, template))
         report["written"] = str(output)
     if as_json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
@@ -54,13 +55,22 @@ def config_options(*names: str, defaults: TrainConfig | None = None) -> Callable
 
 
 def task_for(task_name: str | None, spec: ModelSpec) -> Task:
-    """``--task`` (it wins), else the task a run folder recorded: the run alone is enough, with no task path set
-    (see ``RunFolder.resolve_task``); other models answer the task ``--task`` names."""
+    """``--task``, else the task a run folder recorded: the run alone is enough, with no task path set (see
+    ``RunFolder.resolve_task``), and another task than the run learned is refused; other models answer the task
+    ``--task`` names."""
     from ..plugins import get_task
 
     if spec.run is not None:
-        return spec.run.resolve_task(task_name)
+        task = spec.run.resolve_task(task_name)
+        trained = spec.run.task_name()
+        if trained and task.name != trained:  # another definition of the same task (an edited YAML) is fine
+            raise LingoforgeError(f"{spec.run.root} was trained for task {trained!r}, not {task.name!r}: its "
+                                  f"answers follow {trained!r}'s schema; leave --task out to use the run's own task")
+        return task
     if not task_name:
+        if spec.kind == "hf" and spec.location == spec.spec and not Path(spec.location).exists():
+            raise LingoforgeError(f"{spec.spec!r} is no local folder ({Path(spec.spec).absolute()} does not exist); "
+                                  "as a hub id, say which task it answers: --task NAME")
         raise LingoforgeError(f"say which task {spec.spec!r} answers: --task NAME (or a task YAML file)")
     return get_task(task_name)
 

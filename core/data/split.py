@@ -26,13 +26,13 @@ import hashlib
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import DataError
-from ..fsutil import write_json
+from ..fsutil import staged, write_json
 from ..progress import Stages, silent
 from ..scoring import normalize_text
 from ..task import Example, Task
@@ -144,8 +144,8 @@ def split_dataset(
     mapping: ColumnMap | None = None,
 ) -> dict[str, Any]:
     """Check ``source`` (its columns mapped by ``mapping``), split it and write ``train/val/test.jsonl`` and
-    ``data_report.json`` into ``out_dir`` (each file atomically, the report last so it always describes the files
-    beside it). Returns the report."""
+    ``data_report.json`` into ``out_dir``, all four or none (``fsutil.staged``: a full disk midway leaves the previous
+    split as it was). Returns the report."""
     fractions = _fractions(val, test)
     source, out_dir = Path(source), Path(out_dir)
     report = check_file(source, task, stages=stages, mapping=mapping)
@@ -162,9 +162,18 @@ def split_dataset(
     examples = cleaned_examples(report)
     names = assign_splits(examples, task, val, test, seed)
     parts = {k: [e for e, name in zip(examples, names, strict=True) if name == k] for k in SPLITS}
+    with staged(out_dir) as stage:
+        return _write_split(stage, source, mapping, task, seed, fractions, examples, parts, report)
+
+
+def _write_split(
+    stage: Path, source: Path, mapping: Any, task: Task, seed: int, fractions: Mapping[str, float],
+    examples: Sequence[Example], parts: Mapping[str, Sequence[Example]], report: Any,
+) -> dict[str, Any]:
+    """The split files and ``data_report.json`` (what went where, by language and label, and why)."""
     files: dict[str, Any] = {}
     for k in SPLITS:
-        path = out_dir / f"{k}.jsonl"
+        path = stage / f"{k}.jsonl"
         files[k] = {"path": path.name, "records": write_examples(path, parts[k]), "sha256": _sha256(path)}
     languages = sorted({e.language or UNKNOWN_LANGUAGE for e in examples})
     result: dict[str, Any] = {
@@ -193,7 +202,7 @@ def split_dataset(
         },
         "lingoforge_version": __version__,
     }
-    write_json(out_dir / "data_report.json", result)
+    write_json(stage / "data_report.json", result)
     return result
 
 
@@ -245,7 +254,8 @@ def describe_holdout(train_items: Sequence[Located], val_items: Sequence[Located
     held = Counter(i.example.language for i in val_items)
     return (
         f"held out {len(val_items)} of {len(train_items) + len(val_items)} examples for validation "
-        f"(about {fraction * 100:g}% per language, chosen by a hash of each input, so adding examples moves none): "
+        f"(about {fraction * 100:g}% per language and at least one, chosen by a hash of each input, so adding "
+        "examples moves none): "
         + ", ".join(f"{lang} {held[lang]}" for lang in languages)
         + "; pass --val to change (0: no validation)"
     )

@@ -716,7 +716,8 @@ def _evaluate(
         resumed=len(done),
         history=history_of(run) if run is not None else (),
     )
-    if run is not None and counts:
+    # each run's curve is of its own test split: points scored on other data would not belong on it
+    if run is not None and counts and (source is None or Path(source).resolve() == (run.data / "test.jsonl").resolve()):
         record_history(run, counts, report)
     report["predictions"] = ordered
     return report

@@ -73,6 +73,25 @@ def test_history_is_recorded_once_per_evaluation_result(tmp_path: Path) -> None:
                                {"training": {"en": 40, "es": 50}, "primary": {"en": 0.9, "es": 0.8}}]
 
 
+def test_history_follows_the_runs_own_test_split_only(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lingoforge import get_task
+    from lingoforge.data.io import load_examples
+    from lingoforge.evaluate import evaluate
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("export", "eval")))
+    test = run / "data" / "test.jsonl"
+    shutil.copy(test, run / "data" / "train.jsonl")  # training counts come from the run's train split
+    other = Path(shutil.copy(test, tmp_path / "other.jsonl"))
+    task = get_task("support_tickets")
+    examples = [item.example for item in load_examples(test, task, gold=True)]
+    evaluate(str(run), task, examples, source=str(other), max_new_tokens=4)
+    assert history_of(RunFolder(run)) == []  # other data is not a point of this run's curve
+    evaluate(str(run), task, examples, source=str(test), max_new_tokens=4)
+    assert [sorted(p["training"]) for p in history_of(RunFolder(run))] == [sorted({e.language for e in examples})]
+
+
 def test_without_a_generator_the_advice_names_the_commonest_confusion() -> None:
     from lingoforge.evaluate import most_confused
 

@@ -9,6 +9,7 @@ folder" (``resolve``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -18,7 +19,7 @@ from typing import Any, get_args, get_type_hints
 
 import click
 
-from .errors import LingoforgeError
+from .errors import LingoforgeError, yaml_problem
 from .runfolder import RunFolder, read_token_report
 
 DEFAULT_MAX_LEN = 2048  # without a token report
@@ -30,7 +31,19 @@ def _setting(default: Any, help: str, shown: str | None = None, **option: Any) -
     return field(default=default, metadata={"help": help, "shown": shown, **option})
 
 
-_POSITIVE, _FRACTION = click.IntRange(min=1), click.FloatRange(0, 1, max_open=True)
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses ``nan`` and ``inf``, which click's accepts (nan compares false with any
+    bound) and every estimate turns into nonsense."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+_POSITIVE, _FRACTION = click.IntRange(min=1), FiniteRange(0, 1, max_open=True)
+POSITIVE_FLOAT = FiniteRange(0, min_open=True)
 _SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 
@@ -42,12 +55,12 @@ class TrainConfig:
     alpha: int = _setting(64, "LoRA alpha", type=_POSITIVE)
     dropout: float = _setting(0.05, "LoRA dropout", type=_FRACTION)
     target_modules: str = _setting("all-linear", "Layers LoRA adapts")
-    lr: float = _setting(1.5e-4, "Learning rate", type=click.FloatRange(0, min_open=True))
+    lr: float = _setting(1.5e-4, "Learning rate", type=POSITIVE_FLOAT)
     scheduler: str = _setting("cosine", "Learning-rate schedule", type=click.Choice(_SCHEDULERS))
     # transformers 5 takes the ratio as warmup_steps=<float>
     warmup: float = _setting(0.05, "Warmup, a ratio of the total steps", type=_FRACTION)
-    weight_decay: float = _setting(0.0, "AdamW weight decay", type=click.FloatRange(0))
-    epochs: float = _setting(4.0, "Epochs", type=click.FloatRange(0, min_open=True))
+    weight_decay: float = _setting(0.0, "AdamW weight decay", type=FiniteRange(0))
+    epochs: float = _setting(4.0, "Epochs", type=POSITIVE_FLOAT)
     batch_size: int = _setting(4, "Micro-batch per device", type=_POSITIVE)
     # effective batch = batch_size x grad_accum x GPUs
     grad_accum: int = _setting(1, "Gradient accumulation steps", type=_POSITIVE)
@@ -102,7 +115,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError:
         raise LingoforgeError(f"config file {p} does not exist") from None
     except yaml.YAMLError as exc:
-        raise LingoforgeError(f"{p}: not valid YAML: {exc}") from None
+        raise LingoforgeError(f"{p}: {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -145,6 +158,8 @@ def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
     values = {k: v for k, v in values.items() if v is not None or k in OPTIONAL}
     if not problems:
         cfg = TrainConfig(**values)
+        if cfg.max_steps < 1 and cfg.max_steps != -1:
+            problems.append(f"max_steps: {cfg.max_steps} is neither a number of steps (>= 1) nor -1 (all epochs)")
         if cfg.eval_steps is not None and cfg.save_steps % cfg.eval_steps:
             problems.append("save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated "
                             "checkpoints)")

@@ -27,3 +27,10 @@ def listed(head: str, problems: list[str], limit: int = 10) -> str:
     """``head`` and the first ``limit`` problems, one per line: every multi-problem error reads the same way."""
     more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
     return head + ":\n  " + "\n  ".join(problems[:limit]) + more
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A PyYAML error as one line, ``line L, column C: invalid YAML: <problem>``, for every YAML file we read."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}invalid YAML: {getattr(exc, 'problem', None) or exc}"

@@ -597,22 +597,26 @@ def eval_settings(
 
 class PredictionLog:
     """An eval folder's ``predictions.jsonl``, appended a batch at a time and resumed when reopened with the
-    same settings; with other settings (or none recorded) it starts over rather than mix answers."""
+    same settings; with other settings (or none recorded) it starts over rather than mix answers, at the first
+    new answer, so a model or server that fails to open loses no earlier predictions and leaves no files."""
 
     def __init__(self, path: str | Path, settings: Mapping[str, Any]) -> None:
         self.path = Path(path)
+        self.settings = settings
         self.done: dict[tuple[str, str], dict[int, Generation]] = defaultdict(dict)
-        sidecar = settings_path(self.path)
         try:
-            same = json.loads(sidecar.read_text(encoding="utf-8")) == settings
+            same = json.loads(settings_path(self.path).read_text(encoding="utf-8")) == settings
         except (OSError, json.JSONDecodeError):
             same = False
-        if same and self.path.is_file():
+        self.started = same and self.path.is_file()
+        if self.started:
             self._load()
-            return
+
+    def _start(self) -> None:
         # Empty the predictions before recording the new settings: a crash in between leaves nothing to mix.
         write_text(self.path, "")
-        write_json(sidecar, settings)
+        write_json(settings_path(self.path), self.settings)
+        self.started = True
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -642,6 +646,8 @@ class PredictionLog:
 
     def append(self, model: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> None:
         """Add ``records`` as whole lines, on disk before returning."""
+        if not self.started:
+            self._start()
         append_text(self.path, "".join(
             json.dumps(prediction_line(model, r), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records
         ))

@@ -211,9 +211,11 @@ def load_tokenizer(spec: str) -> Any:
     from transformers import AutoTokenizer
 
     path = Path(spec).expanduser()
-    source = str(path) if path.is_dir() else resolve_base(spec).tokenizer_source()
     try:
+        source = str(path) if path.is_dir() else resolve_base(spec).tokenizer_source()  # a GGUF converts here
         return AutoTokenizer.from_pretrained(source)
+    except LingoforgeError:
+        raise
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
         raise LingoforgeError(
             f"cannot load tokenizer {spec!r} (a preset, hub id, local folder or .gguf file): {exc}"

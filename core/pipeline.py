@@ -27,9 +27,11 @@ from typing import Any
 
 from rich.console import Console
 
-from .config import TrainConfig
+from .config import TrainConfig, make_config
 from .data.io import Located
 from .data.mapping import ColumnMap
+from .data.split import split_fractions
+from .deploy import validate_name
 from .errors import LingoforgeError
 from .fsutil import write_json, write_jsonl, write_text
 from .models import BaseModel, resolve_base
@@ -81,7 +83,17 @@ class Pipeline:
         self.console = console or Console(stderr=True)
         self.keys: dict[str, str] = {}
         self.augment: dict[str, int] = {}
-        self.base: BaseModel = resolve_base(options.base)  # once, and before anything is written
+        # Everything checkable is checked here, before anything is written.
+        self.base: BaseModel = resolve_base(options.base)  # resolved once
+        self.config = make_config(options.train)
+        split_fractions(options.val, options.test)
+        unknown = sorted(set(options.languages or ()) - set(options.task.languages))
+        if unknown and options.data is None:
+            raise LingoforgeError(f"--languages {','.join(unknown)}: task {options.task.name!r} generates "
+                                  f"{', '.join(options.task.languages)}")
+        self.name = options.name or f"{options.task.name.replace('_', '-')}-{self.run.root.name}".lower()
+        if options.deploy:
+            validate_name(self.name)
 
     # -- stage bookkeeping -------------------------------------------------------------------------
     def _stage(
@@ -208,10 +220,9 @@ class Pipeline:
         def action() -> Any:
             import torch
 
-            from .config import make_config
             from .plan import plan
 
-            cfg = make_config(o.train)
+            cfg = self.config
             cuda = torch.cuda.is_available()
             max_len = cfg.max_len or self.run.max_seq_length()
             estimate = plan(self.base, rank=cfg.rank, cuda=cuda, max_len=max_len, batch_size=cfg.batch_size,
@@ -224,7 +235,6 @@ class Pipeline:
         o = self.o
 
         def action() -> Any:
-            from .config import make_config
             from .train import train
             from .trainer import complete_checkpoints
 
@@ -237,7 +247,7 @@ class Pipeline:
             if resume:
                 self.console.print("resuming training from the last checkpoint")
             result = train(o.task, self._split("train"), self._split("val"), self.base, self.run.root,
-                           make_config(o.train), resume=resume, force=o.force)
+                           self.config, resume=resume, force=o.force)
             return {"steps": result.steps, "train_loss": result.train_loss, "best_eval_loss": result.best_eval_loss,
                     "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
                     "history_first_loss": result.history[0].get("loss") if result.history else None}
@@ -284,14 +294,13 @@ class Pipeline:
         o = self.o
         if not o.deploy:
             return None
-        name = o.name or f"{o.task.name.replace('_', '-')}-{self.run.root.name}".lower()
 
         def action() -> Any:
             from .deploy import deploy
 
-            return deploy(self.run.export, name, o.host)
+            return deploy(self.run.export, self.name, o.host)
 
-        return self._stage("deploy", {"name": name, "host": o.host}, [], action, "export")
+        return self._stage("deploy", {"name": self.name, "host": o.host}, [], action, "export")
 
     # -- everything --------------------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:

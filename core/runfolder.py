@@ -203,6 +203,7 @@ class RunFolder:
         """
         from .plugins import get_task
 
+        self.require()
         record = self.task_record()
         name = record.get("name")
         if not name:

@@ -275,6 +275,7 @@ def train_from_files(
     say = _say(quiet or not main)
     if main:
         run.claim(task.name)  # inputs are validated before anything is written to the run folder
+    check_resume(run, resume, None)
     base_model = resolve_base(base)
     base_model.check_reachable()
     task = data_task(data_path / "train.jsonl" if data_path.is_dir() else data_path, task, mapping=mapping,

@@ -39,8 +39,9 @@ class CheckpointWriteError(LingoforgeError):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def check_resume(run: RunFolder, resume: bool, data_sha256: Mapping[str, str]) -> None:
-    """A fresh start never overwrites a trained run; a resume needs a complete checkpoint and the same data."""
+def check_resume(run: RunFolder, resume: bool, data_sha256: Mapping[str, str] | None) -> None:
+    """A fresh start never overwrites a trained run; a resume needs a complete checkpoint and the same data
+    (``None``: the data is not read yet, as when the CLI checks its flags before writing anything)."""
     checkpoints = complete_checkpoints(run.checkpoints)
     if resume:
         if not checkpoints:
@@ -48,7 +49,7 @@ def check_resume(run: RunFolder, resume: bool, data_sha256: Mapping[str, str]) -
                 f"nothing to resume: no complete checkpoint in {run.checkpoints}; run without --resume"
             )
         recorded = run.training().data_sha256
-        if recorded and recorded != data_sha256:
+        if recorded and data_sha256 is not None and recorded != data_sha256:
             raise LingoforgeError(
                 f"--resume with different data than {run.run_json} records; use the same --data or start a new "
                 "run folder"

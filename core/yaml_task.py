@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .errors import LingoforgeError, TaskDefinitionError
+from .errors import LingoforgeError, TaskDefinitionError, yaml_problem
 from .plugins import get_registry, task_path_files
 from .scoring import field_value, normalize_text, set_f1
 from .task import LANGUAGE_PATTERN, TASK_NAME_PATTERN, Example, Generator, Scorer, Task
@@ -30,6 +30,8 @@ from .task import LANGUAGE_PATTERN, TASK_NAME_PATTERN, Example, Generator, Score
 FIELD_TYPES = ("enum", "text", "date", "list", "object")
 SCORING_KINDS = ("exact", "normalized", "set_f1")
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+DECLARED_KEYS = ("name", "version", "description", "languages", "system_prompt", "instruction", "fields",
+                 "output_schema", "primary_metric", "scoring", "slots", "examples")
 EXTENDS_KEYS = ("name", "extends", "version", "description", "languages", "system_prompt", "instruction", "fields",
                 "remove_fields", "primary_metric", "scoring", "slots", "examples")
 OVERRIDE_KEYS = ("labels", "description")  # what an extending file may change in a template's field
@@ -267,9 +269,7 @@ def _read(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskDefinitionError(f"{path}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise TaskDefinitionError(f"{path}: {where}invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise TaskDefinitionError(f"{path}: {yaml_problem(exc)}") from None
 
 
 def _load(path: Path, known: Mapping[str, Task] | None, chain: tuple[Path, ...]) -> YamlTask:
@@ -280,6 +280,9 @@ def _load(path: Path, known: Mapping[str, Task] | None, chain: tuple[Path, ...])
     if not TASK_NAME_PATTERN.match(name):
         raise spec.fail("name", f"{name!r} must match {TASK_NAME_PATTERN.pattern}")
     if data.get("extends") is None:
+        unknown = [key for key in data if key not in DECLARED_KEYS]
+        if unknown:  # a typo (system_promt) would otherwise leave its setting silently empty
+            raise spec.fail(str(unknown[0]), f"unknown key; a task file takes {', '.join(DECLARED_KEYS)}")
         return _declared(spec, data, name)
     unknown = [key for key in data if key not in EXTENDS_KEYS]
     if unknown:

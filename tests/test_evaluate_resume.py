@@ -230,3 +230,16 @@ def test_eval_cli_streams_into_the_report_folder_and_resumes(
     assert [(p["model"], p["backend"], p["index"]) for p in lines(out / "predictions.jsonl")] == [
         ("ollama:fake", "ollama", i) for i in range(9)
     ]
+
+
+def test_a_model_that_fails_to_open_loses_no_earlier_predictions(tmp_path: Path) -> None:
+    from lingoforge.evaluate import PredictionLog
+
+    path = tmp_path / "eval" / "predictions.jsonl"
+    PredictionLog(path, {"n": 1}).append({"spec": "a", "backend": "hf"}, [{"index": 0, "raw": "{}", "latency_s": 0.1,
+                                                                            "n_tokens": 2}])
+    before = path.read_bytes(), settings_path(path).read_bytes()
+    PredictionLog(path, {"n": 2})  # other settings, then the backend fails before any answer
+    assert (path.read_bytes(), settings_path(path).read_bytes()) == before
+    PredictionLog(tmp_path / "new" / "predictions.jsonl", {"n": 1})
+    assert not (tmp_path / "new").exists()

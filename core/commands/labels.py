@@ -42,7 +42,12 @@ def labels(file: Path, mapping: ColumnMap | None, language: str | None, field: s
             given = f"--name {task_name!r}" if name else f"the name {task_name!r} taken from {output.name}"
             raise DataError(f"{given} is not a task name (a lowercase letter, then lowercase letters, digits or _, "
                             "2 to 64 in all); pass --name")
-        write_text(output, extends_yaml(report, task_name, template))
+        if output.exists() and output.resolve() == Path(template).resolve():
+            raise DataError(f"-o {output} is the task file --extends names; choose another -o file (nothing was "
+                            "written)")
+        text = extends_yaml(report, task_name, template)
+        _check_task_text(output, text)
+        write_text(output, text)
         report["written"] = str(output)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
@@ -67,3 +72,26 @@ def labels(file: Path, mapping: ColumnMap | None, language: str | None, field: s
                       f"{', '.join(map(str, report['missing_lines']))}")
     if output is not None:
         console.print(f"wrote {output}: check it with `lingoforge tasks --task {output} --show`")
+
+
+def _check_task_text(output: Path, text: str) -> None:
+    """Load the task file about to be written, from a temporary file beside ``output`` (a relative ``extends:``
+    path resolves the same), so a file that would not load (an unknown template, a field that is not a label
+    field) is refused instead of written."""
+    import os
+    import tempfile
+
+    from ..errors import DataError, TaskDefinitionError
+    from ..yaml_task import load_yaml_task
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".yaml", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        load_yaml_task(tmp)
+    except TaskDefinitionError as exc:
+        raise DataError(f"the task file {output} would not load: {str(exc).replace(tmp, str(output))}; nothing was "
+                        "written") from None
+    finally:
+        os.unlink(tmp)

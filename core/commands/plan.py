@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ..config import DEFAULT_MAX_LEN, TrainConfig, on_device
+from ..config import DEFAULT_MAX_LEN, POSITIVE_FLOAT, FiniteRange, TrainConfig, on_device
 from .options import config_options
 
 # Without flags, the estimate is for what a GPU run without a token report trains with.
@@ -27,12 +27,12 @@ GPU_RUN = replace(TrainConfig(), max_len=DEFAULT_MAX_LEN, load_in_4bit=on_device
     "flags given override its settings.",
 )
 @config_options("rank", "max_len", "batch_size", "load_in_4bit", defaults=GPU_RUN)
-@click.option("--gpu-mem", type=float, help="GPU memory in GB to check the fit against.")
-@click.option("--examples", type=int, help="Training examples (for the time estimate).")
-@click.option("--mean-tokens", type=float, help="Mean tokens per example (default: max length).")
+@click.option("--gpu-mem", type=POSITIVE_FLOAT, help="GPU memory in GB to check the fit against.")
+@click.option("--examples", type=click.IntRange(1), help="Training examples (for the time estimate).")
+@click.option("--mean-tokens", type=FiniteRange(1), help="Mean tokens per example (default: max length).")
 @click.option(
     "--prefix-tokens",
-    type=float,
+    type=FiniteRange(0),
     default=0.0,
     show_default=True,
     help="Tokens every example starts with (chat template, system prompt, instruction), computed once per "
@@ -43,7 +43,7 @@ GPU_RUN = replace(TrainConfig(), max_len=DEFAULT_MAX_LEN, load_in_4bit=on_device
     "--device",
     help="Time the run on this device: a GPU name (H100, A100, 4090, ...) or cpu [default: the visible GPU].",
 )
-@click.option("--tflops", type=float, help="Peak bf16 TFLOP/s of a GPU the name does not tell.")
+@click.option("--tflops", type=POSITIVE_FLOAT, help="Peak bf16 TFLOP/s of a GPU the name does not tell.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def plan(

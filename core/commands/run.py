@@ -118,11 +118,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @config_options(
     "epochs", "lr", "rank", "batch_size", "grad_accum", "max_len", "load_in_4bit", "max_steps", "save_steps"
 )
-@click.option("--eval-limit", type=int, help="Evaluate on at most this many test examples (stratified by language).")
-@click.option("--eval-max-new-tokens", type=int, default=Options.eval_max_new_tokens, show_default=True)
+@click.option("--eval-limit", type=click.IntRange(1),
+              help="Evaluate on at most this many test examples (stratified by language).")
+@click.option("--eval-max-new-tokens", type=click.IntRange(1), default=Options.eval_max_new_tokens,
+              show_default=True)
 @click.option("--quant", type=click.Choice(["q5_k_m", "q4_k_m", "q8_0", "f16"]), default=Options.quant,
               show_default=True)
-@click.option("--parity-n", type=int, default=Options.parity_n, show_default=True,
+@click.option("--parity-n", type=click.IntRange(1), default=Options.parity_n, show_default=True,
               help="Test examples for the GGUF parity check.")
 @click.option("--deploy", is_flag=True, help="Create the model on an Ollama server at the end.")
 @click.option("--name", help="Ollama model name (default: <task>-<run folder>).")

@@ -44,7 +44,7 @@ def _untyped_task() -> Any:
 @click.option(
     "--max-len",
     "max_len",
-    type=int,
+    type=click.IntRange(16),
     default=None,
     help="Count examples truncated at this length (default: the recommendation).",
 )

@@ -222,11 +222,28 @@ def read_rows(
                                                                              mapped, name)
 
 
+def _lone_surrogate(value: Any) -> str | None:
+    """``\\uD800``-style: the first surrogate in ``value`` that is not half of a pair (JSON decodes a pair into one
+    character), ``None`` when its text is all valid."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(exc.object[exc.start]):04X}"
+    return None
+
+
+def _is_json_array(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), list)
+    except (ValueError, RecursionError):
+        return False
+
+
 def _jsonl_rows(text: str, file: str, progress: Progress | None) -> Iterator[Row | Finding]:
-    if text.lstrip().startswith("["):
-        raise DataError(
-            f"{file}: line 1: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
-            f"e.g. jq -c '.[]' {Path(file).name} > {Path(file).stem}.jsonl"
+    if text.lstrip().startswith("[") and _is_json_array(text):  # else a JSONL file whose line 1 is not an object
+        raise DataError(  # a new name: `jq ... x.jsonl > x.jsonl` would empty the file before jq reads it
+            f"{file}: this is a JSON array; lingoforge reads JSON Lines (one object per line), "
+            f"e.g. jq -c '.[]' {Path(file).name} > {Path(file).stem}.lines.jsonl"
         )
     for number, raw in enumerate(text.split("\n"), start=1):
         if progress and number % 10_000 == 0:
@@ -246,9 +263,16 @@ def _jsonl_rows(text: str, file: str, progress: Progress | None) -> Iterator[Row
             )
             continue
         try:
-            yield Row(number, json.loads(line))
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             yield Finding("error", "invalid_json", number, "", f"not valid JSON: {exc.msg} at column {exc.colno}", file)
+            continue
+        surrogate = _lone_surrogate(value) if "\\ud" in line.lower() else None
+        if surrogate:  # an escape like \ud800 with no pair: no text, and no UTF-8 file can hold it
+            yield Finding("error", "invalid_unicode", number, "", f"invalid Unicode: a lone surrogate {surrogate} "
+                          "(half of an escaped pair); fix the escape or remove it", file)
+            continue
+        yield Row(number, value)
 
 
 def _csv_rows(
@@ -259,6 +283,8 @@ def _csv_rows(
     tsv: bool,
     mapping: ColumnMap | None,
 ) -> Iterator[Row | Finding]:
+    if text.lstrip().startswith("{"):
+        raise DataError(f"{file}: line 1 starts with {{: this looks like JSON Lines, not CSV; name the file .jsonl")
     csv.field_size_limit(max(csv.field_size_limit(), 64 * MAX_RECORD_BYTES))
     delimiter = "\t" if tsv else _sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)

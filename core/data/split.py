@@ -55,7 +55,7 @@ def assign_splits(
     examples: Sequence[Example], task: Task, val: float = 0.1, test: float = 0.1, seed: int = 0
 ) -> list[str]:
     """The split name of every example (same order as ``examples``)."""
-    fractions = _fractions(val, test)
+    fractions = split_fractions(val, test)
     active = [k for k in SPLITS if fractions[k] > 0]
     groups: list[list[int]] = find_duplicates([e.input for e in examples]).near
     grouped = {i for g in groups for i in g}
@@ -73,7 +73,7 @@ def assign_splits(
     return out
 
 
-def _fractions(val: float, test: float) -> dict[str, float]:
+def split_fractions(val: float, test: float) -> dict[str, float]:
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise DataError(f"--val {val} and --test {test} must be fractions in [0, 1) leaving some data for training")
     return {"train": 1 - val - test, "val": val, "test": test}
@@ -146,7 +146,7 @@ def split_dataset(
     """Check ``source`` (its columns mapped by ``mapping``), split it and write ``train/val/test.jsonl`` and
     ``data_report.json`` into ``out_dir``, all four or none (``fsutil.staged``: a full disk midway leaves the previous
     split as it was). Returns the report."""
-    fractions = _fractions(val, test)
+    fractions = split_fractions(val, test)
     source, out_dir = Path(source), Path(out_dir)
     report = check_file(source, task, stages=stages, mapping=mapping)
     if report.errors:

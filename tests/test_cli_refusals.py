@@ -133,3 +133,18 @@ def test_a_file_that_is_not_gguf_is_no_tokenizer(tmp_path: Path) -> None:
     fake.write_text("not a model")
     said = refused(["tokens", str(tickets(tmp_path / "d.jsonl")), "--tokenizer", str(fake)])
     assert "cannot load tokenizer" in said and "not a GGUF file" in said
+
+
+def test_an_empty_language_list_is_not_every_language(tmp_path: Path) -> None:
+    for command in (["generate", "support_tickets", "-n", "5", "-o", str(tmp_path / "g.jsonl")],
+                    ["run", "support_tickets", "--base", "smollm2-135m", "-o", str(tmp_path / "r")]):
+        assert "name at least one language" in refused([*command, "--languages", ","])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unclosed_csv_quote_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('input,category\n"unclosed,shipping\nMy parcel,shipping\n')
+    [bad] = [r for r in rows(path, "csv") if getattr(r, "code", None) == "bad_row"]
+    assert (bad.line, bad.message) == (2, "the row has 1 fields, the header has 2 and runs to line 3: an unclosed "
+                                          "quote?")

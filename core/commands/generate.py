@@ -11,19 +11,21 @@ from rich.table import Table
 
 from ..generate import generate_file
 from ..plugins import get_task
+from .options import languages_option
 
 
 @click.command()
 @click.argument("task_name", metavar="TASK")
 @click.option("-n", "n", type=click.IntRange(1), default=400, show_default=True, help="Number of examples.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--languages", default=None, help="Comma-separated subset of the task's languages.")
+@languages_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-def generate(task_name: str, n: int, seed: int, languages: str | None, output: Path, as_json: bool) -> None:
+def generate(task_name: str, n: int, seed: int, languages: tuple[str, ...] | None, output: Path,
+             as_json: bool) -> None:
     """Write N synthetic examples of TASK as canonical JSONL, balanced across languages and labels."""
     task = get_task(task_name)
-    langs = [x.strip() for x in languages.split(",") if x.strip()] if languages else None
+    langs = list(languages) if languages else None
     stats = generate_file(task, n, seed, langs, output)
     if as_json:
         summary = {"output": str(output), "n": n, "seed": seed, "languages": stats}

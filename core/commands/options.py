@@ -172,6 +172,21 @@ fields_option = click.option(
 )
 
 
+def _parse_languages(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    codes = tuple(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
+    if not codes:  # "" or "," would otherwise mean every language
+        raise click.BadParameter("name at least one language, e.g. en,de")
+    return codes
+
+
+languages_option = click.option(
+    "--languages", callback=_parse_languages, metavar="CODE,...",
+    help="Comma-separated subset of the task's languages (default: all of them).",
+)
+
+
 def _parse_language(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     from ..data.convert import normalize_language
 

@@ -16,7 +16,14 @@ from ..data.mapping import ColumnMap
 from ..pipeline import Options, Pipeline
 from ..runfolder import RunFolder
 from ..yaml_task import restrict
-from .options import config_options, fields_option, file_reading, language_option, map_option
+from .options import (
+    config_options,
+    fields_option,
+    file_reading,
+    language_option,
+    languages_option,
+    map_option,
+)
 
 
 def _pct(value: float | None) -> str:
@@ -110,7 +117,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
               "auto: as many as the last evaluation advised for each lagging language.")
 @click.option("-n", "n", type=click.IntRange(10), default=Options.n, show_default=True, help="Examples to generate.")
 @config_options("seed", defaults=TrainConfig())
-@click.option("--languages", help="Comma-separated subset of the task's languages.")
+@languages_option
 @click.option("--val", type=click.FloatRange(0, 1, max_open=True), default=Options.val,
               show_default=True, help="Fraction held out for validation (per language).")
 @click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=Options.test, show_default=True,
@@ -133,7 +140,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(task_name: str, base: str, out: Path, data: Path | None, mapping: ColumnMap | None, language: str | None,
         fields: tuple[str, ...] | None, augment: dict[str, int] | str | None, n: int, seed: int,
-        languages: str | None,
+        languages: tuple[str, ...] | None,
         val: float, test: float, eval_limit: int | None, eval_max_new_tokens: int, quant: str, parity_n: int,
         deploy: bool, name: str | None, host: str | None, force: bool, as_json: bool, **train: Any) -> None:
     """Run TASK from examples to an exported (and with --deploy, deployed) model in the run folder -o.
@@ -148,7 +155,7 @@ def run(task_name: str, base: str, out: Path, data: Path | None, mapping: Column
         task = restrict(task, fields)
     options = Options(
         task=task, base=base, out=out, data=data, mapping=mapping, augment=augment, n=n, seed=seed,
-        languages=[x.strip() for x in languages.split(",") if x.strip()] if languages else None, val=val, test=test,
+        languages=list(languages) if languages else None, val=val, test=test,
         train={k: v for k, v in {**train, "seed": seed}.items() if v is not None}, eval_limit=eval_limit,
         eval_max_new_tokens=eval_max_new_tokens, quant=quant, parity_n=parity_n, deploy=deploy, name=name,
         host=host, force=force,

@@ -317,8 +317,10 @@ def _csv_rows(
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
+            spans = f" and runs to line {reader.line_num}: an unclosed quote?" if reader.line_num > line else ""
             yield Finding(
-                "error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}", file
+                "error", "bad_row", line, "", f"the row has {len(row)} fields, the header has {len(header)}{spans}",
+                file,
             )
         elif sum(len(c) for c in row) * 4 > MAX_RECORD_BYTES and sum(len(c.encode()) for c in row) > MAX_RECORD_BYTES:
             yield Finding("error", "too_large", line, "", f"the record is over the {_size_limit()} limit per record",

@@ -40,6 +40,7 @@ from .task import Example, Task
 
 WEAK_BASE_POINTS = 0.15  # a base model this far under its own mean in a language knows it poorly
 SYNTHETIC = "synthetic.jsonl"  # in data/: --augment's generated examples, added to train.jsonl only
+BASE_REFERENCE = "base-constrained"  # in eval/: the base model asked with the schema enforced, the reference
 STAGES = ("data", "split", "tokens", "plan", "train", "eval", "export", "deploy")
 
 
@@ -257,26 +258,28 @@ class Pipeline:
 
     def eval(self) -> Any:
         o = self.o
-        tuned_dir, base_dir = self.run.eval, self.run.eval / "base"
+        tuned_dir, base_dir, reference_dir = self.run.eval, self.run.eval / "base", self.run.eval / BASE_REFERENCE
 
         def action() -> Any:
-            from .evaluate import compare_reports, evaluate
+            from .evaluate import base_reference, compare_reports, evaluate
             from .report import write_report
 
             test = [item.example for item in self._split("test", gold=True)]
             options = {"limit": o.eval_limit, "batch_size": o.eval_batch_size, "max_new_tokens": o.eval_max_new_tokens}
-            self.console.print("base model")
+            self.console.print("reference: the base model with the schema enforced")
+            reference = base_reference(self.run, o.task, test, reference_dir, console=self.console, **options)
+            self.console.print("the base model as asked (no schema): does it answer the task's JSON at all?")
             base = evaluate(self.base.weights(), o.task, test, backend="hf", **options)
             write_report(base, base_dir)
             self.console.print("fine-tuned model")
-            tuned = evaluate(str(self.run.root), o.task, test, backend="hf", **options)
-            tuned["comparison"] = compare_reports(base, tuned)
+            tuned = evaluate(str(self.run.root), o.task, test, backend="hf", base_reference=reference, **options)
+            tuned["comparison"] = compare_reports(reference, tuned)
             write_report(tuned, tuned_dir)
-            return {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"],
-                    "primary_metric": o.task.primary_metric}
+            return {"base": reference["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"],
+                    "primary_metric": o.task.primary_metric, "verdict": tuned["verdict"]["lines"]}
 
-        return self._stage("eval", {"limit": o.eval_limit, "max_new_tokens": o.eval_max_new_tokens},
-                           [tuned_dir / REPORT, base_dir / REPORT], action, "train")
+        return self._stage("eval", {"limit": o.eval_limit, "max_new_tokens": o.eval_max_new_tokens, "references": 2},
+                           [tuned_dir / REPORT, base_dir / REPORT, reference_dir / REPORT], action, "train")
 
     def export(self) -> Any:
         o = self.o
@@ -328,10 +331,13 @@ def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
-def _all_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """Every overall metric of an eval report, with the share of answers that are valid JSON for the schema."""
+def _all_metrics(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every overall metric of an eval report with its 95% interval, and the share of answers that are valid JSON
+    for the schema: ``{name: {"value", "ci"}}``."""
     overall = report["overall"]
-    return {"schema_valid_rate": overall["schema_valid_rate"], **overall["metrics"]}
+    intervals = overall.get("metrics_ci") or {}
+    return {"schema_valid_rate": {"value": overall["schema_valid_rate"], "ci": overall.get("schema_valid_ci")},
+            **{name: {"value": value, "ci": intervals.get(name)} for name, value in overall["metrics"].items()}}
 
 
 def weak_base_advice(lagging: Sequence[Mapping[str, Any]], base: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -352,27 +358,44 @@ def weak_base_advice(lagging: Sequence[Mapping[str, Any]], base: Mapping[str, An
 
 
 def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
-    """The final summary, read back from the files in the run folder (so it can only say what is there)."""
-    tuned, base = run.eval_result(), run.eval_result("base")
-    if tuned is None or base is None:
+    """The final summary, read back from the files in the run folder (so it can only say what is there).
+
+    ``overall`` and ``languages`` set the fine-tuned model beside the base model asked with the schema enforced
+    (what a user of the base model gets through Ollama's ``format``), each with its 95% interval; the base model
+    asked without the schema only tells whether it writes the task's JSON at all (``base_unconstrained``)."""
+    tuned, base, free = run.eval_result(), run.eval_result(BASE_REFERENCE), run.eval_result("base")
+    if tuned is None or base is None or free is None:
         raise LingoforgeError(f"{run.eval} lacks an evaluation report; rerun `lingoforge run` to evaluate")
     manifest = run.export_manifest()
     parity_acc = (manifest.get("parity") or {}).get("accuracy") or {}
+    comparison = tuned.get("comparison") or {}
     languages = {}
     for lang in sorted(set(base["languages"]) | set(tuned["languages"])):
-        b = (base["languages"].get(lang) or {}).get("primary")
-        t = (tuned["languages"].get(lang) or {}).get("primary")
+        b, t = base["languages"].get(lang) or {}, tuned["languages"].get(lang) or {}
         sample = parity_acc.get(lang) or {}  # parity scores its own few items, in points (0-100)
         gguf = None if sample.get("gguf") is None else {"n": sample["n"], "score": sample["gguf"] / 100}
-        languages[lang] = {"base": b, "fine_tuned": t, "gguf_parity_sample": gguf}
+        languages[lang] = {"n": t.get("n"), "base": b.get("primary"), "base_ci": b.get("primary_ci"),
+                           "fine_tuned": t.get("primary"), "fine_tuned_ci": t.get("primary_ci"),
+                           "delta_ci": ((comparison.get("languages") or {}).get(lang) or {}).get("primary", {}).get("ci"),
+                           "gguf_parity_sample": gguf}
     pipeline = run.pipeline()
     files = {p.name: _size(p) for p in sorted(run.export.glob("*.gguf"))}
     deploy = (pipeline.get("deploy") or {}).get("result")
+    verdict = tuned.get("verdict") or {}
     return {
         "task": o.task.name,
         "base": o.base,
         "primary_metric": tuned["task"]["primary_metric"],
+        "verdict": verdict.get("lines", []),
+        "collapses": tuned.get("collapse_lines", []),
+        "size_warnings": verdict.get("warnings", []),
+        "references": verdict.get("fields", {}),
         "overall": {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]},
+        "overall_ci": {"base": base["overall"].get("primary_ci"), "fine_tuned": tuned["overall"].get("primary_ci"),
+                       "delta": (comparison.get("overall") or {}).get("primary", {}).get("ci")},
+        "base_unconstrained": {"schema_valid_rate": free["overall"]["schema_valid_rate"],
+                               "schema_valid_ci": free["overall"].get("schema_valid_ci"),
+                               "primary": free["overall"]["primary"]},
         "metrics": {"base": _all_metrics(base), "fine_tuned": _all_metrics(tuned)},
         "languages": languages,
         "lagging": weak_base_advice(tuned.get("lagging", []), base),

@@ -18,7 +18,8 @@ from typing import Any
 
 from rich.table import Table
 
-from .evaluate import prediction_line, settings_path
+from .predlog import prediction_line, settings_path
+from .verdict import difference, rate, title
 from .fsutil import atomic_open, write_json, write_jsonl
 
 
@@ -28,6 +29,21 @@ def pct(value: float | None) -> str:
 
 def signed(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:+.1f} pts"
+
+
+def pct_ci(value: float | None, ci: Any) -> str:
+    """A rate and its 95% interval: ``38.0% [18–61%]``."""
+    if value is None:
+        return "-"
+    return pct(value) + (f" [{ci[0]:.0%}–{ci[1]:.0%}]" if ci else "")
+
+
+def delta_ci(block: Mapping[str, Any]) -> str:
+    """A difference and its paired interval: ``+12.0 pts [−3, +27]``."""
+    if block.get("delta") is None:
+        return "-"
+    ci = block.get("ci")
+    return signed(block["delta"]) + (f" [{ci[0] * 100:+.0f}, {ci[1] * 100:+.0f}]" if ci else "")
 
 
 def slug(name: str) -> str:
@@ -79,6 +95,30 @@ def language_chart(report: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
+def references_chart(report: Mapping[str, Any], field: str) -> bytes:
+    """The model and each reference per language on one labelled field, bars with their 95% intervals."""
+    result = report["verdict"]["fields"][field]
+    slices = [*result["languages"].items(), ("all", result["overall"])]
+    names = ["model", *result["overall"]["references"]]
+    fig = _figure(max(4.5, 0.5 * len(slices) * len(names) + 2), 3.8)
+    ax = fig.add_subplot()
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        blocks = [s["model"] if name == "model" else s["references"][name] for _, s in slices]
+        values = [(b["value"] or 0.0) * 100 for b in blocks]
+        errors = [[max(0.0, v - b["ci"][0] * 100) for v, b in zip(values, blocks, strict=True)],
+                  [max(0.0, b["ci"][1] * 100 - v) for v, b in zip(values, blocks, strict=True)]]
+        xs = [x + (i - (len(names) - 1) / 2) * width for x in range(len(slices))]
+        ax.bar(xs, values, width, yerr=errors, capsize=2, label="fine-tuned model" if name == "model" else title(name),
+               color=None if name != "model" else "#1f5fa8", alpha=1.0 if name == "model" else 0.75)
+    ax.set_xticks(range(len(slices)), [lang for lang, _ in slices])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel(f"{field} accuracy (%)")
+    ax.set_title(f"{field}: model vs references, 95% intervals")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(names), frameon=False)
+    return _png(fig)
+
+
 def confusion_chart(field: str, confusion: Mapping[str, Any]) -> bytes:
     """Heatmap of a label field's confusion matrix (rows: gold, columns: predicted), counts annotated."""
     rows, cols, matrix = confusion["labels"], confusion["predicted"], confusion["matrix"]
@@ -109,7 +149,9 @@ def confusion_chart(field: str, confusion: Mapping[str, Any]) -> bytes:
 
 def charts(report: Mapping[str, Any]) -> dict[str, bytes]:
     """Every chart of the report, by file name."""
-    out = {"languages.png": language_chart(report)}
+    out = {f"references-{slug(field)}.png": references_chart(report, field)
+           for field, result in report.get("verdict", {}).get("fields", {}).items() if result["overall"]["references"]}
+    out["languages.png"] = language_chart(report)
     for field, stats in report["overall"]["fields"].items():
         out[f"confusion-{slug(field)}.png"] = confusion_chart(field, stats["confusion"])
     return out
@@ -158,15 +200,56 @@ def render_table(report: Mapping[str, Any]) -> Table:
     lagging = {r["language"] for r in report["lagging"]}
     slices = [*report["languages"].items(), ("all", report["overall"])]
     for lang, s in slices:
-        row = [f"[red]{lang}[/red]" if lang in lagging else lang, str(s["n"]), pct(s["primary"])]
+        row = [f"[red]{lang}[/red]" if lang in lagging else lang, str(s["n"]), pct_ci(s["primary"], s.get("primary_ci"))]
         if comparison:
             d = comparison["overall" if lang == "all" else "languages"]
             d = d if lang == "all" else d[lang]
-            row += [pct(d["primary"]["a"]), pct(d["primary"]["b"]), signed(d["primary"]["delta"])]
-        row += [pct(s["schema_valid_rate"]), pct(s["parse_failure_rate"])]
-        row += [f"{pct(f['accuracy'])} / {f['macro_f1']:.2f}" for f in s["fields"].values()]
+            row += [pct(d["primary"]["a"]), pct(d["primary"]["b"]), delta_ci(d["primary"])]
+        row += [pct_ci(s["schema_valid_rate"], s.get("schema_valid_ci")), pct(s["parse_failure_rate"])]
+        row += [f"{pct_ci(f['accuracy'], f.get('accuracy_ci'))} / {f['macro_f1']:.2f}" for f in s["fields"].values()]
         table.add_row(*row, end_section=lang == list(report["languages"])[-1])
     return table
+
+
+def reference_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of one field's model-vs-references table: each slice, the model and every reference with
+    their intervals, the difference from the reference the verdict names, and the outcome."""
+    names = list(result["overall"]["references"])
+    head = ["language", "n", "fine-tuned", *[title(n) for n in names], "Δ vs named reference", "verdict"]
+    rows = []
+    for lang, s in [*result["languages"].items(), ("all", result["overall"])]:
+        against = s.get("against")
+        said = {"beats": "beats all", "worse": f"worse than {title(against or '')}",
+                "no_better": f"no better than {title(against or '')}", None: "-"}[s.get("outcome")]
+        rows.append([lang, str(s["n"]), rate(s["model"]), *[rate(s["references"][n]) for n in names],
+                     difference(s["versus"][against]) if against else "-", said])
+    return head, rows
+
+
+def render_references(report: Mapping[str, Any]) -> list[Table]:
+    """One rich table per labelled field with references: the model beside them, per language, with intervals."""
+    tables = []
+    for field, result in report.get("verdict", {}).get("fields", {}).items():
+        if not result["overall"]["references"]:
+            continue
+        head, rows = reference_rows(result)
+        table = Table(title=f"{field}: the fine-tuned model beside what a user would use instead (95% intervals)")
+        for i, name in enumerate(head):
+            table.add_column(name, justify="left" if i in (0, len(head) - 1) else "right")
+        for row in rows:
+            table.add_row(*row, end_section=row[0] == list(result["languages"])[-1])
+        tables.append(table)
+    return tables
+
+
+def headline(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(style, line) of what a summary says first: the verdict per field, the collapses, what is too small to
+    tell. ``style`` is ``verdict``, ``collapse`` or ``warning``."""
+    verdict = report.get("verdict") or {}
+    out = [("verdict", line) for line in verdict.get("lines", [])]
+    out += [("collapse", line) for line in report.get("collapse_lines", [])]
+    out += [("warning", line) for line in verdict.get("warnings", [])]
+    return out
 
 
 # --------------------------------------------------------------------------- HTML
@@ -174,7 +257,7 @@ def render_table(report: Mapping[str, Any]) -> Table:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.lag{color:#b00020;font-weight:bold}.pos{color:#11772d}.neg{color:#b00020}
+.lag{color:#b00020;font-weight:bold}.warn{color:#8a5a00}.verdict{font-weight:bold}.pos{color:#11772d}.neg{color:#b00020}
 img{max-width:100%;border:1px solid #eee;margin:.5rem 0}code{background:#f5f5f5}"""
 
 
@@ -184,13 +267,33 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{h}</tr>{body}</table>"
 
 
-def _delta_cell(value: float | None) -> str:
+def _delta_cell(block: Mapping[str, Any]) -> str:
+    value = block.get("delta")
     css = "pos" if (value or 0) > 0 else "neg" if (value or 0) < 0 else ""
-    return f'<span class="{css}">{html.escape(signed(value))}</span>'
+    return f'<span class="{css}">{html.escape(delta_ci(block))}</span>'
 
 
 def _img(name: str, data: bytes) -> str:
     return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def answers_html(report: Mapping[str, Any]) -> str:
+    """"Where answers pile up": per labelled field and slice, the model's answers beside the gold labels."""
+    e = html.escape
+    parts = ["<h2>Where answers pile up</h2>"]
+    lines = report.get("collapse_lines", [])
+    parts.append("<ul>" + "".join(f"<li class='lag'>{e(line)}</li>" for line in lines) + "</ul>" if lines
+                 else "<p>No field's answers collapsed onto one label.</p>")
+
+    def counts(c: Mapping[str, int]) -> str:
+        total = sum(c.values()) or 1
+        return ", ".join(f"{e(k)} {v} ({v / total:.0%})" for k, v in list(c.items())[:6])
+
+    for field, slices in report.get("answers", {}).items():
+        rows = [[("<span class='lag'>" + e(key) + "</span>") if s["collapsed"] else e(key), counts(s["answers"]),
+                 counts(s["gold"])] for key, s in slices.items()]
+        parts.append(f"<h3>{e(field)}</h3>" + _table(["slice", "model's answers", "gold labels"], rows))
+    return "\n".join(parts)
 
 
 def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predictions: list[Mapping[str, Any]]) -> str:
@@ -206,6 +309,20 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
         f"{len(report['languages'])} languages; primary metric <b>{e(task['primary_metric'])}</b>, "
         f"mean over languages {pct(report['primary_mean'])}.</p>",
     ]
+    said = headline(report)
+    parts.append("<h2>Verdict: is it worth deploying?</h2>")
+    if not (report.get("verdict") or {}).get("references"):
+        parts.append("<p>No reference was computed: evaluate a run folder, or give <code>--train-data</code>, to set "
+                     "the model beside the commonest label, a classifier and the base model.</p>")
+    css = {"verdict": "verdict", "collapse": "lag", "warning": "warn"}
+    parts.append("<ul>" + "".join(f"<li class='{css[kind]}'>{e(line)}</li>" for kind, line in said) + "</ul>")
+    for field, result in (report.get("verdict") or {}).get("fields", {}).items():
+        name = f"references-{slug(field)}.png"
+        if name in images:
+            parts.append(_img(name, images[name]))
+            head, rows = reference_rows(result)
+            parts.append(_table(head, [[e(c) for c in row] for row in rows]))
+    parts.append(answers_html(report))
     parts.append("<h2>Lagging languages</h2>")
     sections = advice_by_model(report)
     for role, advised, lagging_of in sections:
@@ -236,11 +353,11 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
             [
                 name,
                 str(s["n"]),
-                pct(s["primary"]),
-                pct(s["schema_valid_rate"]),
+                pct_ci(s["primary"], s.get("primary_ci")),
+                pct_ci(s["schema_valid_rate"], s.get("schema_valid_ci")),
                 pct(s["parse_failure_rate"]),
                 pct(s["lenient_parse_rate"]),
-                *[f"{pct(f['accuracy'])} / {f['macro_f1']:.3f}" for f in s["fields"].values()],
+                *[f"{pct_ci(f['accuracy'], f.get('accuracy_ci'))} / {f['macro_f1']:.3f}" for f in s["fields"].values()],
                 *[f"{pct(w['rate'])} ({w['checked']} checked)" for w in s["wrong_language_rate"].values()],
                 f"{s['latency']['p50_s'] or 0:.3f} s",
             ]
@@ -252,7 +369,7 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
         _table(
             ["language", *metric_names],
             [
-                [e(lang), *[pct(s["metrics"].get(m)) for m in metric_names]]
+                [e(lang), *[pct_ci(s["metrics"].get(m), s.get("metrics_ci", {}).get(m)) for m in metric_names]]
                 for lang, s in [*report["languages"].items(), ("all", report["overall"])]
             ],
         ),
@@ -272,8 +389,8 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
                 e(lang),
                 pct(d["primary"]["a"]),
                 pct(d["primary"]["b"]),
-                _delta_cell(d["primary"]["delta"]),
-                _delta_cell(d["schema_valid_rate"]["delta"]),
+                _delta_cell(d["primary"]),
+                _delta_cell(d["schema_valid_rate"]),
             ]
             for lang, d in [*c["languages"].items(), ("all", c["overall"])]
         ]

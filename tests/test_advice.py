@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 
 import pytest
-from lingoforge.evaluate import collapsed_label, history_of, lagging_languages, record_history, trend_advice
+from lingoforge.advice import history_of, lagging_languages, record_history, trend_advice
+from lingoforge.verdict import collapse
 from lingoforge.runfolder import RunFolder
 from lingoforge.task import Task
 
@@ -43,24 +44,14 @@ def test_without_history_the_rule_of_thumb_stays() -> None:
     assert trend_advice("hi", 48, 0.81, 0.92, [{"training": {"hi": 48}, "primary": {"hi": 0.7}}]) is None
 
 
-@pytest.fixture
-def task() -> Task:
-    schema = {"type": "object", "properties": {"category": {"type": "string", "enum": ["a", "b", "c"]}}}
-    return Task("t", "1", "", ("en", "es"), "", "", schema, lambda p, g: {}, "x", fields=("category",))
-
-
-def answers(predicted: list[str], gold: list[str]) -> list[dict]:
-    return [{"valid": True, "output": {"category": p}, "gold": {"category": g}} for p, g in zip(predicted, gold,
-                                                                                                strict=True)]
-
-
-def test_a_language_whose_answers_collapsed_to_one_label_is_named(task: Task) -> None:
+def test_a_language_whose_answers_collapsed_to_one_label_is_named() -> None:
     gold = ["a", "b", "c"] * 4
-    collapsed = collapsed_label(task, answers(["b"] * 10 + ["a", "c"], gold))
-    assert collapsed == {"field": "category", "label": "b", "count": 10, "n": 12, "gold_share": pytest.approx(1 / 3)}
-    assert collapsed_label(task, answers(gold, gold)) is None  # balanced answers
-    assert collapsed_label(task, answers(["a"] * 12, ["a"] * 12)) is None  # the gold is one label too
-    assert collapsed_label(task, answers(["b"] * 5, gold[:5])) is None  # too few answers to tell
+    collapsed = collapse(["b"] * 10 + ["a", "c"], gold)
+    assert collapsed == {"label": "b", "count": 10, "n": 12, "gold_share": pytest.approx(1 / 3), "gold_of_label": 4}
+    assert collapse(gold, gold) is None  # balanced answers
+    assert collapse(["a"] * 12, ["a"] * 12) is None  # the gold is one label too
+    assert collapse(["b"] * 5, gold[:5]) is None  # too few answers to tell
+    assert collapse(["b"] * 9 + ["(invalid)"] * 3, gold) is None  # unusable answers are not answers
 
 
 def test_history_is_recorded_once_per_evaluation_result(tmp_path: Path) -> None:
@@ -93,7 +84,7 @@ def test_history_follows_the_runs_own_test_split_only(tiny_run: Path, tmp_path: 
 
 
 def test_without_a_generator_the_advice_names_the_commonest_confusion() -> None:
-    from lingoforge.evaluate import most_confused
+    from lingoforge.advice import most_confused
 
     confusion = {"labels": ["a", "b", "c"], "predicted": ["a", "b", "c", "(invalid)"],
                  "matrix": [[3, 4, 0, 6], [1, 5, 0, 0], [0, 2, 1, 0]]}

@@ -184,3 +184,27 @@ def test_cli_split_write_failure_is_one_clear_error(
     assert said in result.output and reason in result.output
     assert "Traceback" not in result.output
     assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no partial or temp file
+
+
+def test_many_labels_still_deliver_the_test_fraction_asked_and_say_so(tmp_path: Path) -> None:
+    """45 labels × 9 languages in 400 rows: most (language, label) strata hold one example, and rounding each
+    stratum alone sent every one of them to training (9 test items instead of 100)."""
+    from lingoforge import get_task
+
+    task = get_task("ecommerce_taxonomy")
+    rows = task.generate(400, seed=0)
+    assert len({r.output["category"] for r in rows}) == 45 and len({r.language for r in rows}) == 9
+    source = _write(tmp_path / "eco.jsonl", rows)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["data", "split", str(source), "--task", "ecommerce_taxonomy", "-o", str(out),
+                                      "--test", "0.25"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "data_report.json").read_text())
+    total = sum(f["records"] for f in report["files"].values())
+    assert abs(report["files"]["test"]["records"] / total - 0.25) <= 0.02
+    assert report["delivered"]["test"]["all"] == report["files"]["test"]["records"] / total
+    assert all(abs(share - 0.25) <= 0.05 for share in report["delivered"]["test"].values())
+    lines = [" ".join(line.replace("│", " ").split()) for line in result.output.splitlines()]
+    assert "asked 65% 10% 25%" in lines
+    test_count = report["files"]["test"]["records"]
+    assert any(line.startswith("all ") and f"{test_count} ({test_count / total:.0%})" in line for line in lines)

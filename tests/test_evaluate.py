@@ -11,17 +11,9 @@ from typing import Any
 
 import pytest
 from lingoforge.backends import Backend, Generation
-from lingoforge.evaluate import (
-    INVALID,
-    compare,
-    confusion_matrix,
-    evaluate,
-    examples_to_add,
-    lagging_languages,
-    macro_f1,
-    percentile,
-    stratified,
-)
+from lingoforge.advice import examples_to_add, lagging_languages
+from lingoforge.evaluate import compare, evaluate, stratified
+from lingoforge.metrics import INVALID, confusion_matrix, macro_f1, percentile
 from lingoforge.task import Example, Task
 from lingoforge.yaml_task import load_yaml_task
 
@@ -235,7 +227,7 @@ def test_compare_gives_per_language_deltas(task: Task) -> None:
     report = compare(weak, strong, task, data)
     c = report["comparison"]
     assert c["a"]["model"] == "weak" and c["b"]["model"] == "strong"
-    assert c["languages"]["en"]["primary"] == {"a": 0.5, "b": 1.0, "delta": 0.5}
+    assert c["languages"]["en"]["primary"] == {"a": 0.5, "b": 1.0, "delta": 0.5, "ci": [0.0, 1.0]}  # paired: 2 items
     assert c["overall"]["fields"]["category"]["delta"] == 0.5
     assert report["compared"]["languages"]["es"]["primary"] == 1.0
 
@@ -250,15 +242,18 @@ def test_training_counts_come_from_the_run_folder(task: Task, tmp_path: Path, mo
     (run / "data").mkdir()
     (run / "run.json").write_text(json.dumps({"task": {"name": "tickets"}, "base": {"location": "unused"}}))
     (run / "data" / "train.jsonl").write_text(
-        "".join(json.dumps({"language": lang}) + "\n" for lang in ["en"] * 30 + ["es"] * 12)
+        "".join(json.dumps(ex(lang, "tech", f"t{i}").to_record()) + "\n"
+                for i, lang in enumerate(["en"] * 30 + ["es"] * 12))
     )
     scripted = ScriptedBackend(lambda u: answer_json("tech" if " en " in u else "billing"))
     monkeypatch.setattr(evaluate_module, "get_backend", lambda spec, backend, **kw: scripted)
     report = evaluate(str(run), task, [ex("en", "tech"), ex("es", "tech")])
-    assert (
-        report["lagging"][0]["advice"]
-        == "es: 0% vs 50% mean; 12 training examples — add about 30 more es examples and retrain"
-    )
+    # es trained on 'tech' only: always answering it would have been right, so that is the advice's evidence
+    assert report["lagging"][0]["advice"] == (
+        "es: 0% vs 50% mean; 12 training examples — always answering the commonest training label scores "
+        "100% [21%–100%] on category, the model 0% [0%–79%]: the model did not learn what the data holds; train "
+        "more epochs, balance the labels, or use a larger base model")
+    assert report["lagging"][0]["add_examples"] == 0
     assert backends.resolve_model(str(run)).task_name() == "tickets"
 
 
@@ -275,7 +270,8 @@ def test_compare_cli_advises_each_model_fine_tuned_first(
     (run / "data").mkdir()
     (run / "run.json").write_text(json.dumps({"task": {"name": "tickets"}, "base": {"location": "unused"}}))
     (run / "data" / "train.jsonl").write_text(
-        "".join(json.dumps({"language": lang}) + "\n" for lang in ["en"] * 30 + ["es"] * 12)
+        "".join(json.dumps(ex(lang, "tech", f"t{i}").to_record()) + "\n"
+                for i, lang in enumerate(["en"] * 30 + ["es"] * 12))
     )
     base = ScriptedBackend(lambda u: answer_json("tech"), "base")  # 50% everywhere: nothing lags
     base.name = "ollama"

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from lingoforge.backends import Backend, Generation
 from lingoforge.errors import DataError
-from lingoforge.evaluate import compare, evaluate, model_identity, settings_path
+from lingoforge.evaluate import compare, evaluate
+from lingoforge.predlog import model_identity, settings_path
 from lingoforge.report import write_report
 from lingoforge.task import Example, Task
 from lingoforge.yaml_task import load_yaml_task
@@ -233,7 +234,7 @@ def test_eval_cli_streams_into_the_report_folder_and_resumes(
 
 
 def test_a_model_that_fails_to_open_loses_no_earlier_predictions(tmp_path: Path) -> None:
-    from lingoforge.evaluate import PredictionLog
+    from lingoforge.predlog import PredictionLog
 
     path = tmp_path / "eval" / "predictions.jsonl"
     PredictionLog(path, {"n": 1}).append({"spec": "a", "backend": "hf"}, [{"index": 0, "raw": "{}", "latency_s": 0.1,

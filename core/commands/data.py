@@ -196,14 +196,17 @@ def split(
     from rich.table import Table
 
     languages = sorted({lang for counts in report["languages"].values() for lang in counts})
-    table = Table(title=f"{file} → {out_dir} (seed {seed})")
-    table.add_column("split")
-    table.add_column("examples", justify="right")
-    for lang in languages:
-        table.add_column(lang, justify="right")
+    table = Table(title=f"{file} → {out_dir} (seed {seed}): examples per split, and the share got vs asked")
+    table.add_column("language")
     for name in SPLIT_NAMES:
-        counts = report["languages"][name]
-        table.add_row(name, str(report["files"][name]["records"]), *(str(counts.get(lang, 0)) for lang in languages))
+        table.add_column(name, justify="right")
+    table.add_row("asked", *(f"{report['fractions'][name]:.0%}" for name in SPLIT_NAMES), end_section=True)
+    for lang in [*languages, "all"]:
+        cells = []
+        for name in SPLIT_NAMES:
+            count = report["files"][name]["records"] if lang == "all" else report["languages"][name].get(lang, 0)
+            cells.append(f"{count} ({report['delivered'][name][lang]:.0%})")
+        table.add_row(lang, *cells)
     console = Console()
     console.print(table)
     console.print(

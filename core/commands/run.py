@@ -50,25 +50,59 @@ def _parse_augment(ctx: click.Context, param: click.Parameter, value: str | None
     return counts
 
 
+def _ci(value: float | None, ci: Any) -> str:
+    return "-" if value is None else f"{value:.0%}" + (f" [{ci[0]:.0%}–{ci[1]:.0%}]" if ci else "")
+
+
+def _delta(a: float | None, b: float | None, ci: Any) -> str:
+    if a is None or b is None:
+        return "-"
+    return f"{(b - a) * 100:+.0f} pts" + (f" [{ci[0] * 100:+.0f}, {ci[1] * 100:+.0f}]" if ci else "")
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"{summary['task']} on {summary['base']}: {summary['primary_metric']} per language")
-    for col in ("language", "base", "fine-tuned", "Δ", "GGUF (parity sample)"):
+    from ..report import reference_rows
+
+    for line in summary.get("verdict") or []:
+        console.print(line, style="bold", markup=False, highlight=False)
+    for line in summary.get("collapses") or []:
+        console.print(line, style="red", markup=False, highlight=False)
+    for line in summary.get("size_warnings") or []:
+        console.print(line, style="yellow", markup=False, highlight=False)
+    table = Table(title=f"{summary['task']} on {summary['base']}: {summary['primary_metric']} per language, "
+                        "with 95% intervals")
+    for col in ("language", "n", "base + schema", "fine-tuned", "Δ", "GGUF (parity sample)"):
         table.add_column(col, justify="right")
     for lang, row in summary["languages"].items():
-        delta = None if row["base"] is None or row["fine_tuned"] is None else row["fine_tuned"] - row["base"]
-        table.add_row(lang, _pct(row["base"]), _pct(row["fine_tuned"]),
-                      "-" if delta is None else f"{delta * 100:+.0f} pts", _sample(row["gguf_parity_sample"]))
-    o = summary["overall"]
-    gain = "-" if None in (o["base"], o["fine_tuned"]) else f"{(o['fine_tuned'] - o['base']) * 100:+.0f} pts"
-    table.add_row("[b]all", _pct(o["base"]), _pct(o["fine_tuned"]), gain, "")
+        table.add_row(lang, str(row.get("n") or "-"), _ci(row["base"], row.get("base_ci")),
+                      _ci(row["fine_tuned"], row.get("fine_tuned_ci")),
+                      _delta(row["base"], row["fine_tuned"], row.get("delta_ci")), _sample(row["gguf_parity_sample"]))
+    o, oci = summary["overall"], summary.get("overall_ci") or {}
+    table.add_row("[b]all", "", _ci(o["base"], oci.get("base")), _ci(o["fine_tuned"], oci.get("fine_tuned")),
+                  _delta(o["base"], o["fine_tuned"], oci.get("delta")), "")
     console.print(table)
+    free = summary.get("base_unconstrained")
+    if free:
+        console.print(f"the base model asked without the schema: {_ci(free['schema_valid_rate'], free['schema_valid_ci'])}"
+                      " of its answers are the task's JSON (not a reference: the base + schema column is)")
+    for field, result in (summary.get("references") or {}).items():
+        if not result["overall"]["references"]:
+            continue
+        head, rows = reference_rows(result)
+        refs = Table(title=f"{field}: the fine-tuned model beside what a user would use instead")
+        for i, name in enumerate(head):
+            refs.add_column(name, justify="left" if i in (0, len(head) - 1) else "right")
+        for row in rows:
+            refs.add_row(*row)
+        console.print(refs)
     metrics = summary.get("metrics") or {}
     if metrics:
-        every = Table(title="all metrics, all languages")
-        for col in ("metric", "base", "fine-tuned"):
+        every = Table(title="all metrics, all languages (95% intervals)")
+        for col in ("metric", "base + schema", "fine-tuned"):
             every.add_column(col, justify="right")
         for name, value in metrics["fine_tuned"].items():
-            every.add_row(name, _pct(metrics["base"].get(name)), _pct(value))
+            base = metrics["base"].get(name) or {}
+            every.add_row(name, _ci(base.get("value"), base.get("ci")), _ci(value["value"], value["ci"]))
         console.print(every)
     for item in summary.get("lagging") or []:
         console.print(f"[yellow]lagging:[/yellow] {item.get('advice', item)}")

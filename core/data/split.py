@@ -4,8 +4,11 @@
   test score is not inflated by examples the model saw in training.
 - Groups are assigned per language, greedily, to the split whose quota for the group's (language,
   primary label) stratum is most behind, then the language's quota; largest groups first, order
-  otherwise a seeded shuffle. Quotas are whole numbers (largest remainder), so with single examples
-  every stratum gets exactly its share, and label and language proportions match in every split.
+  otherwise a seeded shuffle. Quotas are whole numbers: each language's by largest remainder, and its
+  strata's rounded so that they add up to it (language first, then label where the counts allow). A
+  stratum too small for a share of every split (one example of one of 45 labels) still goes where the
+  language's quota needs it, so ``--test 0.25`` delivers 25% of a many-label file, not the few
+  labels large enough to round up to a test example.
 - A language with at least as many groups as there are non-empty splits gets at least one group in
   each of them (a final repair moves its smallest group if the greedy pass left a split without it):
   per-language evaluation needs every language in val and test, and small languages are exactly the
@@ -88,7 +91,7 @@ def _assign_language(
     stratum_size = Counter[str]()
     for unit, label in zip(units, labels, strict=True):
         stratum_size[label] += len(unit)
-    stratum_target = {label: _quota(size, fractions, active) for label, size in stratum_size.items()}
+    stratum_target = _stratum_quotas(stratum_size, lang_target, fractions, active)
     lang_count = Counter[str]()
     stratum_count: dict[str, Counter[str]] = defaultdict(Counter)
     placed: dict[str, list[list[int]]] = defaultdict(list)
@@ -112,6 +115,24 @@ def _assign_language(
         for unit in units_in:
             for i in unit:
                 out[i] = k
+
+
+def _stratum_quotas(
+    sizes: Mapping[str, int], lang_target: Mapping[str, int], fractions: Mapping[str, float], active: list[str]
+) -> dict[str, dict[str, int]]:
+    """Whole-example targets per (label, split) whose rows add up to each label's size and whose columns add up to
+    the language's quota: floors of the exact shares first, then each label's remaining examples to the split whose
+    language quota is still open, the largest fractional share first (labels in the order of ``sizes``, which is the
+    seeded shuffle's). Rounding each label alone would give a one-example label to training every time."""
+    raw = {label: {k: size * fractions[k] for k in active} for label, size in sizes.items()}
+    quota = {label: {k: math.floor(raw[label][k] + 1e-9) for k in active} for label in sizes}
+    open_ = {k: lang_target[k] - sum(quota[label][k] for label in sizes) for k in active}
+    for label, size in sizes.items():
+        for _ in range(size - sum(quota[label].values())):
+            k = max(active, key=lambda k: (open_[k] > 0, raw[label][k] - quota[label][k], open_[k]))
+            quota[label][k] += 1
+            open_[k] -= 1
+    return quota
 
 
 def _quota(n: int, fractions: dict[str, float], active: list[str], at_least_one: bool = False) -> dict[str, int]:
@@ -185,6 +206,7 @@ def _write_split(
         "fractions": fractions,
         "files": files,
         "languages": {k: dict(Counter(e.language or UNKNOWN_LANGUAGE for e in parts[k]).most_common()) for k in SPLITS},
+        "delivered": delivered(examples, parts),
         "primary_label": task.fields[0] if task.fields else None,
         "labels": {k: _labels(task, parts[k]) for k in SPLITS},
         "missing_languages": {
@@ -204,6 +226,16 @@ def _write_split(
     }
     write_json(stage / "data_report.json", result)
     return result
+
+
+def delivered(examples: Sequence[Example], parts: Mapping[str, Sequence[Example]]) -> dict[str, dict[str, float]]:
+    """The fraction each split got, of all examples (``all``) and of each language's: what was asked, checked."""
+    total = Counter(e.language or UNKNOWN_LANGUAGE for e in examples)
+    out = {}
+    for k in SPLITS:
+        got = Counter(e.language or UNKNOWN_LANGUAGE for e in parts[k])
+        out[k] = {"all": len(parts[k]) / len(examples), **{lang: got[lang] / n for lang, n in sorted(total.items())}}
+    return out
 
 
 def _labels(task: Task, examples: Sequence[Example]) -> dict[str, dict[str, int]]:

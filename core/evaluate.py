@@ -209,7 +209,9 @@ def build_report(
 # --------------------------------------------------------------------------- the training split the references learn
 
 
-def training_split(spec: ModelSpec | None, train_data: str | Path | None, task: Task) -> tuple[list[Example], str] | None:
+def training_split(
+    spec: ModelSpec | None, train_data: str | Path | None, task: Task
+) -> tuple[list[Example], str] | None:
     """The training examples the references learn from, and where they came from: ``train_data`` when given, else
     a run folder's ``data/train.jsonl``; ``None`` when neither is known."""
     path = Path(train_data) if train_data is not None else (

@@ -374,10 +374,10 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         b, t = base["languages"].get(lang) or {}, tuned["languages"].get(lang) or {}
         sample = parity_acc.get(lang) or {}  # parity scores its own few items, in points (0-100)
         gguf = None if sample.get("gguf") is None else {"n": sample["n"], "score": sample["gguf"] / 100}
+        delta = ((comparison.get("languages") or {}).get(lang) or {}).get("primary") or {}
         languages[lang] = {"n": t.get("n"), "base": b.get("primary"), "base_ci": b.get("primary_ci"),
                            "fine_tuned": t.get("primary"), "fine_tuned_ci": t.get("primary_ci"),
-                           "delta_ci": ((comparison.get("languages") or {}).get(lang) or {}).get("primary", {}).get("ci"),
-                           "gguf_parity_sample": gguf}
+                           "delta_ci": delta.get("ci"), "gguf_parity_sample": gguf}
     pipeline = run.pipeline()
     files = {p.name: _size(p) for p in sorted(run.export.glob("*.gguf"))}
     deploy = (pipeline.get("deploy") or {}).get("result")

@@ -87,7 +87,8 @@ def classifier_pipeline() -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
-    features = [TfidfVectorizer(**{**f, "ngram_range": tuple(f["ngram_range"])}) for f in CLASSIFIER_SETTINGS["features"]]
+    features = [TfidfVectorizer(**{**f, "ngram_range": tuple(f["ngram_range"])})
+                for f in CLASSIFIER_SETTINGS["features"]]
     return make_pipeline(make_union(*features), LogisticRegression(**CLASSIFIER_SETTINGS["logistic_regression"]))
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from rich.table import Table
 
+from .fsutil import atomic_open, write_json, write_jsonl
 from .predlog import prediction_line, settings_path
 from .verdict import difference, rate, title
-from .fsutil import atomic_open, write_json, write_jsonl
 
 
 def pct(value: float | None) -> str:
@@ -200,7 +200,8 @@ def render_table(report: Mapping[str, Any]) -> Table:
     lagging = {r["language"] for r in report["lagging"]}
     slices = [*report["languages"].items(), ("all", report["overall"])]
     for lang, s in slices:
-        row = [f"[red]{lang}[/red]" if lang in lagging else lang, str(s["n"]), pct_ci(s["primary"], s.get("primary_ci"))]
+        name = f"[red]{lang}[/red]" if lang in lagging else lang
+        row = [name, str(s["n"]), pct_ci(s["primary"], s.get("primary_ci"))]
         if comparison:
             d = comparison["overall" if lang == "all" else "languages"]
             d = d if lang == "all" else d[lang]

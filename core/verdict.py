@@ -199,8 +199,8 @@ def distributions(task: Task, records: Sequence[Mapping[str, Any]]) -> dict[str,
         for key, rows in sorted(slices.items(), key=lambda kv: (kv[0] != "all", kv[0])):
             answers = [answered(r, name) for r in rows]
             gold = [label(field_value(r["gold"], name)) for r in rows]
-            out[name][key] = {"answers": dict(Counter(answers).most_common()), "gold": dict(Counter(gold).most_common()),
-                              "collapsed": collapse(answers, gold)}
+            out[name][key] = {"answers": dict(Counter(answers).most_common()),
+                              "gold": dict(Counter(gold).most_common()), "collapsed": collapse(answers, gold)}
     return out
 
 

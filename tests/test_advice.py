@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from lingoforge.advice import history_of, lagging_languages, record_history, trend_advice
-from lingoforge.verdict import collapse
 from lingoforge.runfolder import RunFolder
 from lingoforge.task import Task
+from lingoforge.verdict import collapse
 
 
 def needed(count: int, before: tuple[int, float], value: float, target: float) -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lingoforge.backends import Backend, Generation
 from lingoforge.advice import examples_to_add, lagging_languages
+from lingoforge.backends import Backend, Generation
 from lingoforge.evaluate import compare, evaluate, stratified
 from lingoforge.metrics import INVALID, confusion_matrix, macro_f1, percentile
 from lingoforge.task import Example, Task

@@ -7,11 +7,13 @@ import json
 import re
 import shutil
 import subprocess
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lingoforge.evaluate import build_report, compare_reports
+from lingoforge.references import Reference
 from lingoforge.report import advice_by_model, render_table, write_report
 from lingoforge.yaml_task import load_yaml_task
 from rich.console import Console
@@ -70,6 +72,7 @@ def report(tmp_path: Path) -> dict[str, Any]:
         seconds=3.0,
         batch_size=8,
         training_counts={"en": 40, "es": 40, "hi": 12},
+        references=[Reference("majority", tuple({"category": "tech"} for _ in range(30)))],
     )
     b = build_report(
         task,
@@ -92,10 +95,15 @@ def test_write_report_files_and_self_contained_html(report: dict[str, Any], tmp_
         == "hi: 50% vs 73% mean; 12 training examples — add about 30 more hi examples and retrain"
     )
     assert data["comparison"]["languages"]["hi"]["primary"]["delta"] == pytest.approx(0.3)
-    assert sorted(p.name for p in paths["charts"].iterdir()) == ["confusion-category.png", "languages.png"]
+    assert sorted(p.name for p in paths["charts"].iterdir()) == [
+        "confusion-category.png", "languages.png", "references-category.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths["charts"].iterdir())
     html = paths["html"].read_text()
-    assert html.count('src="data:image/png;base64,') == 2
+    assert html.count('src="data:image/png;base64,') == 3
+    verdict = data["verdict"]["lines"][0]
+    assert verdict.startswith("category: ") and "the commonest label" in verdict
+    assert html.index("Verdict: is it worth deploying?") < html.index(html_escape(verdict)) < html.index("Per language")
+    assert html.index('alt="references-category.png"') < html.index("Per language")
     assert not re.search(r'(src|href)="(?!data:)', html), "the report must not load anything from outside"
     assert "hi: 50% vs 73% mean" in html and "Comparison" in html and "Unusable answers" in html
     assert len(paths["predictions"].read_text().splitlines()) == 30
@@ -131,7 +139,6 @@ def test_html_report_renders_its_charts_in_headless_chromium(report: dict[str, A
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("needs Debian's chromium: apt-get install -y chromium")
-    import numpy as np
     from matplotlib.image import imread
 
     paths = write_report(report, tmp_path / "eval")
@@ -157,4 +164,3 @@ def test_html_report_renders_its_charts_in_headless_chromium(report: dict[str, A
     colourful = (saturation > 0.25).mean()
     assert pixels.std() > 0.05, "the screenshot is blank"
     assert colourful > 0.01, f"only {colourful:.2%} of the page is chart-coloured: the charts did not render"
-    assert np.isfinite(pixels).all()

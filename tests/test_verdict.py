@@ -119,7 +119,7 @@ def test_every_accuracy_interval_equals_statsmodels_wilson(task: Task) -> None:
                           references=[majority(task, tickets(30, seed=4), test)])
     checked = 0
     for s in [report["overall"], *report["languages"].values()]:
-        for field, stats in s["fields"].items():
+        for stats in s["fields"].values():
             k = round(stats["accuracy"] * s["n"])
             assert stats["accuracy_ci"] == pytest.approx(proportion_confint(k, s["n"], 0.05, "wilson"), abs=1e-9)
             checked += 1
@@ -260,8 +260,8 @@ def test_a_collapse_is_said_in_the_run_summary(task: Task, tmp_path: Path) -> No
     refs = [majority(task, tickets(30, seed=10), test)]
     run = RunFolder(tmp_path / "run")
     for folder, records in (("", collapsed), ("base", collapsed), ("base-constrained", collapsed)):
-        report = build_report(task, records, model={"spec": folder or "tuned", "backend": "hf"}, seconds=1.0, batch_size=1,
-                              references=refs if not folder else ())
+        report = build_report(task, records, model={"spec": folder or "tuned", "backend": "hf"}, seconds=1.0,
+                              batch_size=1, references=refs if not folder else ())
         report["predictions"] = records
         write_report(report, run.eval / folder)
     summary = build_summary(run, Options(task=task, base="smollm2-135m", out=run.root))

@@ -83,7 +83,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(table)
     free = summary.get("base_unconstrained")
     if free:
-        console.print(f"the base model asked without the schema: {_ci(free['schema_valid_rate'], free['schema_valid_ci'])}"
+        valid = _ci(free["schema_valid_rate"], free["schema_valid_ci"])
+        console.print(f"the base model asked without the schema: {valid}"
                       " of its answers are the task's JSON (not a reference: the base + schema column is)")
     for field, result in (summary.get("references") or {}).items():
         if not result["overall"]["references"]:

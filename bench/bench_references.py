@@ -1,0 +1,121 @@
+"""The fine-tuned model beside what a user would use instead, on the README demo, the built-in tasks and public sets.
+
+    python bench/bench_references.py                       # every data set below, one after another
+    python bench/bench_references.py demo xsid             # some of them
+    python bench/bench_references.py --public runs/public  # where bench/public_data.py wrote xsid/sib200
+
+Each data set is one ``lingoforge run`` on SmolLM2-135M (the offline default) with the demo's recipe, in
+``runs/bench-references/NAME``; its evaluation report gives, per labelled field and language, the fine-tuned
+model, the commonest label, the TF-IDF classifier and the base model with the schema enforced, each with its 95%
+interval, and the verdict. Prints one table per data set and writes ``bench/results/references.json``.
+Runs one training at a time: two on two cores slow each other 3-5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import save
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ["--base", "smollm2-135m", "--epochs", "2", "--lr", "2e-3", "--parity-n", "2", "--quant", "q8_0"]
+DATASETS: dict[str, list[str]] = {
+    # name: the arguments of `lingoforge run` besides -o and RECIPE (the demo: the README's command itself)
+    "demo": [],
+    "ecommerce_taxonomy": ["ecommerce_taxonomy", "-n", "200", "--val", "0.05", "--test", "0.2", "--eval-limit", "36",
+                           "--eval-max-new-tokens", "64"],
+    "contract_extraction": ["contract_extraction", "-n", "120", "--val", "0.05", "--test", "0.15", "--eval-limit",
+                            "16", "--eval-max-new-tokens", "192"],
+    "xsid": ["{public}/xsid.yaml", "--data", "{public}/xsid.jsonl", "--val", "0.05", "--test", "0.2", "--eval-limit",
+             "48", "--eval-max-new-tokens", "32"],
+    "sib200": ["{public}/sib200.yaml", "--data", "{public}/sib200.jsonl", "--val", "0.05", "--test", "0.2",
+               "--eval-limit", "48", "--eval-max-new-tokens", "32"],
+}
+
+
+def demo_arguments() -> list[str]:
+    """The README's demo command, without its -o (a bench writes its own run folder)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if "lingoforge run support_tickets --base smollm2-135m" in x)
+    args = shlex.split(line[line.index("lingoforge run") + len("lingoforge run"):])
+    return [a for i, a in enumerate(args) if a != "-o" and (i == 0 or args[i - 1] != "-o")]
+
+
+def run(name: str, public: Path, out: Path) -> dict[str, Any]:
+    args = demo_arguments() if name == "demo" else [a.format(public=public) for a in DATASETS[name]] + RECIPE
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "lingoforge.cli", "run", *args, "-o", str(out)], check=True, cwd=ROOT)
+    seconds = time.perf_counter() - started
+    report = json.loads((out / "eval" / "report.json").read_text(encoding="utf-8"))
+    verdict = report["verdict"]
+    free = json.loads((out / "eval" / "base" / "report.json").read_text(encoding="utf-8"))
+    fields = {}
+    for field, result in verdict["fields"].items():
+        slices = {"all": result["overall"], **result["languages"]}
+        fields[field] = {key: {"n": s["n"], "model": s["model"], "references": s["references"],
+                               "versus": s["versus"], "outcome": s["outcome"], "against": s["against"],
+                               "macro_f1": (report["overall"] if key == "all" else report["languages"][key])
+                               ["fields"][field]["macro_f1"]}
+                         for key, s in slices.items()}
+    return {
+        "command": ["lingoforge", "run", *args, "-o", str(out)],
+        "seconds": round(seconds, 1),
+        "load_before": round(load, 2),
+        "test_items": report["data"]["n"],
+        "schema_valid": {"fine_tuned": report["overall"]["schema_valid_rate"],
+                         "base_without_schema": free["overall"]["schema_valid_rate"]},
+        "verdict": verdict["lines"],
+        "warnings": verdict["warnings"],
+        "collapses": report["collapse_lines"],
+        "fields": fields,
+    }
+
+
+def show(name: str, result: dict[str, Any], console: Console) -> None:
+    for field, slices in result["fields"].items():
+        names = list(slices["all"]["references"])
+        table = Table(title=f"{name}: {field} (95% intervals; {result['test_items']} test items, "
+                            f"{result['seconds']:.0f} s)")
+        for col in ("slice", "n", "fine-tuned", "macro-F1", *names, "verdict"):
+            table.add_column(col, justify="right")
+        for key, s in slices.items():
+            table.add_row(key, str(s["n"]), _rate(s["model"]), f"{s['macro_f1']:.2f}",
+                          *[_rate(s["references"][n]) for n in names], s["outcome"] or "-")
+        console.print(table)
+    for line in [*result["verdict"], *result["collapses"]]:
+        console.print(line, markup=False, highlight=False)
+
+
+def _rate(block: dict[str, Any]) -> str:
+    return f"{block['value']:.0%} [{block['ci'][0]:.0%}–{block['ci'][1]:.0%}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--public", type=Path, default=ROOT / "runs" / "public",
+                        help="Folder where bench/public_data.py wrote xsid.* and sib200.*")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-references")
+    options = parser.parse_args()
+    console = Console()
+    path = Path(__file__).resolve().parent / "results" / "references.json"
+    results = json.loads(path.read_text(encoding="utf-8"))["results"] if path.is_file() else {}
+    for name in options.names:
+        results[name] = run(name, options.public.resolve(), options.runs / name)
+        show(name, results[name], console)
+        print(f"wrote {save('references', results)}")
+
+
+if __name__ == "__main__":
+    main()

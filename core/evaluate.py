@@ -231,7 +231,8 @@ def _references(task: Task, examples: Sequence[Example], train: tuple[list[Examp
         if [r["input"] for r in base_records] != [ex.input for ex in examples]:
             raise DataError("the base model's reference answers are for other test items than the model's; "
                             "evaluate both on the same data and --limit")
-        refs.append(from_predictions("base", task, base_records, {"decoding": "greedy, schema enforced"}))
+        refs.append(from_predictions("base", task, base_records, {
+            "decoding": "greedy, schema enforced", "cut_answers": "labels completed before max_new_tokens count"}))
     training = None if train is None else {"n": len(train[0]), "source": train[1],
                                           "languages": dict(Counter(ex.language for ex in train[0]))}
     return refs, training

@@ -3,8 +3,7 @@
 A fine-tune is worth deploying only if it beats what a team already has or could have in seconds. Each
 reference answers every test item the model answered, so the two are compared item by item (paired):
 
-- ``majority``: always the commonest training label of the item's language (scikit-learn's ``DummyClassifier``,
-  fitted per language; the whole training split's commonest label for a language it lacks);
+- ``majority``: always the commonest label of the training split (scikit-learn's ``DummyClassifier``);
 - ``classifier``: TF-IDF word and character n-grams and a logistic regression, one per labelled field, fitted on
   every training input (scikit-learn; seconds on a CPU; the settings below are fixed and recorded in the report);
 - ``base``: the base model zero-shot with the output schema enforced while decoding, which is what a user gets
@@ -19,7 +18,8 @@ A reference's answer to an item is a dict of field → value (labels as :func:`l
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,8 @@ CLASSIFIER_SETTINGS: dict[str, Any] = {
 }
 RETRIEVAL_SETTINGS: dict[str, Any] = {"analyzer": "char_wb", "ngram_range": [2, 5], "sublinear_tf": True,
                                       "same_language": True}
+SHORT = {"majority": "commonest label", "classifier": "TF-IDF classifier", "base": "base + schema",
+         "retrieval": "nearest answer"}  # table headers
 TITLES = {
     "majority": "the commonest label",
     "classifier": "a TF-IDF classifier",
@@ -61,20 +63,19 @@ class Reference:
 
 
 def majority(task: Task, train: Sequence[Example], test: Sequence[Example]) -> Reference:
-    """Per labelled field, the commonest training label of each test item's language."""
+    """Per labelled field, always the commonest training label (what a model that learned only the prior says).
+
+    Not the commonest label of the item's language: that would read the language from the test data, which a
+    deployed model is not given (and would answer a ``language`` field perfectly)."""
     from sklearn.dummy import DummyClassifier
 
-    by_language: dict[str, list[Example]] = defaultdict(list)
-    for ex in train:
-        by_language[ex.language].append(ex)
     answers: list[dict[str, Any]] = [{} for _ in test]
     for name in task.fields:
-        fitted = {lang: _dummy(DummyClassifier, [label(field_value(e.output, name)) for e in rows])
-                  for lang, rows in by_language.items()}
-        everyone = _dummy(DummyClassifier, [label(field_value(e.output, name)) for e in train])
-        for answer, ex in zip(answers, test, strict=True):
-            answer[name] = str(fitted.get(ex.language, everyone).predict([[0]])[0])
-    return Reference("majority", tuple(answers), {"strategy": "most_frequent", "per": "language"})
+        fitted = _dummy(DummyClassifier, [label(field_value(e.output, name)) for e in train])
+        value = str(fitted.predict([[0]])[0])
+        for answer in answers:
+            answer[name] = value
+    return Reference("majority", tuple(answers), {"strategy": "most_frequent", "fitted_on": "every training row"})
 
 
 def _dummy(cls: Any, labels: list[str]) -> Any:
@@ -130,16 +131,40 @@ def retrieval(task: Task, train: Sequence[Example], test: Sequence[Example]) -> 
 
 def from_predictions(name: str, task: Task, records: Sequence[Mapping[str, Any]],
                      settings: Mapping[str, Any] | None = None) -> Reference:
-    """A model's evaluation records (``predictions``) as a reference: its usable answers, ``None`` for the rest."""
+    """A model's evaluation records (``predictions``) as a reference: its usable answers, and for an answer that
+    broke the schema the top-level labels it completed before it did. Constrained decoding writes the fields in the
+    schema's order, labels first, so a base model that rambles in a free-text field until ``max_new_tokens`` has
+    still answered every label; counting those labels keeps the reference as strong as what a user would get with
+    a larger token budget."""
     answers: list[Answer] = []
     for r in records:
-        if not r["valid"]:
-            answers.append(None)
-            continue
-        answer = {f: label(field_value(r["output"], f)) for f in task.fields}
-        answer.update({f: field_value(r["output"], f) for f in task.text_fields})
+        if r["valid"]:
+            answer = {f: label(field_value(r["output"], f)) for f in task.fields}
+            answer.update({f: field_value(r["output"], f) for f in task.text_fields})
+        else:
+            answer = completed_labels(task, str(r.get("raw") or "")) or None
         answers.append(answer)
     return Reference(name, tuple(answers), dict(settings or {}))
+
+
+def completed_labels(task: Task, raw: str) -> dict[str, str]:
+    """The top-level labelled fields a cut JSON answer completed (``"category": "shipping"``), as labels; a value
+    the schema does not allow is left out."""
+    out = {}
+    for name in task.fields:
+        if "." in name:
+            continue
+        match = re.search(re.escape(json.dumps(name)) + r'\s*:\s*("(?:[^"\\]|\\.)*")', raw)
+        if match is None:
+            continue
+        try:
+            value = json.loads(match.group(1))
+        except json.JSONDecodeError:
+            continue
+        allowed = task.label_values(name)
+        if not allowed or value in allowed:
+            out[name] = label(value)
+    return out
 
 
 def build_references(task: Task, train: Sequence[Example], test: Sequence[Example]) -> list[Reference]:

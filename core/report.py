@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .fsutil import atomic_open, write_json, write_jsonl
 from .predlog import prediction_line, settings_path
+from .references import SHORT
 from .verdict import difference, rate, title
 
 
@@ -216,12 +217,13 @@ def reference_rows(result: Mapping[str, Any]) -> tuple[list[str], list[list[str]
     """(header, rows) of one field's model-vs-references table: each slice, the model and every reference with
     their intervals, the difference from the reference the verdict names, and the outcome."""
     names = list(result["overall"]["references"])
-    head = ["language", "n", "fine-tuned", *[title(n) for n in names], "Δ vs named reference", "verdict"]
+    head = ["language", "n", "fine-tuned", *[SHORT.get(n, n) for n in names], "Δ vs named", "verdict"]
     rows = []
     for lang, s in [*result["languages"].items(), ("all", result["overall"])]:
         against = s.get("against")
-        said = {"beats": "beats all", "worse": f"worse than {title(against or '')}",
-                "no_better": f"no better than {title(against or '')}", None: "-"}[s.get("outcome")]
+        named = SHORT.get(against or "", against or "")
+        said = {"beats": "beats all", "worse": f"worse than {named}", "no_better": f"no better than {named}",
+                None: "-"}[s.get("outcome")]
         rows.append([lang, str(s["n"]), rate(s["model"]), *[rate(s["references"][n]) for n in names],
                      difference(s["versus"][against]) if against else "-", said])
     return head, rows

@@ -5,7 +5,7 @@
 
 writes DIR/NAME.jsonl (one ``{"input", "output": {"label"}, "language"}`` record per line) and DIR/NAME.yaml
 (a declared task with one enum field, ``label``), and prints the counts per language and label. Sources and
-licences: ``bench/PUBLIC_DATA.md``. Nothing here is committed data: the files are read, in this order, from
+licences: ``bench/README.md`` (Public data sets). Nothing here is committed data: the files are read, in this order, from
 
 * ``--from PATH``: a bare git directory (what the fetch tool or ``git clone --mirror`` makes), a folder
   holding one (``/work/.mirror/owner+name`` holds ``repo/``), or a plain checkout of the repository;
@@ -116,7 +116,7 @@ class Source:
 class Dataset:
     name: str
     repo: str
-    commit: str  # pinned: what the counts in PUBLIC_DATA.md were made from
+    commit: str  # pinned: what the counts in bench/README.md were made from
     languages: dict[str, str]  # ISO 639-1 -> the set's own name for it
     default_languages: tuple[str, ...]
     max_labels: int
@@ -376,7 +376,7 @@ def build(name: str, out_dir: Path, per_language: int = 60, seed: int = 0, from_
                                    ensure_ascii=False) + "\n")
     with task_file.open("w", encoding="utf-8") as f:
         f.write(f"# {name}: made by bench/public_data.py from {source.describe()}\n"
-                f"# --per-language {per_language} --seed {seed}; sources and licences: bench/PUBLIC_DATA.md\n")
+                f"# --per-language {per_language} --seed {seed}; sources and licences: bench/README.md\n")
         f.write(dump_yaml(task_yaml(ds, languages, labels, total_labels)))
 
     counts = {lang: Counter(label for _, (_, label) in sampled[lang]) for lang in languages}

@@ -54,6 +54,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ from .predlog import PredictionLog, eval_settings, model_identity, resolved
 from .progress import items_bar
 from .prompts import prompt_messages
 from .references import Reference, build_references, from_predictions
+from .report import write_report
 from .runfolder import RunFolder
 from .schema import parse_output
 from .stats import paired_difference
@@ -381,6 +383,22 @@ def evaluate(
     return report
 
 
+def labels_first(task: Task) -> Task:
+    """``task`` with its output schema cut after the last labelled field (in the schema's order): what the base
+    model must write for the labels to be read. Decoding is greedy and the grammar fixes the key order, so the labels
+    are those the whole schema would give, without the free text after them that a base model fills up to
+    ``max_new_tokens`` (most of the reference's time on a CPU). Prompts are the task's own."""
+    schema = task.schema
+    keys = list(schema.get("properties") or {})
+    labelled = [k for k in keys if any(f == k or f.startswith(k + ".") for f in task.fields)]
+    if not labelled:
+        return task
+    kept = keys[: keys.index(labelled[-1]) + 1]
+    schema["properties"] = {k: schema["properties"][k] for k in kept}
+    schema["required"] = [k for k in schema.get("required", []) if k in kept]
+    return replace(task, output_schema=schema, text_fields=tuple(f for f in task.text_fields if f in kept))
+
+
 def base_reference(
     run: RunFolder,
     task: Task,
@@ -393,13 +411,12 @@ def base_reference(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """The base model a run was trained from, asked ``examples`` zero-shot with the schema enforced while decoding
-    (what Ollama's ``format`` gives a user of the base model), its report written to ``out`` and its answers kept
-    there, so a second evaluation of the run reuses them."""
-    from .report import write_report  # report renders evaluate's output: imported where it is written
-
-    report = evaluate(run.base_location(), task, examples, backend="hf", constrained=True, limit=limit,
+    (what Ollama's ``format`` gives a user of the base model; its labelled fields, see :func:`labels_first`), its
+    report written to ``out`` and its answers kept there, so a second evaluation of the run reuses them."""
+    report = evaluate(run.base_location(), labels_first(task), examples, backend="hf", constrained=True, limit=limit,
                       batch_size=batch_size, max_new_tokens=max_new_tokens, console=console,
                       predictions=Path(out) / "predictions.jsonl")
+    report["model"]["schema"] = "the task's schema up to its last labelled field"
     write_report(report, out)
     return report
 

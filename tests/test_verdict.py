@@ -276,3 +276,14 @@ def test_a_collapse_is_said_in_the_run_summary(task: Task, tmp_path: Path) -> No
     tuned = json.loads((run.eval / "report.json").read_text(encoding="utf-8"))
     assert tuned["collapse_lines"] and all(line in printed for line in tuned["collapse_lines"])
     assert printed.index(tuned["verdict"]["lines"][0]) < printed.index(tuned["collapse_lines"][0])
+
+
+def test_the_base_reference_is_asked_the_schema_up_to_its_last_label(task: Task) -> None:
+    from lingoforge import get_task
+    from lingoforge.evaluate import labels_first
+
+    tickets_task = labels_first(get_task("support_tickets"))
+    assert list(tickets_task.schema["properties"]) == ["category", "priority", "language"]
+    assert tickets_task.schema["required"] == ["category", "priority", "language"] and tickets_task.text_fields == ()
+    assert tickets_task.instruction == get_task("support_tickets").instruction  # the same prompt
+    assert labels_first(task).schema == task.schema  # labels only: nothing to cut

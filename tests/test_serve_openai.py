@@ -106,7 +106,7 @@ def test_llama_cpp_server_answers_as_the_gguf_does(llama_server: str, smollm2_ru
 def test_ollama_v1_answers_as_ollama_does(ollama_server, smollm2_run: Path, smollm2_export: dict) -> None:
     from lingoforge.deploy import deploy
 
-    deploy(smollm2_run, ALIAS, host=ollama_server.url, n_check=1, max_tokens=16)
+    deploy(smollm2_run, ALIAS, host=ollama_server.url, n_check=1, max_tokens=16, force=True)  # random adapter
     task = get_task(TASK)
     examples = load_test_examples(RunFolder(smollm2_run), 4)
     v1 = Servers((f"{ollama_server.url}/v1",), ALIAS)

@@ -287,3 +287,22 @@ def test_the_base_reference_is_asked_the_schema_up_to_its_last_label(task: Task)
     assert tickets_task.schema["required"] == ["category", "priority", "language"] and tickets_task.text_fields == ()
     assert tickets_task.instruction == get_task("support_tickets").instruction  # the same prompt
     assert labels_first(task).schema == task.schema  # labels only: nothing to cut
+
+
+def test_deploy_says_the_verdict_and_the_collapse_before_it_creates_anything(task: Task, tmp_path: Path) -> None:
+    from lingoforge.cli import cli
+    from lingoforge.report import write_report
+
+    test = tickets(12, seed=11)
+    records = answered(task, test, lambda i, e: {"category": "tech", "priority": "high"})
+    report = build_report(task, records, model={"spec": "tuned", "backend": "hf"}, seconds=1.0, batch_size=1,
+                          references=[majority(task, tickets(30, seed=12), test)])
+    run = tmp_path / "run"
+    write_report(report, run / "eval")
+    (run / "run.json").write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["deploy", str(run), "--name", "tickets", "--host", "http://127.0.0.1:9"])
+    assert result.exit_code == 1  # nothing to deploy here: the verdict came first all the same
+    said = " ".join(result.output.split())
+    for line in [*report["verdict"]["lines"], *report["collapse_lines"]]:
+        assert " ".join(line.split()) in said
+    assert said.index(" ".join(report["collapse_lines"][0].split())) < said.index("Error")

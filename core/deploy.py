@@ -1,11 +1,14 @@
 """Create an exported model on an Ollama server and prove it answers like llama.cpp, and as users ask it.
 
-Steps: validate the name (before any upload), upload the GGUF blobs (skipped when the server already
-has the digest, so an interrupted deploy reruns cheaply), create the model with the export's TEMPLATE,
-SYSTEM and PARAMETERs, read it back with ``show``, then ask a few test inputs
+Steps: validate the name (before any upload); once a server answers, ask llama.cpp on the exported GGUF the
+test inputs with the training prompt, the model's own answers, which must be the task's JSON (schema-valid and
+ended by the model) on at least half of them, else nothing is created (unless ``force``); upload the GGUF
+blobs (skipped when the server already has the digest, so an interrupted deploy reruns cheaply), create the
+model with the export's TEMPLATE, SYSTEM and PARAMETERs, read it back with ``show``, then ask the test inputs
 
-- with the full training prompt, through Ollama and through llama.cpp on the same GGUF, requiring the
-  same greedy answers (and, asked with ``format=<schema>``, valid constrained answers);
+- with the full training prompt through Ollama: where the model's own answer is the task's JSON, the greedy
+  answer must be llama.cpp's (a rambling answer only shows where two engines' near-equal candidates swap, so
+  it is not compared); asked with ``format=<schema>``, every answer the model ended must parse;
 - the way users do: the bare input through ``/api/generate`` (what ``ollama run NAME "<input>"`` sends)
   and through ``/api/chat`` without ``format``, requiring schema-valid answers that end by themselves at
   least as often as the run's own evaluation measured (``eval/report.json``).
@@ -48,12 +51,20 @@ TIMEOUT_S = 600.0
 # 4.4e-3 between Ollama v0.11.10 and llama-cpp-python 0.3.36 on the Q8_0 of the fine-tuned demo SmolLM2 (two
 # phrasings of a free-text reply). A wrong template, stop token or sampler puts a candidate far lower.
 TIE_MARGIN = 1e-2
+# The share of the model's own answers (llama.cpp, training prompt) that must be the task's JSON before anything is
+# created: a model whose answers are mostly not the task's JSON has not learned the task, whatever else it shows.
+# How often bare inputs must be valid is the run's evaluation's figure, checked once the model is served.
+MIN_OWN_VALID = 0.5
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
 _NAME = re.compile(rf"^(?:[A-Za-z0-9_][A-Za-z0-9_-]{{0,79}}/)?{_PART}(?::{_PART})?$")
 
 
 class DeployError(LingoforgeError):
     """The deployment failed or the deployed model does not answer like the exported GGUF."""
+
+
+class NotTaskJSON(DeployError):
+    """The model's own answers are not the task's JSON, so nothing was created (no server can change that)."""
 
 
 def validate_name(name: str) -> str:
@@ -130,8 +141,28 @@ def _check_show(client: Any, name: str, serving: ServingConfig) -> None:
         raise DeployError(f"the model {name} on the server does not match the export: {', '.join(problems)}")
 
 
+@dataclass(frozen=True)
+class OwnAnswer:
+    """llama.cpp's greedy answer to one test input on the exported GGUF: the model's own answer, what every
+    server must reproduce. ``prompt``: its prompt token ids; ``stopped``: the model ended it (not cut at the
+    token limit); ``valid``: it is the task's JSON (schema-valid and stopped); ``why``: why not."""
+
+    text: str
+    prompt: list[int]
+    stopped: bool
+    valid: bool
+    why: str | None = None
+
+
+def own_answer(text: str, prompt: list[int], stopped: bool, schema: Mapping[str, Any], max_tokens: int) -> OwnAnswer:
+    """One answer judged as the task's JSON: parsed against ``schema`` and ended by the model itself."""
+    parsed = parse_output(text, schema)
+    why = parsed.error if not parsed.valid else None if stopped else f"cut at the {max_tokens}-token limit"
+    return OwnAnswer(text, prompt, stopped, why is None, why)
+
+
 def _llama_answers(llm: Any, task: Task, examples: Sequence[Example], max_tokens: int,
-                   advance: Advance) -> list[tuple[str, list[int]]]:
+                   advance: Advance) -> list[OwnAnswer]:
     """Plain greedy answers of llama.cpp on the very GGUF file Ollama serves (the reference for equality),
     each with its prompt token ids (rendered by the chat template embedded in the GGUF)."""
     answers = []
@@ -142,9 +173,29 @@ def _llama_answers(llm: Any, task: Task, examples: Sequence[Example], max_tokens
             repeat_penalty=1.0, max_tokens=max_tokens, stop=list(STOP_TOKENS),
         )
         prompt = [int(t) for t in llm.input_ids[: response["usage"]["prompt_tokens"]]]
-        answers.append((response["choices"][0]["message"]["content"] or "", prompt))
+        choice = response["choices"][0]
+        answers.append(own_answer(choice["message"]["content"] or "", prompt, choice["finish_reason"] == "stop",
+                                  task.output_schema, max_tokens))
         advance(1)
     return answers
+
+
+def own_figures(answers: Sequence[OwnAnswer]) -> dict[str, Any]:
+    """How many of the model's own answers are the task's JSON: ``{"n", "valid", "required", "problem"}``, plus
+    ``"bad"`` (the first answer that is not: ``{"example", "answer", "why"}``). ``problem`` is the one-line reason
+    a deploy stops before creating anything (fewer than ``MIN_OWN_VALID`` of them valid), else ``None``."""
+    n, valid = len(answers), sum(a.valid for a in answers)
+    figures: dict[str, Any] = {"n": n, "valid": valid, "required": MIN_OWN_VALID, "problem": None}
+    bad = next((i for i, a in enumerate(answers) if not a.valid), None)
+    if bad is not None:
+        figures["bad"] = {"example": bad, "answer": answers[bad].text, "why": answers[bad].why}
+    if valid < MIN_OWN_VALID * n:
+        answer = answers[bad].text if bad is not None else ""
+        shown = answer if len(answer) <= 80 else answer[:80] + "…"
+        figures["problem"] = (f"the model does not answer with the task's JSON: {valid} of {n} test inputs got a "
+                              "schema-valid answer that the model ended (llama.cpp on the exported GGUF, training "
+                              f"prompt), e.g. example {bad} answered {shown!r} ({figures['bad']['why']})")
+    return figures
 
 
 def divergence(llm: Any, prompt: Sequence[int], reference: str, other: str) -> dict[str, Any]:
@@ -244,11 +295,12 @@ class _Export:
 
 
 class _Reference:
-    """llama.cpp's greedy answers to the test inputs on the exported GGUF: what every server must answer.
+    """llama.cpp's greedy answers to the test inputs on the exported GGUF: the model's own answers, which must be
+    the task's JSON before anything is created, and what every server must answer where they are.
 
-    Computed once for the whole fleet, when the first server reaches its answer checks (servers that are all
-    unreachable never load the GGUF), and kept loaded until ``close``: where a server's answer parts from
-    the reference, :func:`divergence` re-evaluates the prefix with this model.
+    Computed once for the whole fleet, when the first server answers (servers that are all unreachable never
+    load the GGUF), and kept loaded until ``close``: where a server's answer parts from the reference,
+    :func:`divergence` re-evaluates the prefix with this model.
     """
 
     def __init__(self, export: _Export, examples: Sequence[Example] | None, n_check: int, max_tokens: int,
@@ -256,15 +308,15 @@ class _Reference:
         self.export, self.max_tokens, self._n_check, self._stages = export, max_tokens, n_check, stages
         self._examples = list(examples) if examples is not None else None
         self._llm: Any = None
-        self._answers: list[tuple[str, list[int]]] | None = None
+        self._answers: list[OwnAnswer] | None = None
 
     def examples(self) -> list[Example]:
         if self._examples is None:
             self._examples = load_test_examples(self.export.run_folder, self._n_check)
         return self._examples
 
-    def answers(self) -> list[tuple[str, list[int]]]:
-        """Each example's reference answer and prompt token ids (loads the GGUF on first use)."""
+    def answers(self) -> list[OwnAnswer]:
+        """Each example's reference answer (loads the GGUF on first use)."""
         if self._answers is None:
             from llama_cpp import Llama
 
@@ -274,9 +326,16 @@ class _Reference:
                               lora_path=str(export.folder / adapter) if adapter else None,
                               n_ctx=export.serving.num_ctx, n_threads=os.cpu_count(), verbose=False)
             examples = self.examples()
-            advance = self._stages("llama.cpp reference answers", len(examples))
+            advance = self._stages("the model's own answers (llama.cpp on the GGUF)", len(examples))
             self._answers = _llama_answers(self._llm, export.task, examples, self.max_tokens, advance)
         return self._answers
+
+    def computed(self) -> bool:
+        return self._answers is not None
+
+    def own(self) -> dict[str, Any]:
+        """:func:`own_figures` of the answers (computing them on first use)."""
+        return own_figures(self.answers())
 
     def divergence(self, prompt: Sequence[int], reference: str, other: str) -> dict[str, Any]:
         return divergence(self._llm, prompt, reference, other)
@@ -307,16 +366,19 @@ def _talking_to(url: str, action: str) -> Iterator[None]:
 
 
 def deploy(export_dir: str | Path, name: str, host: str | None = None, examples: Sequence[Example] | None = None,
-           n_check: int = 5, max_tokens: int | None = None, stages: Stages = silent) -> dict[str, Any]:
+           n_check: int = 5, max_tokens: int | None = None, stages: Stages = silent, force: bool = False
+           ) -> dict[str, Any]:
     """Create ``name`` on the Ollama server at ``host`` from an export and check it; returns a summary.
 
-    ``max_tokens`` bounds each compared answer (default: the Modelfile's ``num_predict``): both engines stop
-    there, so a model that never stops is compared on its first ``max_tokens`` tokens. Raises ``DeployError``
-    when the server is unreachable or refuses, the name is invalid, ``show`` disagrees with the export,
-    Ollama's greedy answers differ from llama.cpp's on the same GGUF, or bare inputs get schema-valid answers
-    less often than the run's evaluation measured. ``stages`` draws progress (the CLI passes ``rich_stages()``).
+    ``max_tokens`` bounds each answer (default: the Modelfile's ``num_predict``): both engines stop there, so
+    an answer cut there is not the task's JSON. Raises ``NotTaskJSON``, having created nothing, when fewer than
+    ``MIN_OWN_VALID`` of the model's own answers (llama.cpp on the GGUF) are the task's JSON, unless ``force``.
+    Raises ``DeployError`` when the server is unreachable or refuses, the name is invalid, ``show`` disagrees
+    with the export, Ollama's greedy answers differ from llama.cpp's where those are the task's JSON, a
+    schema-constrained answer the model ended does not parse, or bare inputs get schema-valid answers less often
+    than the run's evaluation measured. ``stages`` draws progress (the CLI passes ``rich_stages()``).
     """
-    record = deploy_fleet(export_dir, name, [host], examples, n_check, max_tokens, stages)["hosts"][0]
+    record = deploy_fleet(export_dir, name, [host], examples, n_check, max_tokens, stages, force=force)["hosts"][0]
     if "error" in record:
         raise DeployError(record["error"])
     return record
@@ -324,40 +386,57 @@ def deploy(export_dir: str | Path, name: str, host: str | None = None, examples:
 
 def deploy_fleet(export_dir: str | Path, name: str, hosts: Sequence[str | None] = (),
                  examples: Sequence[Example] | None = None, n_check: int = 5, max_tokens: int | None = None,
-                 stages: Stages = silent, on_host: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                 stages: Stages = silent, on_host: Callable[[dict[str, Any]], None] | None = None,
+                 force: bool = False) -> dict[str, Any]:
     """Create ``name`` on every server in ``hosts`` (none: ``$OLLAMA_HOST`` or the local default) and check
-    each one as :func:`deploy` does; returns ``{"name", "hosts", "deployed", "failed"}``.
+    each one as :func:`deploy` does; returns ``{"name", "own", "hosts", "deployed", "failed"}``.
+
+    Once the first server answers, the model's own answers are asked of llama.cpp (computed once, shared by
+    every server): ``own`` holds :func:`own_figures` (``None`` when no server answered). Where they are not
+    the task's JSON, ``NotTaskJSON`` is raised before anything is uploaded or created anywhere, unless
+    ``force`` (then the model is created, and compared with llama.cpp only where its answers are the task's JSON).
 
     ``hosts`` holds one record per distinct server, in the order given: :func:`deploy`'s summary where it
     passed, else ``{"host", "error", "created"}`` (``created``: the model is on that server but failed its
     checks, so it may answer wrong there; such records carry ``checks`` and ``bare`` when the answers were
-    asked). One server being unreachable, refusing or failing its checks never stops the others; each gets
-    the same llama.cpp reference answers, computed once. ``on_host`` is called with each record as soon as
-    its server is done. Raises ``DeployError`` only for what no server can change: an invalid name, a
-    missing export. ``deployed`` and ``failed`` list the URLs: a caller treats any failure as a failed
-    rollout (the CLI exits 1), since a server left out keeps serving another model, or none.
+    asked). One server being unreachable, refusing or failing its checks never stops the others. ``on_host``
+    is called with each record as soon as its server is done. Raises ``DeployError`` only for what no server
+    can change: an invalid name, a missing export, the model's own answers. ``deployed`` and ``failed`` list
+    the URLs: a caller treats any failure as a failed rollout (the CLI exits 1), since a server left out keeps
+    serving another model, or none.
     """
     validate_name(name)
     export = _Export.load(export_dir)
     urls = list(dict.fromkeys(ollama_host(host) for host in hosts or [None]))  # one deploy per server
+    given = [arg for url in urls for arg in ("--host", url)] if any(hosts) else []
+    forced = shlex.join(["lingoforge", "deploy", str(export.folder), "--name", name, *given, "--force"])
     advance = stages(f"deploy {name} to {len(urls)} servers", len(urls)) if len(urls) > 1 else silent("", 1)
     records = []
     reference = _Reference(export, examples, n_check, max_tokens or export.serving.num_predict, stages)
     with contextlib.closing(reference):
         for url in urls:
-            records.append(_deploy_to(export, reference, name, url, stages))
+            records.append(_deploy_to(export, reference, name, url, stages, force, forced))
             if on_host is not None:
                 on_host(records[-1])
             advance(1)
-    return {"name": name, "hosts": records, "deployed": [r["host"] for r in records if "error" not in r],
+    return {"name": name, "own": reference.own() if reference.computed() else None, "hosts": records,
+            "deployed": [r["host"] for r in records if "error" not in r],
             "failed": [r["host"] for r in records if "error" in r]}
 
 
-def _deploy_to(export: _Export, reference: _Reference, name: str, url: str, stages: Stages) -> dict[str, Any]:
-    """Deploy to one server: its summary, or a record of why it failed and whether the model got there."""
+def _deploy_to(export: _Export, reference: _Reference, name: str, url: str, stages: Stages, force: bool,
+               forced: str) -> dict[str, Any]:
+    """Deploy to one server: its summary, or a record of why it failed and whether the model got there. Raises
+    ``NotTaskJSON`` (before creating anything) where the model's own answers are not the task's JSON."""
     created = False
     try:
+        advance = stages(f"{url}: connect", 1)
         client = _connect(url)
+        advance(1)
+        own = reference.own()  # before anything is created or compared: is the model answering the task at all?
+        if own["problem"] and not force:
+            raise NotTaskJSON(f"{own['problem']}; nothing was created: train longer (more epochs or data), or "
+                              f"create it anyway with `{forced}`")
         uploaded: dict[str, bool] = {}
         digests: dict[str, str] = {}
         serving = export.serving
@@ -366,37 +445,55 @@ def _deploy_to(export: _Export, reference: _Reference, name: str, url: str, stag
             for label in export.blobs():
                 digests[label], uploaded[label] = upload(client, url, export.folder / label)
                 advance(1)
+            advance = stages(f"{url}: create {name}", 1)
             model, adapter = export.manifest["model_file"], export.manifest.get("adapter_file")
             client.create(model=name, files={model: digests[model]}, adapters={adapter: digests[adapter]} if adapter
                           else None, template=serving.template, system=serving.system or None,
                           parameters=serving.parameters(), stream=False)
+            advance(1)
         created = True
         with _talking_to(url, f"serve {name}"):
             _check_show(client, name, serving)
             checks = _check_answers(client, name, export.task, reference, stages, url)
+    except NotTaskJSON:
+        raise
     except DeployError as exc:
         return {"host": url, "error": str(exc), "created": created}
     bare = _bare_figures(checks, eval_valid_rate(export.run_folder))
     problem = _verdict(name, checks, bare)
     if problem:
-        return {"host": url, "error": problem, "created": True, "uploaded": uploaded, "checks": checks, "bare": bare}
+        return {"host": url, "error": problem, "created": True, "uploaded": uploaded, "own": own, "checks": checks,
+                "bare": bare}
     run_line = f"ollama run {name}" if url == DEFAULT_HOST else f"OLLAMA_HOST={url} ollama run {name}"
     first = reference.examples()[0].input
-    return {"name": name, "host": url, "uploaded": uploaded, "checks": checks, "bare": bare, "run": run_line,
-            "try": f"{run_line} {shlex.quote(first)}", "curl": curl_example(url, name, export.task.schema, first)}
+    return {"name": name, "host": url, "uploaded": uploaded, "own": own, "checks": checks, "bare": bare,
+            "run": run_line, "try": f"{run_line} {shlex.quote(first)}",
+            "curl": curl_example(url, name, export.task.schema, first)}
 
 
 def _verdict(name: str, checks: Sequence[dict[str, Any]], bare: dict[str, Any]) -> str | None:
-    """Why the answers fail the deploy (answers unlike llama.cpp's beyond a tie, bare inputs valid less often
-    than the run's evaluation measured), or ``None`` when they pass."""
-    bad = [c for c in checks if not c["same"] and not c["tie"]]
+    """Why a created model's answers fail the deploy, or ``None`` when they pass: where its own answers are the
+    task's JSON, Ollama's differ from llama.cpp's beyond a numerical tie; a schema-constrained answer that the
+    model ended does not parse (the server did not hold it to ``format``); bare inputs are valid less often than
+    the run's evaluation measured."""
+    compared = [c for c in checks if c["compared"]]
+    bad = [c for c in compared if not c["same"] and not c["tie"]]
     if bad:
         where = bad[0]["divergence"]
-        return (f"Ollama's answers differ from llama.cpp's on {len(bad)} of {len(checks)} test inputs, e.g. "
+        return (f"Ollama's answers differ from llama.cpp's on {len(bad)} of the {len(compared)} test inputs that the "
+                f"model answers with the task's JSON, e.g. "
                 f"example {bad[0]['example']} at character {where['char']}: Ollama {bad[0]['ollama']!r} "
                 f"vs llama.cpp {bad[0]['llama_cpp']!r}; there, llama.cpp's logits put its token and Ollama's "
                 f"{where['below_top'][0]:.1e} and {where['below_top'][1]:.1e} of the logit range below the "
                 f"best, more than a numerical tie ({TIE_MARGIN})")
+    # Asked with format=<schema>, a model can end its answer only where the JSON is complete and valid; one cut
+    # at the token limit (or by Ollama's repetition cut) proves nothing either way.
+    unparsed = [c for c in checks if c["constrained_done"] == "stop" and not c["constrained_valid"]]
+    if unparsed:
+        return (f"schema-constrained answers (format=<schema>, as applications send it) did not parse on "
+                f"{len(unparsed)} of {len(checks)} test inputs although the model ended them, e.g. example "
+                f"{unparsed[0]['example']} answered {unparsed[0]['constrained'][:300]!r}: the server does not "
+                "hold answers to `format`")
     short = [path for path in ("generate", "chat") if bare["eval"] is not None and bare[path] < bare["eval"]]
     if short:
         failing = next(c for c in checks if not c[f"bare_{short[0]}_valid"])
@@ -409,47 +506,63 @@ def _verdict(name: str, checks: Sequence[dict[str, Any]], bare: dict[str, Any]) 
 
 def _check_answers(client: Any, name: str, task: Task, reference: _Reference, stages: Stages,
                    url: str) -> list[dict[str, Any]]:
-    """Ask every example through Ollama at ``url`` (full prompt, plain and constrained; bare input through
-    /api/generate and /api/chat) and compare with llama.cpp's reference (full prompt); one record per example."""
+    """Ask every example through Ollama at ``url`` (full prompt, plain where the model's own answer is the task's
+    JSON, and constrained; bare input through /api/generate and /api/chat) and compare the plain answers with
+    llama.cpp's reference; one record per example (``compared``: whether ``ollama``, ``same`` and ``tie`` were
+    measured, else they are ``None``)."""
     # Equality is checked on plain greedy answers: Ollama's C++ JSON-schema grammar and llama-cpp-python's
     # Python port differ in whitespace rules, so schema-constrained answers of the same weights can differ
-    # where the model is unsure. The constrained answer is checked for what it promises: valid JSON.
+    # where the model is unsure. The constrained answer is checked for what it promises: valid JSON. Answers
+    # that are not the task's JSON are not compared: a rambling model's flat distributions swap near-equal
+    # candidates between engines, and such a failure would hide the real problem (the model did not learn).
     from .prompts import user_text
 
     max_tokens = reference.max_tokens
     answers = reference.answers()
     advance = stages(f"{url}: check answers", len(answers))
     checks = []
-    for i, (example, (expected, prompt)) in enumerate(zip(reference.examples(), answers, strict=True)):
+    for i, (example, own) in enumerate(zip(reference.examples(), answers, strict=True)):
         full = user_text(example.instruction or task.instruction, example.input)
-        free, done = _ollama_answer(client, name, full, None, max_tokens)
-        constrained, _ = _ollama_answer(client, name, full, task.output_schema, max_tokens)
-        finished = done is not None
-        same = free.strip() == expected.strip() if finished else expected.startswith(free)
-        check: dict[str, Any] = {"example": i, "language": example.language, "ollama": free, "llama_cpp": expected,
-                                 "same": same, "finished": finished, "constrained": constrained,
-                                 "constrained_valid": parse_output(constrained, task.output_schema).valid,
-                                 "full_valid": done == "stop" and parse_output(free, task.output_schema).valid}
+        check: dict[str, Any] = {"example": i, "language": example.language, "llama_cpp": own.text,
+                                 "own_valid": own.valid, "compared": own.valid, "ollama": None, "same": None,
+                                 "tie": None, "finished": None, "full_valid": None}
+        if own.valid:
+            check.update(_compare_engines(client, name, full, own, reference))
+        constrained, constrained_done = _ollama_answer(client, name, full, task.output_schema, max_tokens)
+        check.update(constrained=constrained, constrained_done=constrained_done,
+                     constrained_valid=parse_output(constrained, task.output_schema).valid)
         for path, (answer, reason) in (("generate", _generated(client, name, example.input, max_tokens)),
                                        ("chat", _ollama_answer(client, name, example.input, None, max_tokens))):
             check[f"bare_{path}"], check[f"bare_{path}_done"] = answer, reason
             # Valid means parsed against the schema and ended by the model itself, not cut by num_predict.
             check[f"bare_{path}_valid"] = reason == "stop" and parse_output(answer, task.output_schema).valid
-        if not same:
-            check["divergence"] = reference.divergence(prompt, expected, free)
-            check["tie"] = max(check["divergence"]["below_top"]) <= TIE_MARGIN
         checks.append(check)
         advance(1)
     return checks
 
 
+def _compare_engines(client: Any, name: str, content: str, own: OwnAnswer, reference: _Reference) -> dict[str, Any]:
+    """Ollama's plain greedy answer to the full user turn ``content`` beside llama.cpp's (``own``):
+    ``{"ollama", "same", "tie", "finished", "full_valid"}``, plus ``divergence`` where they part."""
+    free, done = _ollama_answer(client, name, content, None, reference.max_tokens)
+    finished = done is not None  # None: Ollama cut a generation that repeated one token, so compare its prefix
+    same = free.strip() == own.text.strip() if finished else own.text.startswith(free)
+    valid = done == "stop" and parse_output(free, reference.export.task.output_schema).valid
+    result: dict[str, Any] = {"ollama": free, "same": same, "tie": False, "finished": finished, "full_valid": valid}
+    if not same:
+        result["divergence"] = reference.divergence(own.prompt, own.text, free)
+        result["tie"] = max(result["divergence"]["below_top"]) <= TIE_MARGIN
+    return result
+
+
 def _bare_figures(checks: Sequence[dict[str, Any]], eval_rate: float | None) -> dict[str, Any]:
-    """Schema-valid shares of the bare-input answers, of the full-prompt answers through the same server, and
-    the run's eval figure they must reach (``None`` before ``eval``: then they are reported, not required)."""
+    """Schema-valid shares of the bare-input answers, of the full-prompt answers through the same server (asked
+    where the model's own answer is the task's JSON; the others count as not valid), and the run's eval figure
+    they must reach (``None`` before ``eval``: then they are reported, not required)."""
     n = len(checks)
     return {"n": n, "generate": sum(c["bare_generate_valid"] for c in checks) / n,
             "chat": sum(c["bare_chat_valid"] for c in checks) / n,
-            "full_prompt": sum(c["full_valid"] for c in checks) / n, "eval": eval_rate}
+            "full_prompt": sum(bool(c["full_valid"]) for c in checks) / n, "eval": eval_rate}
 
 
 def check_served(export_dir: str | Path, name: str, backend: str = "ollama", servers: Servers | None = None,

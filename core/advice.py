@@ -47,9 +47,11 @@ def lagging_languages(
     threshold: float | None = None,
     lag_points: float = LAG_POINTS,
     history: Sequence[Mapping[str, Any]] = (),
+    intervals: Mapping[str, Sequence[float] | None] | None = None,
 ) -> tuple[float | None, list[dict[str, Any]]]:
     """(mean, lagging): languages more than ``lag_points`` under the mean of ``primary``, or under
-    ``threshold``, each with advice in numbers. Worst first.
+    ``threshold``, each with advice in numbers. Worst first. A language's figure is printed with its 95% interval
+    when ``intervals`` gives one (four test items of a language are read as the noise they are).
 
     A language missing from the training data is not short of 20-30 examples but of all of them: its advice
     says so and asks for as many as a trained language has on average. When ``history`` (earlier evaluations of
@@ -67,19 +69,20 @@ def lagging_languages(
             continue
         count = None if training_counts is None else int(training_counts.get(lang, 0))
         reference = f"{mean:.0%} mean" if mean - value > lag_points else f"{threshold:.0%} threshold"
+        shown = rate({"value": value, "ci": (intervals or {}).get(lang)})
         if count == 0:
             add = round(sum(trained) / len(trained)) if trained else examples_to_add(gap)
             advice = (
-                f"{lang}: {value:.0%} vs {reference}; not in the training data — add about {add} {lang} examples "
+                f"{lang}: {shown} vs {reference}; not in the training data — add about {add} {lang} examples "
                 "and retrain"
             )
         elif (trend := trend_advice(lang, count, value, value + gap, history)) is not None:
             add, advice = trend
-            advice = f"{lang}: {value:.0%} vs {reference}; {count} training examples — {advice}"
+            advice = f"{lang}: {shown} vs {reference}; {count} training examples — {advice}"
         else:
             add = examples_to_add(gap)
             known = "training examples unknown" if count is None else f"{count} training examples"
-            advice = f"{lang}: {value:.0%} vs {reference}; {known} — add about {add} more {lang} examples and retrain"
+            advice = f"{lang}: {shown} vs {reference}; {known} — add about {add} more {lang} examples and retrain"
         out.append(
             {
                 "language": lang,
@@ -201,7 +204,8 @@ def annotate(task: Task, lagging: list[dict[str, Any]], languages: Mapping[str, 
             lag["add_examples"] = 0
             count = lag.get("training_examples")
             known = "training examples unknown" if count is None else f"{count} training examples"
-            lag["advice"] = f"{lang}: {lag['value']:.0%} vs {lag['mean']:.0%} mean; {known} — {found}"
+            shown = rate({"value": lag["value"], "ci": languages[lang].get("primary_ci")})
+            lag["advice"] = f"{lang}: {shown} vs {lag['mean']:.0%} mean; {known} — {found}"
         # More data does not fix answers the parser cannot read: say so when that is the cause.
         valid = languages[lang]["schema_valid_rate"]
         if valid < 0.5:

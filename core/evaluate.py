@@ -72,7 +72,7 @@ from .references import Reference, build_references, from_predictions
 from .report import write_report
 from .runfolder import RunFolder
 from .schema import parse_output
-from .stats import paired_difference
+from .stats import mean_interval, paired_difference
 from .task import Example, Task
 from .verdict import assess, collapse_lines, distributions
 
@@ -172,7 +172,8 @@ def build_report(
     languages = {lang: summarize(task, rs) for lang, rs in sorted(by_lang.items())}
     primary = {lang: s["primary"] for lang, s in languages.items()}
     mean, lagging = lagging_languages(
-        primary, training_counts, {lang: s["n"] for lang, s in languages.items()}, threshold, history=history
+        primary, training_counts, {lang: s["n"] for lang, s in languages.items()}, threshold, history=history,
+        intervals={lang: s["primary_ci"] for lang, s in languages.items()},
     )
     verdict = assess(task, records, references, training)
     answers = distributions(task, records)
@@ -423,11 +424,12 @@ def base_reference(
 
 def _paired(a: Sequence[float] | None, b: Sequence[float] | None, value_a: float | None,
             value_b: float | None) -> dict[str, Any]:
-    """{a, b, delta, ci}: ``delta = b - a`` with its paired-bootstrap interval when both answered the same items."""
+    """{a, b, delta, ci, a_ci, b_ci}: ``delta = b - a`` with its paired-bootstrap interval, and each side's own
+    interval, when both answered the same items."""
     out: dict[str, Any] = {"a": value_a, "b": value_b,
                            "delta": None if value_a is None or value_b is None else value_b - value_a, "ci": None}
     if a is not None and b is not None and len(a) == len(b) and a:
-        out["ci"] = paired_difference(b, a)["ci"]
+        out.update(ci=paired_difference(b, a)["ci"], a_ci=mean_interval(a)["ci"], b_ci=mean_interval(b)["ci"])
     return out
 
 

@@ -37,6 +37,7 @@ from .fsutil import write_json, write_jsonl, write_text
 from .models import BaseModel, resolve_base
 from .runfolder import REPORT, RunFolder, file_sha256
 from .task import Example, Task
+from .verdict import rate
 
 WEAK_BASE_POINTS = 0.15  # a base model this far under its own mean in a language knows it poorly
 SYNTHETIC = "synthetic.jsonl"  # in data/: --augment's generated examples, added to train.jsonl only
@@ -351,7 +352,8 @@ def weak_base_advice(lagging: Sequence[Mapping[str, Any]], base: Mapping[str, An
         item = dict(item)
         own = scores.get(item["language"])
         if own is not None and len(scores) > 1 and mean - own > WEAK_BASE_POINTS:
-            item["advice"] += (f"; the base model was {own:.0%} there before training, against {mean:.0%} on "
+            shown = rate({"value": own, "ci": base["languages"][item["language"]].get("primary_ci")})
+            item["advice"] += (f"; the base model was {shown} there before training, against {mean:.0%} on "
                                "average: a larger or more multilingual base may help more than more examples")
         out.append(item)
     return out

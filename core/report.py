@@ -206,7 +206,8 @@ def render_table(report: Mapping[str, Any]) -> Table:
         if comparison:
             d = comparison["overall" if lang == "all" else "languages"]
             d = d if lang == "all" else d[lang]
-            row += [pct(d["primary"]["a"]), pct(d["primary"]["b"]), delta_ci(d["primary"])]
+            p = d["primary"]
+            row += [pct_ci(p["a"], p.get("a_ci")), pct_ci(p["b"], p.get("b_ci")), delta_ci(p)]
         row += [pct_ci(s["schema_valid_rate"], s.get("schema_valid_ci")), pct(s["parse_failure_rate"])]
         row += [f"{pct_ci(f['accuracy'], f.get('accuracy_ci'))} / {f['macro_f1']:.2f}" for f in s["fields"].values()]
         table.add_row(*row, end_section=lang == list(report["languages"])[-1])
@@ -390,8 +391,8 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
         crow = [
             [
                 e(lang),
-                pct(d["primary"]["a"]),
-                pct(d["primary"]["b"]),
+                pct_ci(d["primary"]["a"], d["primary"].get("a_ci")),
+                pct_ci(d["primary"]["b"], d["primary"].get("b_ci")),
                 _delta_cell(d["primary"]),
                 _delta_cell(d["schema_valid_rate"]),
             ]

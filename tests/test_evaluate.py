@@ -227,7 +227,8 @@ def test_compare_gives_per_language_deltas(task: Task) -> None:
     report = compare(weak, strong, task, data)
     c = report["comparison"]
     assert c["a"]["model"] == "weak" and c["b"]["model"] == "strong"
-    assert c["languages"]["en"]["primary"] == {"a": 0.5, "b": 1.0, "delta": 0.5, "ci": [0.0, 1.0]}  # paired: 2 items
+    assert {k: c["languages"]["en"]["primary"][k] for k in ("a", "b", "delta", "ci")} == {
+        "a": 0.5, "b": 1.0, "delta": 0.5, "ci": [0.0, 1.0]}  # paired: 2 items
     assert c["overall"]["fields"]["category"]["delta"] == 0.5
     assert report["compared"]["languages"]["es"]["primary"] == 1.0
 
@@ -250,7 +251,7 @@ def test_training_counts_come_from_the_run_folder(task: Task, tmp_path: Path, mo
     report = evaluate(str(run), task, [ex("en", "tech"), ex("es", "tech")])
     # es trained on 'tech' only: always answering it would have been right, so that is the advice's evidence
     assert report["lagging"][0]["advice"] == (
-        "es: 0% vs 50% mean; 12 training examples — always answering the commonest training label scores "
+        "es: 0% [0%–79%] vs 50% mean; 12 training examples — always answering the commonest training label scores "
         "100% [21%–100%] on category, the model 0% [0%–79%]: the model did not learn what the data holds; train "
         "more epochs, balance the labels, or use a larger base model")
     assert report["lagging"][0]["add_examples"] == 0
@@ -290,12 +291,12 @@ def test_compare_cli_advises_each_model_fine_tuned_first(
     assert result.exit_code == 0, result.output
     text = result.stdout
     second = text.index(f"second model {run} (fine-tuned):")
-    advice = text.index("de: 50% vs 83% mean; not in the training data — add about 21 de examples and retrain")
+    advice = text.index("de: 50% [9%–91%] vs 83% mean; not in the training data — add about 21 de examples and retrain")
     first = text.index("first model ollama:base:")
     assert second < advice < first
     assert "no language lags the mean by more than 5 points" in text[first:]
     html = (out / "report.html").read_text(encoding="utf-8")
-    tuned_advice = f"<h3>second model {run} (fine-tuned)</h3>\n<ul><li class='lag'>de: 50% vs 83% mean"
+    tuned_advice = f"<h3>second model {run} (fine-tuned)</h3>\n<ul><li class='lag'>de: 50% [9%–91%] vs 83% mean"
     base_advice = "<h3>first model ollama:base</h3>\n<p>No language lags the mean by more than 5 points.</p>"
     assert html.index(tuned_advice) < html.index(base_advice)
 

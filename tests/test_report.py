@@ -92,7 +92,7 @@ def test_write_report_files_and_self_contained_html(report: dict[str, Any], tmp_
     assert "predictions" not in data and "predictions" not in data["compared"]
     assert (
         data["lagging"][0]["advice"]
-        == "hi: 50% vs 73% mean; 12 training examples — add about 30 more hi examples and retrain"
+        == "hi: 50% [24%–76%] vs 73% mean; 12 training examples — add about 30 more hi examples and retrain"
     )
     assert data["comparison"]["languages"]["hi"]["primary"]["delta"] == pytest.approx(0.3)
     assert sorted(p.name for p in paths["charts"].iterdir()) == [
@@ -105,7 +105,7 @@ def test_write_report_files_and_self_contained_html(report: dict[str, Any], tmp_
     assert html.index("Verdict: is it worth deploying?") < html.index(html_escape(verdict)) < html.index("Per language")
     assert html.index('alt="references-category.png"') < html.index("Per language")
     assert not re.search(r'(src|href)="(?!data:)', html), "the report must not load anything from outside"
-    assert "hi: 50% vs 73% mean" in html and "Comparison" in html and "Unusable answers" in html
+    assert "hi: 50% [24%–76%] vs 73% mean" in html and "Comparison" in html and "Unusable answers" in html
     assert len(paths["predictions"].read_text().splitlines()) == 30
 
 
@@ -119,11 +119,13 @@ def test_each_compared_model_gets_its_own_advice_the_fine_tuned_one_first(
     report["compared"]["model"]["fine_tuned"] = True
     sections = advice_by_model(report)
     assert [(role, model["spec"]) for role, model, _ in sections] == [("second", "tuned"), ("first", "base")]
-    tuned_advice = "hi: 80% vs 87% mean; training examples unknown — add about 20 more hi examples and retrain"
+    tuned_advice = ("hi: 80% [49%–94%] vs 87% mean; training examples unknown — add about 20 more hi examples and "
+                    "retrain")
     assert [lag["advice"] for lag in sections[0][2]] == [tuned_advice]
     html = write_report(report, tmp_path / "eval")["html"].read_text()
     assert html.index("<h3>second model tuned (fine-tuned)</h3>") < html.index(tuned_advice)
-    assert html.index(tuned_advice) < html.index("<h3>first model base</h3>") < html.index("hi: 50% vs 73% mean")
+    first = html.index("<h3>first model base</h3>")
+    assert html.index(tuned_advice) < first < html.index("hi: 50% [24%–76%] vs 73% mean")
 
 
 def test_rich_table_lists_every_language_and_the_deltas(report: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@
 
 writes DIR/NAME.jsonl (one ``{"input", "output": {"label"}, "language"}`` record per line) and DIR/NAME.yaml
 (a declared task with one enum field, ``label``), and prints the counts per language and label. Sources and
-licences: ``bench/README.md`` (Public data sets). Nothing here is committed data: the files are read, in this order, from
+licences: ``bench/README.md`` (Public data sets). Nothing here is committed data: the files are read, in this
+order, from
 
 * ``--from PATH``: a bare git directory (what the fetch tool or ``git clone --mirror`` makes), a folder
   holding one (``/work/.mirror/owner+name`` holds ``repo/``), or a plain checkout of the repository;

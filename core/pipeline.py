@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .checkpoints import complete_checkpoints
 from .config import TrainConfig, make_config
 from .data.io import Located
 from .data.mapping import ColumnMap
@@ -238,7 +239,6 @@ class Pipeline:
 
         def action() -> Any:
             from .train import train
-            from .trainer import complete_checkpoints
 
             resume = bool(complete_checkpoints(self.run.checkpoints))
             if not resume and (self.run.adapter / "adapter_config.json").exists():

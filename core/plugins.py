@@ -12,7 +12,7 @@ import dataclasses
 import importlib.metadata
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,14 @@ import pluggy
 
 from . import hookspecs
 from .errors import LingoforgeError, TaskDefinitionError, TaskNotFound
-from .prompts import example_messages, prompt_messages
+from .prompts import check_servable, example_messages, prompt_messages
 from .schema import check_schema, validate
 from .task import LANGUAGE_PATTERN, TASK_NAME_PATTERN, Task
+from .yaml_task import ENV_TASK_PATH, load_yaml_task, task_path_files
 
 ENTRY_POINT_GROUP = "lingoforge"
 ENV_ONLY = "LINGOFORGE_PLUGINS"
 ENV_NO_AUTOLOAD = "LINGOFORGE_DISABLE_PLUGIN_AUTOLOAD"
-ENV_TASK_PATH = "LINGOFORGE_TASK_PATH"
 TASK_PATH_PLUGIN = "task-path"
 
 
@@ -81,8 +81,6 @@ def validate_task(task: Task, where: str) -> None:
 def _serving_problems(task: Task) -> list[str]:
     """The system prompt and instruction must fit in an Ollama Modelfile, or the trained model cannot ship: told
     when the task is defined, not after training."""
-    from .export.modelfile import check_servable
-
     try:
         check_servable(task.system_prompt, task.instruction.strip())
     except LingoforgeError as exc:
@@ -227,8 +225,6 @@ class Registry:
         info.tasks.append(task.name)
 
     def _register_yaml(self, tasks: dict[str, Task], path: Path) -> None:
-        from .yaml_task import load_yaml_task
-
         info = self.infos.setdefault(TASK_PATH_PLUGIN, PluginInfo(TASK_PATH_PLUGIN, "-", f"${ENV_TASK_PATH}"))
         try:
             task = load_yaml_task(path, known=tasks)  # `extends:` resolves against the tasks collected so far
@@ -251,16 +247,6 @@ class Registry:
 def _where(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-
-
-def task_path_files() -> Iterable[Path]:
-    """The YAML task files on ``$LINGOFORGE_TASK_PATH`` (files, or folders of ``.yaml``/``.yml`` files)."""
-    for folder in filter(None, os.environ.get(ENV_TASK_PATH, "").split(os.pathsep)):
-        base = Path(folder)
-        if base.is_file():
-            yield base
-        elif base.is_dir():
-            yield from sorted(p for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
 _registry: Registry | None = None
@@ -289,12 +275,10 @@ def get_tasks() -> dict[str, Task]:
 def get_task(name_or_path: str) -> Task:
     """A task by registered name, or from a YAML file path (``--task path/to/task.yaml``)."""
     if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
-        from .yaml_task import load_yaml_task
-
         path = Path(name_or_path)
         if not path.is_file():
             raise TaskNotFound(f"task file {path} does not exist")
-        task = load_yaml_task(path)
+        task = load_yaml_task(path, known=lambda: get_registry().tasks)
         validate_task(task, str(path))
         return task
     registry = get_registry()

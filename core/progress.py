@@ -3,12 +3,14 @@
 ``bar(...)`` is the bar every long job draws (eval, predict, training, data work, export, deploy), with its
 extra columns. Library functions that report progress take an optional ``Stages``: ``stages(description,
 total)`` opens one stage and returns the function that advances it; commands pass ``rich_stages()``, library
-callers get silence by default. tqdm bars remain only where a library draws its own.
+callers get silence by default. The libraries' own bars (transformers' "Loading weights" and "Writing model
+shards") are turned off by :func:`quiet_library_bars` wherever a model is loaded or saved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -98,3 +100,29 @@ def rich_stages() -> Iterator[Stages]:
             return lambda n: progress.advance(task_id, n)
 
         yield stage
+
+
+def quiet_library_bars() -> None:
+    """Turn off transformers' own tqdm bars ("Loading weights", "Writing model shards"): our commands say what they
+    do with their own progress, and a tqdm bar in a CI log is a line per refresh. The hub's download bars are left
+    alone (a first download takes minutes and they are all that shows it moving; ``HF_HUB_DISABLE_PROGRESS_BARS=1``
+    turns them off). Idempotent and cheap: callers run it before each load or save."""
+    from transformers.utils import logging
+
+    set_hook = getattr(logging, "set_tqdm_hook", None)
+    if set_hook is None:  # transformers before the hook: its switch turns the hub's bars off too
+        logging.disable_progress_bar()
+    else:
+        set_hook(_no_bar)
+    # Dequantizing a GGUF (a preset's first use) draws tqdm directly, past the hook: its module's tqdm is replaced
+    # by one drawn disabled.
+    with contextlib.suppress(ImportError):
+        from transformers import modeling_gguf_pytorch_utils as gguf
+
+        drawn = getattr(gguf, "tqdm", None)
+        if drawn is not None and not isinstance(drawn, functools.partial):
+            gguf.tqdm = functools.partial(drawn, disable=True)
+
+
+def _no_bar(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return factory(*args, **{**kwargs, "disable": True})

@@ -1,7 +1,8 @@
 """The single source of chat messages for training, evaluation, export parity and serving.
 
 Training, HF inference, llama.cpp and Ollama all start from these messages, so the model always sees
-the same system prompt, the same user layout and the same answer serialization.
+the same system prompt, the same user layout and the same answer serialization. The prompts must also fit in an
+Ollama Modelfile (``check_servable``), which is checked when a task is registered, before training and before export.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .errors import LingoforgeError
 from .task import Example, Task
 
 Message = dict[str, str]
@@ -72,3 +74,27 @@ def prompt_completion(task: Task, example: Example) -> dict[str, list[Message]]:
     """trl's conversational prompt-completion record: loss falls on the completion only."""
     messages = example_messages(task, example)
     return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+# -- what an Ollama Modelfile can hold --------------------------------------------------------------------------
+
+
+def check_value(name: str, value: str) -> str:
+    """A Modelfile value goes between triple quotes: it cannot contain ``\"\"\"`` nor end with a quote, and
+    Ollama's Modelfile parser drops characters that are not printable (zero-width joiners, no-break spaces)."""
+    dropped = next((c for c in value if c not in "\n\t" and not c.isprintable()), None)
+    if dropped is not None:
+        raise LingoforgeError(f"the {name} contains U+{ord(dropped):04X}, which Ollama's Modelfile parser drops; "
+                              "replace it (a plain space for a no-break space)")
+    if '"""' in value:
+        raise LingoforgeError(f'the {name} contains """ which a Modelfile cannot hold; remove the triple quote from it')
+    if value.endswith('"'):
+        raise LingoforgeError(f'the {name} ends with a double quote, which would merge with the closing """; '
+                              "end it with another character")
+    return value
+
+
+def check_servable(system_prompt: str, instruction: str) -> None:
+    """Refuse prompts a Modelfile cannot carry, before any work (training or a long export) is spent on them."""
+    check_value("system prompt", system_prompt)
+    check_value("instruction", instruction + ".")  # inside the TEMPLATE it may end with a quote

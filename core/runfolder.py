@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import LingoforgeError, TaskDefinitionError, TaskNotFound
 from .fsutil import atomic_open, write_json
-from .task import TASK_NAME_PATTERN, Task
+from .task import TASK_NAME_PATTERN, Task, restrict
 
 RUN_JSON = "run.json"
 TASK_FILE = "task.yaml"  # a YAML task's definition, copied into the run
@@ -173,7 +173,7 @@ class RunFolder:
             record = {"name": task.name, "version": task.version, "kind": "plugin", "distribution": distribution,
                       "distribution_version": distribution_version}
             self._check_same_definition(record, f"the plugin task {task.name!r}")
-        if getattr(task, "only", ()):  # yaml_task.restrict: the data carries these of the task's output fields
+        if getattr(task, "only", ()):  # task.restrict: the data carries these of the task's output fields
             record["fields"] = list(task.only)  # type: ignore[attr-defined]
         data = self.read()
         data["task"] = record  # replaced whole: ``update`` would keep a previous record's file and sha256
@@ -371,8 +371,6 @@ def _restricted(task: Task, record: dict[str, Any]) -> Task:
     fields = record.get("fields")
     if not fields:
         return task
-    from .yaml_task import restrict
-
     return restrict(task, [str(f) for f in fields])
 
 

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import errno
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 from rich.progress import TextColumn, TimeRemainingColumn
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 from trl import SFTTrainer
 
+from .checkpoints import CHECKPOINT_PREFIX, CheckpointWriteError
 from .compact_head import add_compact_lm_head, compact_head_applies
 from .data.interleave import MixedLanguageSampler
 from .progress import bar
-from .trainer import CHECKPOINT_PREFIX, CheckpointWriteError
 
 
 class LingoTrainer(SFTTrainer):
@@ -35,6 +37,9 @@ class LingoTrainer(SFTTrainer):
         self.train_languages = list(train_languages)
         self.val_by_language = dict(val_by_language)
         super().__init__(*args, **kwargs)
+        # with tqdm off (our bar replaces it) transformers prints each step's logs as a Python dict; TrainProgress
+        # reports them instead
+        self.remove_callback(PrinterCallback)
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if self.args.device.type == "cpu" and compact_head_applies(base):
             add_compact_lm_head(base)
@@ -100,11 +105,15 @@ class LingoTrainer(SFTTrainer):
 
 
 class TrainProgress(TrainerCallback):
-    """A rich progress bar (loss, tokens/s, ETA) on the main process; records throughput for run.json."""
+    """A rich progress bar (loss, tokens/s, ETA) on the main process; records throughput for run.json.
+
+    When stderr is not a terminal (a CI log, nohup) a bar cannot redraw, so each logging step is one plain line
+    instead: ``step 4/8  loss 1.2345  1,234 tok/s``, and each validation one line as on a terminal."""
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
         self.bar: Any = None
+        self.lines = False  # one line per logging step instead of the bar
         self.task: Any = None
         self.start = 0.0
         self.start_step = 0
@@ -113,10 +122,15 @@ class TrainProgress(TrainerCallback):
         self.seconds_per_step = 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # ``state.global_step`` is the step the Trainer starts from: 0, or a resumed checkpoint's step
         self.start, self.start_step = time.perf_counter(), state.global_step
         if self.quiet or not state.is_world_process_zero:
             return
-        self.bar = bar(TextColumn("ETA"), TimeRemainingColumn())
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            self.lines = True
+            return
+        self.bar = bar(TextColumn("ETA"), TimeRemainingColumn(), console=console)
         self.bar.start()
         self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step)
 
@@ -136,13 +150,22 @@ class TrainProgress(TrainerCallback):
                     completed=state.global_step,
                     description=f"train  loss {logs['loss']:.4f}  {self.tokens_per_second:,.0f} tok/s",
                 )
-        elif "eval_loss" in logs and self.bar is not None:
+            elif self.lines:
+                self._line(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                           f"{self.tokens_per_second:,.0f} tok/s")
+        elif "eval_loss" in logs and (self.bar is not None or self.lines):
             per_lang = "  ".join(
                 f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_")
             )
-            self.bar.console.print(
-                f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
-            )
+            message = f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
+            if self.bar is not None:
+                self.bar.console.print(message)
+            else:
+                self._line(message)
+
+    @staticmethod
+    def _line(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.bar is not None:

@@ -58,11 +58,10 @@ from .data.mapping import ColumnMap
 from .data.split import describe_holdout, load_data
 from .encode import check_masks, encode, end_token
 from .errors import DataError
-from .export.modelfile import check_servable
 from .fsutil import write_jsonl
 from .models import BaseModel, resolve_base
 from .plan import measured_record, planned_record
-from .prompts import served_instruction
+from .prompts import check_servable, served_instruction
 from .runfolder import RunFolder, file_sha256
 from .task import Example, Task
 from .trainer import (
@@ -96,6 +95,7 @@ class TrainResult:
     tokens_per_second: float
     seconds_per_step: float
     history: list[dict[str, float]] = field(default_factory=list)
+    started_at_step: int = 0  # the step training started from: a resumed checkpoint's, else 0
 
 
 def train(
@@ -218,7 +218,7 @@ def _result(
         eval_loss_by_language={k.removeprefix("eval_loss_"): v for k, v in best.items() if k.startswith("eval_loss_")},
         trainable_tokens_by_language={k: v["trainable_tokens"] for k, v in train_report.items()},
         batch_size=batch_size, grad_accum=grad_accum, seconds=seconds, tokens_per_second=progress.tokens_per_second,
-        seconds_per_step=progress.seconds_per_step, history=history,
+        seconds_per_step=progress.seconds_per_step, history=history, started_at_step=progress.start_step,
     )
 
 
@@ -229,7 +229,8 @@ def _outcome(
     ``planned`` for this run (``lingoforge.plan``) beside those measured, so a plan that drifts from the truth shows."""
     best = min((h for h in result.history if "eval_loss" in h), key=lambda h: h["eval_loss"], default={})
     return {
-        "status": "done", "steps": result.steps, "best_step": best.get("step"), "best_eval_loss": result.best_eval_loss,
+        "status": "done", "steps": result.steps, "started_at_step": result.started_at_step,
+        "best_step": best.get("step"), "best_eval_loss": result.best_eval_loss,
         "eval_loss_by_language": result.eval_loss_by_language, "final_train_loss": result.train_loss,
         "batch_size": result.batch_size, "grad_accum": result.grad_accum, "history": result.history,
         "adapter": {"dir": str(run.adapter), "sha256": file_sha256(run.adapter / "adapter_model.safetensors")},

@@ -9,7 +9,6 @@ trl's and transformers' classes, live in ``lingoforge.sft_trainer``.
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
 import shutil
@@ -20,18 +19,16 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import plan as planner  # called through the module, so a test can replace device_memory_gb
+from .checkpoints import complete_checkpoints, remove_partial_checkpoints
 from .config import TrainConfig
 from .encode import Encoded
 from .errors import LingoforgeError
+from .progress import quiet_library_bars
 from .runfolder import RunFolder
 from .shared_prefix import MASK_IMPLEMENTATIONS, SharedPrefixCollator
 
-CHECKPOINT_PREFIX = "checkpoint-"
 _T = TypeVar("_T")
-
-
-class CheckpointWriteError(LingoforgeError):
-    """A checkpoint could not be written (disk full, read-only folder); the partial checkpoint was removed."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -61,30 +58,6 @@ def check_resume(run: RunFolder, resume: bool, data_sha256: Mapping[str, str] | 
         )
 
 
-def complete_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoints whose trainer_state.json (written last by the Trainer) parses, oldest first.
-
-    A ``kill -9`` during a save leaves a folder without a readable trainer_state.json; it is skipped.
-    """
-    found = []
-    for path in folder.glob(f"{CHECKPOINT_PREFIX}*"):
-        try:
-            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if path.name[len(CHECKPOINT_PREFIX) :].isdigit():
-            found.append(path)
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-
-def remove_partial_checkpoints(folder: Path, complete: Sequence[Path]) -> None:
-    """Delete checkpoint folders a kill left half-written, so the Trainer's rotation never picks them."""
-    keep = {p.name for p in complete}
-    for path in folder.glob(f"{CHECKPOINT_PREFIX}*"):
-        if path.name not in keep:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Step 6: the memory plan, before anything big is loaded.
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,11 +78,9 @@ def checkpointing_by_memory(
     when the plan without it passes ``CHECKPOINTING_HEADROOM`` of the GPU's memory; on CPU it is off already."""
     if not cuda or asked is not None:
         return cfg
-    from .plan import device_memory_gb
-
     without = replace(cfg, gradient_checkpointing=False)
     need = _plan(model_config, without, encoded, cuda)["peak_gb"]
-    available = device_memory_gb(cuda)
+    available = planner.device_memory_gb(cuda)
     if available is None or need > CHECKPOINTING_HEADROOM * available:
         return cfg
     say(f"gradient checkpointing off: the plan without it needs {need:.1f} GB of the GPU's {available:.1f} GB "
@@ -122,10 +93,8 @@ def memory_plan(
 ) -> dict[str, Any]:
     """The memory plan (``lingoforge.plan``) of these examples before anything big is loaded: a plan over the device's
     memory is refused with its numbers, or with ``force`` only warned about."""
-    from .plan import device_memory_gb
-
     estimate = _plan(model_config, cfg, encoded, cuda)
-    available = device_memory_gb(cuda)
+    available = planner.device_memory_gb(cuda)
     if available is not None and estimate["peak_gb"] > available:
         message = (
             f"the plan needs about {estimate['peak_gb']:.1f} GB but the {'GPU' if cuda else 'machine'} has "
@@ -140,10 +109,8 @@ def memory_plan(
 
 def _plan(model_config: Any, cfg: TrainConfig, encoded: Sequence[Encoded], cuda: bool) -> dict[str, Any]:
     """``lingoforge.plan`` of training ``encoded`` with ``cfg`` (its longest micro-batch as the activation peak)."""
-    from .plan import plan
-
     lengths = sorted((len(e.input_ids) for e in encoded), reverse=True)
-    return plan(
+    return planner.plan(
         model_config, rank=cfg.rank, max_len=cfg.max_len, batch_size=cfg.batch_size,  # type: ignore[arg-type]
         load_in_4bit=cfg.load_in_4bit, gradient_checkpointing=cfg.gradient_checkpointing, examples=len(encoded),
         mean_tokens=sum(lengths) / len(lengths), epochs=cfg.epochs, longest_batch_tokens=sum(lengths[: cfg.batch_size]),
@@ -202,7 +169,10 @@ def fit(
         done = complete_checkpoints(run.checkpoints)
         if main:
             remove_partial_checkpoints(run.checkpoints, done)
-        trainer.train(resume_from_checkpoint=str(done[-1]) if (resume or retried) and done else None)
+        start = done[-1] if (resume or retried) and done else None
+        if start is not None:
+            say(f"resuming from {start.name} (its trainer state, optimizer and data position)")
+        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         return trainer
 
     def on_retry() -> None:
@@ -230,6 +200,7 @@ def load_model(location: str, cfg: TrainConfig, cuda: bool) -> Any:
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    quiet_library_bars()
     dtype = torch.bfloat16 if cuda else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if cfg.load_in_4bit:

@@ -10,12 +10,11 @@ and key path.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,20 @@ from typing import Any
 import yaml
 
 from .errors import LingoforgeError, TaskDefinitionError, yaml_problem
-from .plugins import get_registry, task_path_files
 from .scoring import field_value, normalize_text, set_f1
-from .task import LANGUAGE_PATTERN, TASK_NAME_PATTERN, Example, Generator, Scorer, Task
+from .task import (
+    LANGUAGE_PATTERN,
+    TASK_NAME_PATTERN,
+    Example,
+    Generator,
+    Scorer,
+    Task,
+    field_line,
+    scored_fields,
+    without_fields,
+)
 
+ENV_TASK_PATH = "LINGOFORGE_TASK_PATH"
 FIELD_TYPES = ("enum", "text", "date", "list", "object")
 SCORING_KINDS = ("exact", "normalized", "set_f1")
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
@@ -37,24 +46,21 @@ EXTENDS_KEYS = ("name", "extends", "version", "description", "languages", "syste
 OVERRIDE_KEYS = ("labels", "description")  # what an extending file may change in a template's field
 Relabeled = dict[str, tuple[list[str], list[str]]]  # field -> (the template's labels, the file's labels)
 _SLOT = re.compile(r"\{(\w+)\}")
-_BULLET = re.compile(r"^\s*[-*]\s*([\w.]+)\s*:")  # ``- category: one of ...``: a prompt line about one field
 
 
 @dataclass(frozen=True)
 class YamlTask(Task):
     """A task read from a YAML file.
 
-    ``extends`` names the template task, if any. ``metric_fields`` maps each metric to the output fields it
-    scores (``None`` when unknown: a Python template without a generator to measure it on), so a file
-    extending this task can drop the metrics of the fields it removes. ``generation_off`` says why the
+    ``extends`` names the template task, if any. ``metric_fields`` (a field of every ``Task``) maps each metric
+    to the output fields it scores (``None`` when unknown: a Python template without a generator to measure it
+    on), so a file extending this task can drop the metrics of the fields it removes. ``generation_off`` says why the
     template's generator cannot make this task's examples (it does not know the new labels); ``generate``
     says so instead of producing examples with the template's labels.
     """
 
     extends: str = ""
-    metric_fields: Mapping[str, tuple[str, ...]] | None = None
     generation_off: str = ""
-    only: tuple[str, ...] = ()  # set by ``restrict``: the output fields of the task ``extends`` names it answers
 
     def generate(self, n: int, seed: int = 0, languages: Sequence[str] | None = None) -> list[Example]:
         if self.generation_off:
@@ -253,14 +259,28 @@ class _Defaulting(dict[str, str]):
         return "{" + key + "}"
 
 
-def load_yaml_task(path: str | Path, known: Mapping[str, Task] | None = None) -> YamlTask:
+Known = Mapping[str, Task] | Callable[[], Mapping[str, Task]] | None
+
+
+def load_yaml_task(path: str | Path, known: Known = None) -> YamlTask:
     """Build a Task from a YAML file; raises ``TaskDefinitionError`` naming the file and key path.
 
-    ``known`` are the tasks an ``extends:`` name may refer to, by default the registry's. The registry passes
-    the tasks it has collected so far, so loading ``$LINGOFORGE_TASK_PATH`` never asks the registry that is
-    being built.
+    ``known`` are the tasks an ``extends:`` name may refer to besides the YAML files on ``$LINGOFORGE_TASK_PATH``:
+    a mapping, or a function giving one, called only when a file extends a task by name (``lingoforge.get_task``
+    passes the registry's this way; the registry itself passes the tasks it has collected so far, so loading
+    ``$LINGOFORGE_TASK_PATH`` never asks the registry that is being built). ``None``: no other tasks.
     """
     return _load(Path(path), known, ())
+
+
+def task_path_files() -> Iterable[Path]:
+    """The YAML task files on ``$LINGOFORGE_TASK_PATH`` (files, or folders of ``.yaml``/``.yml`` files)."""
+    for folder in filter(None, os.environ.get(ENV_TASK_PATH, "").split(os.pathsep)):
+        base = Path(folder)
+        if base.is_file():
+            yield base
+        elif base.is_dir():
+            yield from sorted(p for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
 def _read(path: Path) -> Any:
@@ -272,7 +292,7 @@ def _read(path: Path) -> Any:
         raise TaskDefinitionError(f"{path}: {yaml_problem(exc)}") from None
 
 
-def _load(path: Path, known: Mapping[str, Task] | None, chain: tuple[Path, ...]) -> YamlTask:
+def _load(path: Path, known: Known, chain: tuple[Path, ...]) -> YamlTask:
     """``chain`` holds the files whose ``extends:`` led here, to catch a file that extends itself in a loop."""
     spec = _Spec(path)
     data = spec.mapping(_read(path), "(top level)")
@@ -331,7 +351,7 @@ def _declared(spec: _Spec, data: Mapping[str, Any], name: str) -> YamlTask:
 # -- extends ---------------------------------------------------------------------------------------------
 
 
-def _template(spec: _Spec, data: Mapping[str, Any], known: Mapping[str, Task] | None,
+def _template(spec: _Spec, data: Mapping[str, Any], known: Known,
               chain: tuple[Path, ...]) -> Task:
     """The task ``extends:`` names: a YAML file (relative to this one), else a task by name, from ``known``
     (the plugins, and YAML tasks already registered) or from the YAML files on ``$LINGOFORGE_TASK_PATH``."""
@@ -341,17 +361,19 @@ def _template(spec: _Spec, data: Mapping[str, Any], known: Mapping[str, Task] | 
         if not file.is_file():
             raise spec.fail("extends", f"file {file} does not exist")
         return _load_template(spec, target, file, known, chain)
-    tasks = get_registry().tasks if known is None else known
+    tasks = (known() if callable(known) else known) or {}
     if target in tasks:
         return tasks[target]
     on_path = {_declared_name(file): file for file in task_path_files()}
     if target in on_path:
         return _load_template(spec, target, on_path[target], known, chain)
     names = sorted(set(tasks) | {n for n in on_path if n})
-    raise spec.fail("extends", f"unknown task {target!r}; known tasks: {', '.join(names) or 'none'}")
+    hint = "" if known is not None else (" (a file loaded by itself knows only $LINGOFORGE_TASK_PATH; "
+                                         "lingoforge.get_task knows every registered task)")
+    raise spec.fail("extends", f"unknown task {target!r}; known tasks: {', '.join(names) or 'none'}{hint}")
 
 
-def _load_template(spec: _Spec, target: str, file: Path, known: Mapping[str, Task] | None,
+def _load_template(spec: _Spec, target: str, file: Path, known: Known,
                    chain: tuple[Path, ...]) -> Task:
     if file.resolve() in {p.resolve() for p in chain}:
         loop = " → ".join(str(p) for p in (*chain, file))
@@ -369,39 +391,10 @@ def _declared_name(file: Path) -> str:
     return name if isinstance(name, str) else ""
 
 
-def restrict(task: Task, fields: Sequence[str]) -> Task:
-    """``task`` answering only ``fields`` of its output, as ``remove_fields:`` of the others would: the schema,
-    the instruction's lines, the scoring (the metrics of the other fields dropped) and the generator follow.
-
-    This is the run's task when the user's data carries a subset of the template's labels (an export has a
-    category and a priority, not a model-written reply). It keeps the task's name, version and source, so the
-    run records the task it came from and these ``fields``.
-    """
-    props = list(task.output_schema.get("properties") or {})
-    unknown = [f for f in fields if f not in props]
-    if not fields:
-        raise LingoforgeError("--fields: name at least one output field")
-    if unknown:
-        raise LingoforgeError(f"--fields: task {task.name!r} has no field {unknown[0]!r}; its fields: "
-                              f"{', '.join(props)}")
-    removed = [f for f in props if f not in fields]
-    if not removed:
-        return task
-    data: dict[str, Any] = {"remove_fields": removed, "version": task.version, "description": task.description}
-    metric_fields = task.metric_fields if isinstance(task, YamlTask) else _probe(task)
-    if metric_fields is not None and set(metric_fields.get(task.primary_metric, ())) & set(removed):
-        kept = [m for m in task.score(None, {}) if not set(metric_fields.get(m, ())) & set(removed)]
-        if kept:
-            data["primary_metric"] = kept[0]
-    spec = _Spec(Path(f"{task.name} (restricted to {', '.join(fields)})"))
-    restricted = _extend(spec, data, task.name, task, same_name=True)
-    return dataclasses.replace(restricted, source=task.source, only=tuple(f for f in props if f in fields))
-
-
-def _extend(spec: _Spec, data: Mapping[str, Any], name: str, base: Task, same_name: bool = False) -> YamlTask:
+def _extend(spec: _Spec, data: Mapping[str, Any], name: str, base: Task) -> YamlTask:
     """``base`` with this file's changes. The template's scorer still scores its remaining fields (the metrics
     of removed fields are dropped); added fields are scored by their type, as in a declared task."""
-    if name == base.name and not same_name:
+    if name == base.name:
         raise spec.fail("name", f"{name!r} is the name of the task it extends; give the new task its own name")
     schema = base.schema
     props: dict[str, Any] = schema.setdefault("properties", {})
@@ -413,7 +406,7 @@ def _extend(spec: _Spec, data: Mapping[str, Any], name: str, base: Task, same_na
         raise spec.fail("remove_fields", "leaves the task without output fields")
     schema["required"] = [*(f for f in schema.get("required", ()) if f not in removed), *added]
 
-    metric_fields = base.metric_fields if isinstance(base, YamlTask) else _probe(base)
+    metric_fields = scored_fields(base)
     dropped: set[str] = set()
     if removed:
         if metric_fields is None:
@@ -489,7 +482,7 @@ def _generation(spec: _Spec, data: Mapping[str, Any], name: str, base: Task, cha
         return None, (f"task {name!r} extends {base.name} with {', '.join(changes)}; generating examples is off for "
                       f"it — bring your own data (--data FILE), or give `examples:` templates in {spec.path}")
     if base.has_generator:
-        return _template_examples(base, removed, instruction), ""
+        return without_fields(base.generate, instruction, removed), ""
     if isinstance(base, YamlTask) and base.generation_off:
         return None, f"task {name!r} extends {base.name}, which cannot generate examples: {base.generation_off}"
     return None, ""
@@ -547,23 +540,6 @@ def _change_fields(spec: _Spec, data: Mapping[str, Any], template: str, props: d
     return relabeled, added
 
 
-def _probe(task: Task) -> dict[str, tuple[str, ...]] | None:
-    """Which output fields each metric of a Python task scores, measured on one generated answer: a metric
-    scores a field when taking the field out of both the answer and the gold changes it. ``None`` for a task
-    without a generator."""
-    if not task.has_generator:
-        return None
-    gold = dict(task.generate(1, 0)[0].output)
-    full = task.score(gold, gold)
-    uses: dict[str, list[str]] = {m: [] for m in full}
-    for f in gold:
-        rest = {k: v for k, v in gold.items() if k != f}
-        for metric, value in task.score(rest, rest).items():
-            if full.get(metric) != value:
-                uses.setdefault(metric, []).append(f)
-    return {m: tuple(fs) for m, fs in uses.items()}
-
-
 def _extended_scorer(template: Scorer, dropped: set[str], added: Scorer) -> Scorer:
     def score(pred: Mapping[str, Any] | None, gold: Mapping[str, Any]) -> dict[str, float]:
         result = {m: v for m, v in template(pred, gold).items() if m not in dropped}
@@ -571,17 +547,6 @@ def _extended_scorer(template: Scorer, dropped: set[str], added: Scorer) -> Scor
         return result
 
     return score
-
-
-def _template_examples(base: Task, removed: Sequence[str], instruction: str) -> Generator:
-    """The template's generated examples without the removed fields, asked with this task's instruction."""
-
-    def generate(n: int, seed: int, languages: Sequence[str]) -> list[Example]:
-        return [dataclasses.replace(ex, instruction=instruction,
-                                    output={k: v for k, v in ex.output.items() if k not in removed})
-                for ex in base.generate(n, seed, languages)]
-
-    return generate
 
 
 def _adapt(spec: _Spec, key: str, text: str, template: str, relabeled: Relabeled,
@@ -595,8 +560,8 @@ def _adapt(spec: _Spec, key: str, text: str, template: str, relabeled: Relabeled
     """
     for old, new in relabeled.values():
         text = text.replace(", ".join(old), ", ".join(new))
-    lines = [line for line in text.split("\n") if _bullet_field(line) not in removed]
-    field_lines = [i for i, line in enumerate(lines) if _bullet_field(line)]
+    lines = [line for line in text.split("\n") if field_line(line) not in removed]
+    field_lines = [i for i, line in enumerate(lines) if field_line(line)]
     if field_lines:
         lines[field_lines[-1] + 1:field_lines[-1] + 1] = bullets
     text = "\n".join(lines)
@@ -607,11 +572,6 @@ def _adapt(spec: _Spec, key: str, text: str, template: str, relabeled: Relabeled
                              f"{', '.join(map(repr, stale))}; give your own `{key}:` (`lingoforge tasks --task "
                              f"{template} --show` prints the template's)")
     return text
-
-
-def _bullet_field(line: str) -> str:
-    match = _BULLET.match(line)
-    return match.group(1) if match else ""
 
 
 def _bullet(field: str, schema: Mapping[str, Any]) -> str:

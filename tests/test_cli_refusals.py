@@ -51,6 +51,7 @@ def test_json_lines_are_told_from_an_array_and_from_csv(tmp_path: Path) -> None:
     first_line = tmp_path / "f.jsonl"
     first_line.write_text('[1, 2]\n{"input": "x"}\n')
     result = CliRunner().invoke(cli, ["data", "check", str(first_line), "--task", "support_tickets"])
+    assert result.exit_code == 1, result.output  # a finding fails the check
     assert "expected a JSON object, got list" in result.output and "JSON array" not in result.output
     named_csv = tmp_path / "j.csv"
     named_csv.write_text('{"input": "x"}\n')
@@ -100,6 +101,7 @@ def test_a_config_file_yaml_error_is_one_line(tmp_path: Path) -> None:
     said = refused(["train", "support_tickets", "--data", str(tickets(tmp_path / "d.jsonl")), "--base",
                     "smollm2-135m", "-o", str(tmp_path / "r"), "--config", str(config)])
     assert f"{config}: line 2, column 1: invalid YAML: found character '\\t' that cannot start any token" in said
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_task_file_key_that_is_not_a_key_is_refused(tmp_path: Path) -> None:
@@ -126,13 +128,17 @@ def test_a_folder_without_run_json_is_not_a_run(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     assert f"{tmp_path / 'notes'} is not a lingoforge run folder (no run.json)" in refused(
         ["export", str(tmp_path / "notes")])
+    assert list((tmp_path / "notes").iterdir()) == []
 
 
 def test_a_file_that_is_not_gguf_is_no_tokenizer(tmp_path: Path) -> None:
     fake = tmp_path / "fake.gguf"
     fake.write_text("not a model")
-    said = refused(["tokens", str(tickets(tmp_path / "d.jsonl")), "--tokenizer", str(fake)])
+    data = tickets(tmp_path / "d.jsonl")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    said = refused(["tokens", str(data), "--tokenizer", str(fake)])
     assert "cannot load tokenizer" in said and "not a GGUF file" in said
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, nothing changed
 
 
 def test_an_empty_language_list_is_not_every_language(tmp_path: Path) -> None:

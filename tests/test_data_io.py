@@ -294,11 +294,13 @@ def test_through_the_cli_bad_input_is_one_clean_message(tmp_path: Path) -> None:
         "name: tickets\nlanguages: [en]\ninstruction: Classify.\n"
         "fields:\n  category:\n    type: enum\n    labels: [a, b]\n"
     )
-    for name, content in (
-        ("bin.jsonl", b"\x00\x01" * 40),
-        ("empty.jsonl", b""),
-        ("latin.jsonl", "café".encode("cp1252")),
+    for name, content, said in (
+        ("bin.jsonl", b"\x00\x01" * 40, "bin.jsonl: line 1: the file looks like UTF-16 big-endian without a BOM"),
+        ("empty.jsonl", b"", "empty.jsonl: the file is empty; expected one JSON object per line"),
+        ("latin.jsonl", "café".encode("cp1252"), "latin.jsonl: line 1: not valid UTF-8 (byte 0xe9 at column 4); "
+                                                 "it looks like CP1252"),
     ):
         result = CliRunner().invoke(cli, ["data", "check", str(write(tmp_path, name, content)), "--task", str(task)])
         assert result.exit_code == 1 and "Traceback" not in result.output
-        assert f"{name}: line 1" in result.output or "empty" in result.output
+        assert said in " ".join(result.output.split()), result.output
+        assert result.output.count("Error:") == 1, result.output  # one message

@@ -1,4 +1,5 @@
-"""``export --hf``: the merged model as a Hugging Face folder that transformers (and vLLM) load alone.
+"""``export --hf``: the merged model as a Hugging Face folder that transformers loads alone, and the vLLM commands
+export prints for it (their text only: vLLM is not installed here, so no test starts it on the folder).
 
 The model test reads ``hf/`` with nothing but transformers and requires the greedy tokens of the run itself (the
 base with its PEFT adapter applied), decoding with the folder's own generation config (but for its length);

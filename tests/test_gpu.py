@@ -87,13 +87,19 @@ def test_hf_backend_merges_in_16_bits_and_answers_as_the_fp32_adapter(tiny_run: 
 
 
 def test_plan_on_cuda_has_a_time_estimate_and_a_7b_load_choice() -> None:
-    from lingoforge.backends.hf import MERGED, free_gpu_gb, load_mode
+    from lingoforge.backends.hf import MERGED, QUANTIZED, free_gpu_gb, load_mode, merged_16bit_gb
     from lingoforge.models import PRESETS
-    from lingoforge.plan import plan
+    from lingoforge.plan import GB, plan
 
     result = plan("qwen2.5-7b-instruct", cuda=True, examples=1000)
     assert result.get("time"), f"no time estimate for {torch.cuda.get_device_name(0)}"
     free = free_gpu_gb("cuda:0")
-    choice = load_mode(free, PRESETS["qwen2.5-7b-instruct"])
-    if free >= 40:
-        assert choice.mode == MERGED, choice
+    total = torch.cuda.get_device_properties(0).total_memory / GB
+    assert 0 < free <= total * 1.01, (free, total)  # the free memory read from this GPU, in GB
+    shape = PRESETS["qwen2.5-7b-instruct"]
+    need = merged_16bit_gb(shape)
+    assert 14 < need < 40, need  # 7.6 B parameters in 16 bits, plus a batch's activations
+    choice = load_mode(free, shape)
+    # whichever GPU runs this, the choice follows from its free memory: merged 16-bit when it fits, else NF4
+    assert choice.mode == (MERGED if need <= free else QUANTIZED), (choice, free, need)
+    assert f"{need:.1f} GB, {free:.1f} GB free" in choice.reason, choice

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from lingoforge.cli import cli
 from lingoforge.errors import DataError
 from lingoforge.labels import label_report, normalized
+from lingoforge.plugins import get_task
 
 MAP = "input=Description,category=Type,language=Locale"
 LANGUAGES = ("en-US", "de", "es_MX", "fr")
@@ -55,14 +56,12 @@ def test_distinct_short_labels_are_not_merged() -> None:
 
 
 def test_labels_writes_an_extends_task_that_loads(tmp_path: Path) -> None:
-    from lingoforge.yaml_task import load_yaml_task
-
     out = tmp_path / "my_helpdesk.yaml"
     result = CliRunner().invoke(cli, ["labels", str(export(tmp_path / "export.csv")), "--map", MAP, "-o", str(out),
                                       "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["written"] == str(out)
-    task = load_yaml_task(out)
+    task = get_task(str(out))
     assert task.name == "my_helpdesk"
     assert task.label_values("category") == ["delivery", "invoice", "login", "refund"]
     assert "merged 'Delivery', 'deliveries' into 'delivery'" in out.read_text(encoding="utf-8")

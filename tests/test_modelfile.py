@@ -7,12 +7,12 @@ from lingoforge.errors import LingoforgeError
 from lingoforge.export.modelfile import (
     ServingConfig,
     check_template,
-    check_value,
     default_system,
     go_template,
     probe_messages,
     render_chatml,
 )
+from lingoforge.prompts import check_servable, check_value
 
 CONVERSATIONS = [
     [{"role": "system", "content": "You triage tickets."},
@@ -169,8 +169,6 @@ def test_num_predict_from_the_longest_training_answer() -> None:
 
 
 def test_instruction_a_modelfile_cannot_hold_is_refused() -> None:
-    from lingoforge.export.modelfile import check_servable
-
     with pytest.raises(LingoforgeError, match="instruction"):
         check_servable("You triage tickets.", 'Answer with """JSON"""')
     with pytest.raises(LingoforgeError, match="system prompt"):

@@ -97,7 +97,7 @@ def test_the_run_records_and_restores_the_restricted_task(tmp_path: Path, monkey
 
 
 def test_fields_restrict_generation_too() -> None:
-    from lingoforge.yaml_task import restrict
+    from lingoforge.task import restrict
 
     task = restrict(get_task("support_tickets"), ["category", "language"])
     assert {tuple(e.output) for e in task.generate(8, 0)} == {("category", "language")}

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lingoforge.checkpoints import complete_checkpoints
 from lingoforge.pipeline import STAGES
 
 ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "40", "--languages", "en,de", "--max-steps", "4",
@@ -18,9 +19,24 @@ ARGS = ["support_tickets", "--base", "smollm2-135m", "-n", "40", "--languages", 
         "--quant", "q8_0"]
 
 
-def _run(out: Path, log: Path, *extra: str) -> subprocess.Popen:
+# Run before the CLI in the first process: once its first checkpoint is complete it waits (for the test's kill), so
+# the kill always lands during training however fast the machine is.
+HOLD_AFTER_FIRST_CHECKPOINT = (
+    "import threading\n"
+    "from lingoforge.sft_trainer import LingoTrainer\n"
+    "save = LingoTrainer._save_checkpoint\n"
+    "def save_then_hold(self, model, trial):\n"
+    "    save(self, model, trial)\n"
+    "    threading.Event().wait()\n"
+    "LingoTrainer._save_checkpoint = save_then_hold\n"
+)
+
+
+def _run(out: Path, log: Path, *extra: str, hold: bool = False) -> subprocess.Popen:
     """Start ``lingoforge run`` with its output in a file (a pipe could fill up and stall the run)."""
-    return subprocess.Popen([sys.executable, "-m", "lingoforge.cli", "run", *ARGS, "-o", str(out), *extra],
+    start = ["-c", HOLD_AFTER_FIRST_CHECKPOINT + "from lingoforge.cli import main; main()"] if hold else [
+        "-m", "lingoforge.cli"]
+    return subprocess.Popen([sys.executable, *start, "run", *ARGS, "-o", str(out), *extra],
                             stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -33,7 +49,7 @@ def _finish(proc: subprocess.Popen, log: Path, timeout: float) -> str:
 
 
 def _summary(output: str) -> dict:
-    """The --json summary: the last top-level JSON object (the trainer also prints dicts while logging)."""
+    """The --json summary: the last top-level JSON object."""
     return json.loads(output[output.rindex("\n{\n") + 1:])
 
 
@@ -41,14 +57,13 @@ def _summary(output: str) -> dict:
 def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm2_dir: Path) -> None:
     pytest.importorskip("llama_cpp", reason="export needs llama-cpp-python (the llamacpp extra)")
     out = tmp_path / "demo"
-    first = _run(out, tmp_path / "first.log")
+    first = _run(out, tmp_path / "first.log", hold=True)
     checkpoints = out / "adapter" / "checkpoints"
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and first.poll() is None:
-        if any(p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists() for p in checkpoints.glob("*")):
-            break
+    while time.monotonic() < deadline and first.poll() is None and not complete_checkpoints(checkpoints):
         time.sleep(0.5)
     assert first.poll() is None, "the run ended before it wrote a checkpoint:\n" + (tmp_path / "first.log").read_text()
+    assert [p.name for p in complete_checkpoints(checkpoints)] == ["checkpoint-2"]
     first.send_signal(signal.SIGKILL)
     first.wait()
     recorded = json.loads((out / "run.json").read_text(encoding="utf-8"))["pipeline"]
@@ -56,6 +71,8 @@ def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm
 
     output = _finish(_run(out, tmp_path / "second.log", "--json"), tmp_path / "second.log", 1800)
     assert "data: up to date, skipped" in output and "resuming training from the last checkpoint" in output
+    assert "resuming from checkpoint-2" in output  # the trainer's own word on where it started
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["train"]["started_at_step"] == 2
     summary = _summary(output)
 
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))

@@ -126,14 +126,26 @@ def test_foreign_output_file_is_refused_byte_for_byte_unchanged(task, tmp_path: 
     assert backend.calls == []
 
 
-def test_an_output_that_cannot_be_written_is_told_before_the_model_opens(task, tmp_path: Path) -> None:
+def test_an_output_that_cannot_be_written_is_told_before_the_model_opens(task, tmp_path: Path, monkeypatch) -> None:
+    """predict is given a model name, as the CLI gives it: the model opens through ``get_backend`` (recorded
+    here), which an unwritable output never reaches; a writable one does, so the record is the real path."""
+    import lingoforge.predict as predict_module
+
+    opened: list[str] = []
+
+    def get_backend(model: Any, *args: Any, **kwargs: Any) -> Backend:
+        opened.append(str(model))
+        return FlakyBackend()
+
+    monkeypatch.setattr(predict_module, "get_backend", get_backend)
     source = tmp_path / "in.jsonl"
     source.write_text('{"input": "ticket"}\n')
     (tmp_path / "blocker").write_text("a file, not a folder")
-    backend = FlakyBackend()
     with pytest.raises(WriteError, match=re.escape(f"cannot write {tmp_path / 'blocker' / 'p.jsonl'}: ")):
-        predict(backend, task, source, tmp_path / "blocker" / "p.jsonl")
-    assert backend.calls == []
+        predict("some-model", task, source, tmp_path / "blocker" / "p.jsonl")
+    assert opened == []
+    assert predict("some-model", task, source, tmp_path / "p.jsonl")["written"] == 1
+    assert opened == ["some-model"]
 
 
 @pytest.mark.parametrize(
@@ -184,10 +196,24 @@ def test_interrupted_run_resumes_without_duplicates(task, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_predict_cli_resumes_after_sigkill(task, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
-    """Kill the real command mid-file; the rerun completes every id exactly once and every line parses."""
+    """Kill the real command mid-file; the rerun completes every id exactly once and every line parses.
+
+    The first process is held (forever) once it has written 5 lines, so the kill always lands mid-file however
+    fast the machine: the test waits for the lines, not for a time."""
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": i, "input": f"ticket number {i}"}) + "\n" for i in range(60)))
     out = tmp_path / "out.jsonl"
+    held = (
+        "import threading\n"
+        "import lingoforge.predict as p\n"
+        "write, lines = p.append_text, [0]\n"
+        "def append_then_hold(path, text):\n"
+        "    write(path, text)\n"
+        "    lines[0] += text.count('\\n')\n"
+        "    if lines[0] >= 5:\n"
+        "        threading.Event().wait()  # until the test kills this process\n"
+        "p.append_text = append_then_hold\n"
+    )
     command = [
         sys.executable,
         "-c",
@@ -206,14 +232,20 @@ def test_predict_cli_resumes_after_sigkill(task, tiny_qwen2_dir: Path, tmp_path:
         "--constrained",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_command = [*command[:2], held + command[2], *command[3:]]
+    process = subprocess.Popen(first_command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+    while process.poll() is None and time.monotonic() < deadline and (
+            not out.exists() or out.read_text().count("\n") < 5):
         time.sleep(0.05)
+    assert process.poll() is None, f"the first predict exited ({process.returncode}) before it was killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     first = out.read_text().count("\n")
-    assert 3 <= first < 60
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    assert 5 <= first < 60
+    rerun = subprocess.run([*command, "--json"], env=env, check=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, timeout=600)
+    summary, _ = json.JSONDecoder().raw_decode(rerun.stdout)
+    assert (summary["skipped"], summary["written"]) == (first, 60 - first)  # resumed, not started over
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == list(range(60))

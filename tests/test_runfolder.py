@@ -29,11 +29,20 @@ def _other_task_run(root: Path) -> Path:
     return root
 
 
-def test_claim_accepts_new_empty_and_own_runs(tmp_path: Path) -> None:
+def test_claim_accepts_new_empty_and_own_runs_and_writes_nothing(tmp_path: Path) -> None:
+    # claim returns None when it accepts and raises when it refuses: each call below must not raise, and a claim
+    # creates no folder nor file (writing is for the step that follows it)
     RunFolder(tmp_path / "new").claim("support_tickets")
+    assert not (tmp_path / "new").exists()
     (tmp_path / "empty").mkdir()
     RunFolder(tmp_path / "empty").claim("support_tickets")
-    RunFolder(_other_task_run(tmp_path / "own")).claim("ecommerce_taxonomy")
+    assert list((tmp_path / "empty").iterdir()) == []
+    own = _other_task_run(tmp_path / "own")
+    before = _snapshot(own)
+    RunFolder(own).claim("ecommerce_taxonomy")
+    assert _snapshot(own) == before
+    with pytest.raises(LingoforgeError):  # the same folder is refused to another task: the calls above could fail
+        RunFolder(own).claim("support_tickets")
 
 
 def test_claim_refuses_another_tasks_run_and_foreign_files(tmp_path: Path) -> None:

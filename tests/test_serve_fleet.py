@@ -32,7 +32,7 @@ def _serve(urls: list[str], run: Path) -> None:
     machine's two cores each spinning two llama.cpp threads take minutes per answer (measured: 2 min vs 3 s)."""
     import ollama
 
-    fleet = deploy_fleet(run, f"{NAME}-base", urls, n_check=1, max_tokens=16)
+    fleet = deploy_fleet(run, f"{NAME}-base", urls, n_check=1, max_tokens=16, force=True)  # random adapter
     assert not fleet["failed"], fleet
     for url in urls:
         ollama.Client(host=url).create(model=NAME, from_=f"{NAME}-base", parameters={"num_thread": 1})
@@ -68,22 +68,46 @@ def _wait_for_lines(out: Path, n: int, timeout: float = 300) -> None:
 
 
 def test_a_server_killed_mid_run_leaves_its_work_to_the_other(
-    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, second: OllamaServer
+    tmp_path: Path, tickets: Path, ollama_server: OllamaServer, second: OllamaServer, monkeypatch
 ) -> None:
+    """The second server dies while a request of ours is out to it, after it answered one: the test counts the
+    requests each server gets (one slot each) and kills the server at its second request, holding that request and
+    the first server's first one until the server is dead, so the order of events, not timing, decides the shares."""
+    from lingoforge.backends.ollama import OllamaBackend, ollama_host
+
+    real_generate = OllamaBackend.generate
+    calls: dict[str, int] = {}
+    lock = threading.Lock()
+    busy, killed = threading.Event(), threading.Event()
+
+    def counted(self: OllamaBackend, *args: object, **kwargs: object) -> object:
+        with lock:
+            calls[self.host] = n = calls.get(self.host, 0) + 1
+        if self.host == ollama_host(second.url) and n == 2:
+            busy.set()  # the second server answered one request and now has another
+            assert killed.wait(300), "the second server was not killed"
+        elif self.host == ollama_host(ollama_server.url) and n == 1:
+            assert killed.wait(300), "the second server was not killed"
+        return real_generate(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OllamaBackend, "generate", counted)
     out = tmp_path / "out.jsonl"
     result: dict = {}
-    servers = Servers((second.url, ollama_server.url))
+    servers = Servers((second.url, ollama_server.url), parallel=1)
     worker = threading.Thread(target=lambda: result.update(
         predict(f"ollama:{NAME}", get_task(TASK), tickets, out, servers=servers, max_new_tokens=16)))
     worker.start()
-    _wait_for_lines(out, 2)
+    assert busy.wait(300), f"the second server never got a second request: {calls}"
     kill(second.process)
+    second.process.wait(timeout=60)
+    killed.set()
     worker.join(timeout=600)
-    assert _ids(out) == [f"t{i}" for i in range(N)]  # every line once, in input order
+    assert not worker.is_alive() and _ids(out) == [f"t{i}" for i in range(N)]  # every line once, in input order
     shares = {s["host"]: s for s in result["servers"]}
     assert shares[second.url]["failed"] and shares[ollama_server.url]["failed"] is None, shares
-    # every request once: each input, plus the constrained retry of each invalid answer
-    assert shares[second.url]["answered"] >= 1 and sum(s["answered"] for s in shares.values()) == N + result["retried"]
+    # every request once: each input, plus the constrained retry of each invalid answer; the dead server's share is
+    # the one it answered before its death
+    assert shares[second.url]["answered"] == 1 and sum(s["answered"] for s in shares.values()) == N + result["retried"]
 
 
 def test_predict_killed_and_rerun_writes_every_input_once(
@@ -95,8 +119,21 @@ def test_predict_killed_and_rerun_writes_every_input_once(
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o", str(out),
                "--task", TASK, "--host", ollama_server.url, "--host", other.url, "--max-new-tokens", "16", "--json"]
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the first process holds once it has written 2 lines, so the kill always lands mid-file
+    held = ("import threading\n"
+            "import lingoforge.predict as p\n"
+            "write, lines = p.append_text, [0]\n"
+            "def append_then_hold(path, text):\n"
+            "    write(path, text)\n"
+            "    lines[0] += text.count('\\n')\n"
+            "    if lines[0] >= 2:\n"
+            "        threading.Event().wait()\n"
+            "p.append_text = append_then_hold\n"
+            "from lingoforge.cli import main; main()\n")
+    first = subprocess.Popen([sys.executable, "-c", held, *command[3:]], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     _wait_for_lines(out, 2)
+    assert first.poll() is None, "the first predict ended before it was killed"
     first.send_signal(signal.SIGKILL)
     first.wait()
     kept = out.read_text(encoding="utf-8").count("\n")  # whole lines; a line cut by the kill is not one

@@ -71,3 +71,24 @@ def test_parse_output_strict_then_lenient(text, value, valid, lenient) -> None:
     assert parsed.value == value and parsed.valid is valid and parsed.lenient is lenient
     if value is not None and not valid:
         assert "/category" in (parsed.error or "")
+
+
+def test_restrict_keeps_the_named_fields_with_their_metrics_prompt_lines_and_examples() -> None:
+    from lingoforge import get_task
+    from lingoforge.errors import LingoforgeError
+    from lingoforge.task import restrict
+
+    tickets = get_task("support_tickets")
+    task = restrict(tickets, ["language", "priority"])  # the primary metric (category_accuracy) scores a removed field
+    assert (task.name, task.version, task.source) == (tickets.name, tickets.version, tickets.source)
+    assert task.only == ("priority", "language") and list(task.output_schema["properties"]) == list(task.only)
+    assert task.primary_metric == "priority_accuracy"
+    assert list(task.score(None, {})) == ["priority_accuracy", "language_accuracy"]
+    assert task.metric_fields == {"priority_accuracy": ("priority",), "language_accuracy": ("language",)}
+    lines = [line for line in task.instruction.splitlines() if line.startswith("- ")]
+    assert [line.split(":")[0] for line in lines] == ["- priority", "- language"]
+    assert task.fields == ("priority", "language") and task.text_fields == ()
+    assert {tuple(e.output) for e in task.generate(4, 0)} == {("priority", "language")}
+    assert restrict(tickets, list(tickets.output_schema["properties"])) is tickets
+    with pytest.raises(LingoforgeError, match="cannot generate an example to tell which of its metrics"):
+        restrict(dataclasses.replace(tickets, generator=None), ["category"])

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from lingoforge.checkpoints import complete_checkpoints
 from lingoforge.config import TrainConfig, load_config_file, make_config, max_len_source, resolve
 from lingoforge.data.io import Located, check_labelled
 from lingoforge.data.split import load_data
@@ -15,7 +16,7 @@ from lingoforge.errors import DataError, LingoforgeError
 from lingoforge.runfolder import RunFolder
 from lingoforge.task import Example, Task
 from lingoforge.train import TrainResult, train_from_files
-from lingoforge.trainer import complete_checkpoints, sft_config, with_oom_retry
+from lingoforge.trainer import sft_config, with_oom_retry
 
 CATEGORIES = ["shipping", "billing", "refund"]
 TEXTS = {

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lingoforge.checkpoints import CheckpointWriteError, complete_checkpoints
 from lingoforge.config import TrainConfig
 from lingoforge.train import train
-from lingoforge.trainer import CheckpointWriteError, complete_checkpoints
 from test_train import tiny_examples, tiny_task
 
 pytestmark = pytest.mark.slow
@@ -83,8 +83,20 @@ def test_tiny_qwen2_qlora_on_cpu(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     assert run["base"]["location"] == str(tiny_qwen2_dir)
 
 
-def _train_script(tmp_path: Path, model: Path, out: Path, resume: bool) -> Path:
+def _train_script(tmp_path: Path, model: Path, out: Path, resume: bool, hold_at: int | None = None) -> Path:
+    """A script training the tiny task for 8 steps, checkpointing every 2. ``hold_at``: once the checkpoint of that
+    step is complete, the process waits forever (for the test's kill), so a kill can never come too late."""
     script = tmp_path / f"train_{out.name}_{int(resume)}.py"
+    hold = "" if hold_at is None else f"""
+        import threading
+        from lingoforge.sft_trainer import LingoTrainer
+        save = LingoTrainer._save_checkpoint
+        def save_then_hold(self, model, trial):
+            save(self, model, trial)
+            if self.state.global_step >= {hold_at}:
+                threading.Event().wait()
+        LingoTrainer._save_checkpoint = save_then_hold
+    """
     script.write_text(
         textwrap.dedent(f"""
         import sys
@@ -92,8 +104,9 @@ def _train_script(tmp_path: Path, model: Path, out: Path, resume: bool) -> Path:
         from lingoforge.config import TrainConfig
         from lingoforge.train import train
         from test_train import tiny_examples, tiny_task
+    """) + textwrap.dedent(hold) + textwrap.dedent(f"""
         train(tiny_task(), tiny_examples(32), tiny_examples(8, seed=1), {str(model)!r}, {str(out)!r},
-              TrainConfig(lr=5e-3, max_steps=8, save_steps=2, save_total_limit=3), resume={resume}, quiet=True)
+              TrainConfig(lr=5e-3, max_steps=8, save_steps=2, save_total_limit=3), resume={resume}, quiet=False)
     """)
     )
     return script
@@ -106,7 +119,12 @@ def _final(out: Path) -> tuple[float, float]:
     return last_loss[-1], train_section["best_eval_loss"]
 
 
-def test_kill_9_then_resume_reaches_the_same_loss(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+def test_kill_9_then_resume_starts_at_the_checkpoint_and_reaches_the_same_loss(
+        tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """The first process is killed while held after its step-4 checkpoint (the test waits for that checkpoint to be
+    complete, not for a time); the second must start at step 4, as run.json and its log say, and end where an
+    uninterrupted run ends. Training is deterministic, so the loss alone cannot tell a resume from a restart: the
+    start step does."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
     subprocess.run(
@@ -116,10 +134,11 @@ def test_kill_9_then_resume_reaches_the_same_loss(tiny_qwen2_dir: Path, tmp_path
         capture_output=True,
         timeout=900,
     )
+    assert json.loads((straight / "run.json").read_text())["train"]["started_at_step"] == 0
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, _train_script(tmp_path, tiny_qwen2_dir, killed, False)],
+        [sys.executable, _train_script(tmp_path, tiny_qwen2_dir, killed, False, hold_at=4)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -127,22 +146,27 @@ def test_kill_9_then_resume_reaches_the_same_loss(tiny_qwen2_dir: Path, tmp_path
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         done = complete_checkpoints(killed / "adapter" / "checkpoints")
-        if done and int(done[-1].name.split("-")[1]) >= 4:
+        if done and done[-1].name == "checkpoint-4":
             break
         time.sleep(0.2)
-    assert proc.poll() is None, "training finished before it could be killed"
+    assert proc.poll() is None, f"the first training exited ({proc.returncode}) before its step-4 checkpoint"
+    assert [p.name for p in complete_checkpoints(killed / "adapter" / "checkpoints")][-1] == "checkpoint-4"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((killed / "run.json").read_text())["train"]["status"] == "running"
 
-    subprocess.run(
+    resumed = subprocess.run(
         [sys.executable, _train_script(tmp_path, tiny_qwen2_dir, killed, True)],
         check=True,
         env=env,
         capture_output=True,
+        text=True,
         timeout=900,
     )
+    assert "resuming from checkpoint-4" in resumed.stderr, resumed.stderr[-2000:]
+    record = json.loads((killed / "run.json").read_text())["train"]
+    assert (record["status"], record["started_at_step"], record["steps"]) == ("done", 4, 8)
     (loss_a, eval_a), (loss_b, eval_b) = _final(straight), _final(killed)
     assert loss_b == pytest.approx(loss_a, rel=1e-3)
     assert eval_b == pytest.approx(eval_a, rel=1e-3)
@@ -223,6 +247,15 @@ def test_smollm2_loss_falls_over_one_short_epoch(smollm2_dir: Path, tmp_path: Pa
     )
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), so two test runs on one machine never share one."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_two_cpu_processes_ddp_gloo(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     """``torchrun --nproc_per_node 2`` (what ``accelerate launch`` does) on CPU: gloo, one adapter, one run.json."""
     out = tmp_path / "ddp"
@@ -241,7 +274,8 @@ def test_two_cpu_processes_ddp_gloo(tiny_qwen2_dir: Path, tmp_path: Path) -> Non
     """)
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", str(script)],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(script)],
         capture_output=True,
         text=True,
         timeout=900,

@@ -54,6 +54,11 @@ examples:
 """
 
 
+def load(path: Path):
+    """The file loaded against the registered tasks, as ``get_task`` loads it (without its validation)."""
+    return load_yaml_task(path, known=lambda: get_registry().tasks)
+
+
 def write(folder: Path, text: str, name: str = "acme.yaml") -> Path:
     path = folder / name
     path.write_text(text, encoding="utf-8")
@@ -62,7 +67,7 @@ def write(folder: Path, text: str, name: str = "acme.yaml") -> Path:
 
 def test_own_labels_replace_the_template_labels_and_keep_its_rules(tmp_path: Path) -> None:
     path = write(tmp_path, ACME)
-    task = load_yaml_task(path)
+    task = load(path)
     validate_task(task, str(path))
     assert task.extends == "support_tickets" and task.languages == ("en", "de", "es", "fr")
     props = task.output_schema["properties"]
@@ -227,8 +232,16 @@ def test_circular_extends_between_files(tmp_path: Path) -> None:
 def test_bad_extends_names_file_and_key(tmp_path: Path, old: str, new: str, where: str) -> None:
     path = write(tmp_path, ACME.replace(old, new))
     with pytest.raises(TaskDefinitionError) as info:
-        load_yaml_task(path)
+        load(path)
     assert str(info.value).startswith(f"{path}: {where}"), str(info.value)
+
+
+def test_a_file_loaded_by_itself_extends_only_files_and_says_where_names_come_from(tmp_path: Path) -> None:
+    path = write(tmp_path, ACME)
+    with pytest.raises(TaskDefinitionError, match=r"unknown task 'support_tickets'; known tasks: none \(a file "
+                                                  r"loaded by itself knows only \$LINGOFORGE_TASK_PATH"):
+        load_yaml_task(path)
+    assert load(path).extends == "support_tickets"
 
 
 def test_removing_the_primary_metric_field_asks_for_another(tmp_path: Path) -> None:
@@ -237,8 +250,8 @@ def test_removing_the_primary_metric_field_asks_for_another(tmp_path: Path) -> N
     path = write(tmp_path, text)
     with pytest.raises(TaskDefinitionError, match=r"primary_metric: the primary metric of support_tickets, "
                                                   r"'category_accuracy', scores a removed field; name one of"):
-        load_yaml_task(path)
-    task = load_yaml_task(write(tmp_path, text + "primary_metric: priority_accuracy\n"))
+        load(path)
+    task = load(write(tmp_path, text + "primary_metric: priority_accuracy\n"))
     assert task.primary_metric == "priority_accuracy" and task.has_generator
     assert task.output_schema["properties"]["priority"]["description"] == "urgency"
 

@@ -27,6 +27,8 @@ from typing import Any
 from ..config import DEFAULT_MAX_LEN
 from ..errors import LingoforgeError
 from ..models import Shape
+from ..plan import CUDA_CONTEXT_GB, FRAGMENTATION, GB, plan
+from ..progress import quiet_library_bars
 from ..runfolder import check_adapter
 from .base import DEFAULT_MAX_NEW_TOKENS, Backend, Conversation, Generation
 
@@ -56,8 +58,6 @@ def merged_16bit_gb(shape: Shape, batch: int = PLANNED_BATCH, tokens: int = PLAN
     The plan's f16 inference weights, the KV cache (K and V in 16 bits for every layer and token), the prefill's
     widest working set (three intermediate-wide MLP activations of one layer for every token of the batch) and
     the CUDA context, plus the plan's allocator fragmentation share."""
-    from ..plan import CUDA_CONTEXT_GB, FRAGMENTATION, GB, plan
-
     weights = plan(shape, cuda=True)["inference_gb"]["f16"]
     kv_cache = 2 * shape.layers * shape.kv_dim * 2 * batch * tokens / GB
     prefill = 3 * shape.intermediate * 2 * batch * tokens / GB
@@ -87,8 +87,6 @@ def free_gpu_gb(device: str) -> float:
     """Memory the model could take on ``device``: what the driver reports free, plus what this process's allocator
     holds cached but unused (a model evaluated and closed before this one leaves its blocks there)."""
     import torch
-
-    from ..plan import GB
 
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
@@ -285,6 +283,7 @@ def _load_base(location: str, mode: str, dtype: Any, device: str) -> Any:
     on. Loaded straight onto the device, not staged through host memory."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    quiet_library_bars()
     options: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}}
     if mode == QUANTIZED:
         options["quantization_config"] = BitsAndBytesConfig(

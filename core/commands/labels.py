@@ -82,6 +82,7 @@ def _check_task_text(output: Path, text: str) -> None:
     import tempfile
 
     from ..errors import DataError, TaskDefinitionError
+    from ..plugins import get_registry
     from ..yaml_task import load_yaml_task
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ def _check_task_text(output: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        load_yaml_task(tmp)
+        load_yaml_task(tmp, known=lambda: get_registry().tasks)
     except TaskDefinitionError as exc:
         raise DataError(f"the task file {output} would not load: {str(exc).replace(tmp, str(output))}; nothing was "
                         "written") from None

@@ -14,8 +14,10 @@ from ..config import TrainConfig
 from ..data.io import data_task
 from ..data.mapping import ColumnMap
 from ..pipeline import Options, Pipeline
+from ..references import SHORT
 from ..runfolder import RunFolder
-from ..yaml_task import restrict
+from ..task import restrict
+from ..verdict import rate
 from .options import (
     config_options,
     fields_option,
@@ -61,8 +63,6 @@ def _delta(a: float | None, b: float | None, ci: Any) -> str:
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    from ..report import reference_rows
-
     for line in summary.get("verdict") or []:
         console.print(line, style="bold", markup=False, highlight=False)
     for line in summary.get("collapses") or []:
@@ -86,15 +86,17 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         valid = _ci(free["schema_valid_rate"], free["schema_valid_ci"])
         console.print(f"the base model asked without the schema: {valid}"
                       " of its answers are the task's JSON (not a reference: the base + schema column is)")
-    for field, result in (summary.get("references") or {}).items():
-        if not result["overall"]["references"]:
-            continue
-        head, rows = reference_rows(result)
-        refs = Table(title=f"{field}: the fine-tuned model beside what a user would use instead")
-        for i, name in enumerate(head):
-            refs.add_column(name, justify="left" if i in (0, len(head) - 1) else "right")
-        for row in rows:
-            refs.add_row(*row)
+    references = {f: r for f, r in (summary.get("references") or {}).items() if r["overall"]["references"]}
+    if references:
+        names = list(dict.fromkeys(n for r in references.values() for n in r["overall"]["references"]))
+        refs = Table(title="every labelled field, all languages: the fine-tuned model beside what a user would use "
+                           "instead (per language: report.html)")
+        for col in ("field", "fine-tuned", *[SHORT.get(n, n) for n in names]):
+            refs.add_column(col, justify="right")
+        for field, result in references.items():
+            o = result["overall"]
+            refs.add_row(field, rate(o["model"]), *[rate(o["references"][n]) if n in o["references"] else "-"
+                                                    for n in names])
         console.print(refs)
     metrics = summary.get("metrics") or {}
     if metrics:

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import DataError, listed
 from ..fsutil import write_jsonl
 from ..schema import validate
-from ..task import Example, Task
+from ..task import Example, Task, restrict
 from .convert import Record, from_csv_row, from_json, required_csv_columns
 from .findings import Finding
 from .mapping import ColumnMap
@@ -433,8 +433,6 @@ def data_task(
     """The task a data file trains: ``task`` restricted to ``fields``, else to the output fields every record of
     the file carries (real exports have labels, not the template's model-written reply). A field that some
     records carry and others lack is an error naming the lines, with ``--fields`` as the way out."""
-    from ..yaml_task import restrict
-
     if fields:
         return restrict(task, fields)
     path = Path(path)

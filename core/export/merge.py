@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..progress import quiet_library_bars
 from ..runfolder import check_adapter
 
 
@@ -30,6 +31,7 @@ def merge(base_location: str, adapter_dir: str | Path, out_dir: str | Path) -> P
     adapter = Path(adapter_dir)
     check_adapter(adapter)
     dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
+    quiet_library_bars()  # "Loading weights" and "Writing model shards"
     base = AutoModelForCausalLM.from_pretrained(base_location, dtype=dtype, low_cpu_mem_usage=True)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged = merged.to(torch.float16)

@@ -6,7 +6,7 @@ stop token. Training's user turn is "instruction, blank line, input"; a user of 
 Ollama's ``/v1`` types the input alone. So the template wraps a bare user message with the training
 instruction (``prompts.served_user_text``), and export checks that it renders exactly what the HF
 tokenizer's chat template renders for the training prompts, for bare inputs and full prompts alike.
-It also refuses values a Modelfile cannot hold.
+It also refuses values a Modelfile cannot hold (the rule itself, ``prompts.check_value``, is a rule about prompts).
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LingoforgeError
-from ..prompts import instruction_prefix, served_user_text
+from ..prompts import (
+    check_value,
+    instruction_prefix,
+    served_user_text,
+)
 
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 # Ollama's default repeat penalty (1.1) changes greedy answers; training and evaluation decode without one.
@@ -114,27 +118,6 @@ def check_template(hf_renders: Sequence[tuple[Sequence[Mapping[str, str]], str]]
                 f"vs ChatML {got[at:at + 40]!r}); "
                 "use a ChatML model (Qwen 2.5, SmolLM2)"
             )
-
-
-def check_value(name: str, value: str) -> str:
-    """A Modelfile value goes between triple quotes: it cannot contain ``\"\"\"`` nor end with a quote, and
-    Ollama's Modelfile parser drops characters that are not printable (zero-width joiners, no-break spaces)."""
-    dropped = next((c for c in value if c not in "\n\t" and not c.isprintable()), None)
-    if dropped is not None:
-        raise LingoforgeError(f"the {name} contains U+{ord(dropped):04X}, which Ollama's Modelfile parser drops; "
-                              "replace it (a plain space for a no-break space)")
-    if '"""' in value:
-        raise LingoforgeError(f'the {name} contains """ which a Modelfile cannot hold; remove the triple quote from it')
-    if value.endswith('"'):
-        raise LingoforgeError(f'the {name} ends with a double quote, which would merge with the closing """; '
-                              "end it with another character")
-    return value
-
-
-def check_servable(system_prompt: str, instruction: str) -> None:
-    """Refuse prompts a Modelfile cannot carry, before any work (training or a long export) is spent on them."""
-    check_value("system prompt", system_prompt)
-    check_value("instruction", instruction + ".")  # inside the TEMPLATE it may end with a quote
 
 
 def check_stop(end_token: str | None, vocab: Mapping[str, int], stop: Sequence[str] = STOP_TOKENS) -> None:

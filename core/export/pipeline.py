@@ -18,7 +18,7 @@ from typing import Any
 from ..data.io import load_examples
 from ..errors import LingoforgeError
 from ..fsutil import write_json, write_text
-from ..prompts import prompt_messages
+from ..prompts import check_servable, prompt_messages
 from ..runfolder import MANIFEST, RunFolder, check_adapter
 from ..task import Example, Task
 from .gguf import convert
@@ -28,7 +28,6 @@ from .modelfile import (
     ANSWER_MARGIN,
     ANSWER_SLACK,
     ServingConfig,
-    check_servable,
     check_stop,
     check_template,
     default_system,

@@ -4,7 +4,9 @@ Real exports carry labels typed by people: ``Shipping``, ``shipping `` and ``shi
 team and three to a classifier. This reads one field of a data file (with ``--map`` for the file's own column
 names), counts its labels per language, flags the rare ones (a label needs examples in every language to be
 learnt there), groups near-duplicates (case, spacing, separators, plural, one-letter typos) and writes a task
-file that ``extends:`` a template with the labels found, so the template's prompts and scoring carry over.
+file that ``extends:`` a template with the labels found for every label field the data carries, the language
+enum following the data's languages, and the template's prompts rewritten for those labels (its rules about
+labels the data lacks dropped), so its scoring carries over and the team edits the prompts it will train with.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from .data.findings import Finding
 from .data.io import CSV_SUFFIXES, read_rows, read_text
 from .data.mapping import ColumnMap
 from .errors import DataError
+from .task import Task
+from .yaml_task import Relabeled, adapt_prompt, drop_stale_rules, enum_node
 
 MIN_EXAMPLES = 10
 TYPO_SIMILARITY = 0.85
@@ -137,16 +141,92 @@ def _one_edit(a: str, b: str) -> bool:
     return longer[start + 1:] == shorter[start:]
 
 
-def extends_yaml(report: Mapping[str, Any], name: str, template: str) -> str:
-    """A task file that ``extends:`` ``template`` with the labels found (near-duplicates merged into the spelling
-    kept), ready for ``--task``; comments say what was merged, so the data can be fixed to match."""
+def merged_labels(report: Mapping[str, Any], template_labels: Sequence[str] = ()) -> list[str]:
+    """The labels of ``report`` with near-duplicates merged into the spelling kept; those the template also has
+    come first, in its order (so its label list in the prompt reads the same), the others by frequency."""
     merged = {label: group["keep"] for group in report["near_duplicates"] for label in group["labels"]}
     labels = list(dict.fromkeys(merged.get(label, label) for label in report["labels"]))
-    lines = [f"# written by `lingoforge labels {report['file']} --field {report['field']}`: {len(labels)} labels "
-             f"in {report['examples']} examples ({', '.join(report['languages'])})"]
-    lines += [f"# merged {', '.join(repr(x) for x in g['labels'] if x != g['keep'])} into {g['keep']!r}: "
-              "fix those records to match" for g in report["near_duplicates"]]
-    languages = [x for x in report["languages"] if x != "?"]
-    body = {"name": name, "extends": template, **({"languages": languages} if languages else {}),
-            "fields": {report["field"]: {"labels": labels}}}
-    return "\n".join(lines) + "\n" + yaml.safe_dump(body, allow_unicode=True, sort_keys=False)
+    order = {label: i for i, label in enumerate(template_labels)}
+    return sorted(labels, key=lambda label: order.get(label, len(order)))
+
+
+def enum_fields(base: Task) -> list[str]:
+    """The template's output fields that take one label (not a list of them), ``language`` among them."""
+    props = base.output_schema.get("properties") or {}
+    return [f for f, node in props.items() if isinstance(node, Mapping) and node.get("type") != "array"
+            and enum_node(dict(node)) is not None]
+
+
+def propose(reports: Sequence[Mapping[str, Any]], base: Task) -> dict[str, Any]:
+    """What the task written from ``reports`` (one per label field) changes in the template ``base``: each
+    field's labels (kept, the template's the data lacks, new), the languages and the language enum (the data's,
+    not the template's), and the template's prompts with the data's label lists and without the rules about
+    labels the data lacks (:func:`~lingoforge.yaml_task.drop_stale_rules`), for the team to edit."""
+    languages = sorted({lang for r in reports for lang in r["languages"] if lang != "?"}) or list(base.languages)
+    fields: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        old = base.label_values(report["field"])
+        labels = merged_labels(report, old)
+        fields[report["field"]] = {"labels": labels, "template_lacks": [x for x in labels if x not in old],
+                                   "data_lacks": [x for x in old if x not in labels]}
+    if "language" in enum_fields(base) and "language" not in fields:
+        old = base.label_values("language")
+        fields["language"] = {"labels": languages, "template_lacks": [x for x in languages if x not in old],
+                              "data_lacks": [x for x in old if x not in languages]}
+    relabeled: Relabeled = {f: (base.label_values(f), p["labels"]) for f, p in fields.items()
+                            if set(p["labels"]) != set(base.label_values(f))}
+    prompts: dict[str, str] = {}
+    dropped: list[str] = []
+    for key in ("system_prompt", "instruction"):
+        text, notes = drop_stale_rules(adapt_prompt(getattr(base, key), relabeled), relabeled)
+        prompts[key] = text
+        dropped += [f"{key}: {note}" for note in notes]
+    return {"fields": fields, "languages": languages, **prompts, "dropped": dropped}
+
+
+def extends_yaml(reports: Mapping[str, Any] | Sequence[Mapping[str, Any]], name: str, template: str,
+                 base: Task | None = None) -> str:
+    """A task file that ``extends:`` ``template`` with the labels found (near-duplicates merged into the spelling
+    kept) for each report's field, ready for ``--task``; comments say what was merged, so the data can be fixed
+    to match. With ``base`` (the template task), the language enum follows the data's languages and the file
+    carries the template's prompts adapted to the labels (:func:`propose`), for the team to edit; comments name
+    the template's labels the data lacks and the rules dropped from the prompts."""
+    reports = [reports] if isinstance(reports, Mapping) else list(reports)
+    first = reports[0]
+    fields = ", ".join(r["field"] for r in reports)
+    lines = [f"# written by `lingoforge labels {first['file']}` for {fields}: {first['examples']} examples "
+             f"({', '.join(first['languages'])})"]
+    for report in reports:
+        lines += [f"# {report['field']}: merged {', '.join(repr(x) for x in g['labels'] if x != g['keep'])} into "
+                  f"{g['keep']!r}: fix those records to match" for g in report["near_duplicates"]]
+    languages = [x for x in first["languages"] if x != "?"]
+    body: dict[str, Any] = {"name": name, "extends": template, **({"languages": languages} if languages else {})}
+    if base is None:
+        body["fields"] = {r["field"]: {"labels": merged_labels(r)} for r in reports}
+        return "\n".join(lines) + "\n" + yaml.safe_dump(body, allow_unicode=True, sort_keys=False)
+    proposal = propose(reports, base)
+    body["languages"] = proposal["languages"]
+    body["fields"] = {f: {"labels": p["labels"]} for f, p in proposal["fields"].items()}
+    lines += [f"# {f}: left out, as the data has none: {', '.join(map(repr, p['data_lacks']))}"
+              for f, p in proposal["fields"].items() if p["data_lacks"]]
+    lines += [f"# dropped from the {note}, as the data has no such label" for note in proposal["dropped"]]
+    lines.append(f"# system_prompt and instruction: {template}'s, with your labels; edit them to describe your task")
+    body["system_prompt"] = proposal["system_prompt"]
+    body["instruction"] = proposal["instruction"]
+    return "\n".join(lines) + "\n" + yaml.dump(body, Dumper=_Dumper, allow_unicode=True, sort_keys=False,
+                                                width=120)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes a multi-line string as a ``|`` block, so a prompt reads (and edits) as it will be sent; no anchors."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _block(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and all(line == line.rstrip() for line in value.split("\n")) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _block)

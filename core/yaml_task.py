@@ -551,27 +551,88 @@ def _extended_scorer(template: Scorer, dropped: set[str], added: Scorer) -> Scor
 
 def _adapt(spec: _Spec, key: str, text: str, template: str, relabeled: Relabeled,
            removed: Sequence[str], bullets: Sequence[str]) -> str:
-    """The template's prompt for the changed fields: its comma-separated list of a field's old labels becomes
-    the new list, its ``- field: …`` lines of removed fields go and lines for added fields follow its own.
+    """The template's prompt adapted by :func:`adapt_prompt`, refused when it still names a replaced label.
 
     A prompt that still names a replaced label after that (priority rules written in prose, a grouped
-    taxonomy) would teach the model the template's labels, so the file must give its own. Labels shorter
-    than 3 characters are not looked for: language codes such as ``it`` are ordinary words too.
+    taxonomy) would teach the model the template's labels, so the file must give its own (``lingoforge labels
+    -o`` writes one, with :func:`drop_stale_rules`).
     """
+    text = adapt_prompt(text, relabeled, removed, bullets)
+    stale = stale_labels(text, relabeled)
+    if stale:
+        raise spec.fail(key, f"the {key.replace('_', ' ')} of {template} still names its label(s) "
+                             f"{', '.join(map(repr, stale))}; give your own `{key}:` (`lingoforge tasks --task "
+                             f"{template} --show` prints the template's)")
+    return text
+
+
+def adapt_prompt(text: str, relabeled: Relabeled, removed: Sequence[str] = (), bullets: Sequence[str] = ()) -> str:
+    """A template's prompt for the changed fields: its comma-separated list of a field's old labels becomes
+    the new list, its ``- field: …`` lines of removed fields go and lines for added fields follow its own."""
     for old, new in relabeled.values():
         text = text.replace(", ".join(old), ", ".join(new))
     lines = [line for line in text.split("\n") if field_line(line) not in removed]
     field_lines = [i for i, line in enumerate(lines) if field_line(line)]
     if field_lines:
         lines[field_lines[-1] + 1:field_lines[-1] + 1] = bullets
-    text = "\n".join(lines)
-    stale = [label for old, new in relabeled.values() for label in old
-             if label not in new and len(label) >= 3 and re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text)]
-    if stale:
-        raise spec.fail(key, f"the {key.replace('_', ' ')} of {template} still names its label(s) "
-                             f"{', '.join(map(repr, stale))}; give your own `{key}:` (`lingoforge tasks --task "
-                             f"{template} --show` prints the template's)")
-    return text
+    return "\n".join(lines)
+
+
+def _names(label: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(label)}(?!\w)")
+
+
+def stale_labels(text: str, relabeled: Relabeled) -> list[str]:
+    """The replaced labels ``text`` still names. Labels shorter than 3 characters are not looked for: language
+    codes such as ``it`` are ordinary words too."""
+    return [label for old, new in relabeled.values() for label in old
+            if label not in new and len(label) >= 3 and _names(label).search(text)]
+
+
+def drop_stale_rules(text: str, relabeled: Relabeled) -> tuple[str, list[str]]:
+    """``text`` (adapted) without what it says about replaced labels, and a note for each thing taken out.
+
+    In a ``- field: …`` line, a ``;``-separated rule inside parentheses that names a replaced label goes
+    (``(urgent: the service is down…; high: …)`` keeps ``high: …``); a field line that still names one becomes
+    ``- field: one of`` its new labels; elsewhere, a sentence that names one goes.
+    """
+    notes: list[str] = []
+
+    def named(part: str) -> str:
+        return ", ".join(map(repr, stale_labels(part, relabeled)))
+
+    def rules(match: re.Match[str]) -> str:
+        kept = []
+        for rule in match.group(1).split(";"):
+            if stale_labels(rule, relabeled):
+                notes.append(f"rule {rule.strip()!r} (names {named(rule)})")
+            else:
+                kept.append(rule.strip())
+        return f" ({'; '.join(kept)})" if kept else ""
+
+    out: list[str] = []
+    for line in text.split("\n"):
+        field = field_line(line)
+        if not stale_labels(line, relabeled):
+            out.append(line)
+            continue
+        if field:
+            line = re.sub(r"\s*\(([^()]*)\)", rules, line)
+        if not stale_labels(line, relabeled):
+            out.append(line)
+        elif field in relabeled:
+            notes.append(f"line {line.strip()!r} (names {named(line)}), rewritten with its labels")
+            out.append(f"- {field}: one of {', '.join(relabeled[field][1])}")
+        else:
+            kept = []
+            for sentence in re.split(r"(?<=[.!?])\s+", line):
+                if stale_labels(sentence, relabeled):
+                    notes.append(f"sentence {sentence.strip()!r} (names {named(sentence)})")
+                else:
+                    kept.append(sentence)
+            if kept:
+                out.append(" ".join(kept))
+    return "\n".join(out), notes
 
 
 def _bullet(field: str, schema: Mapping[str, Any]) -> str:

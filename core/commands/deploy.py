@@ -127,15 +127,13 @@ def _printer() -> Callable[[dict[str, Any]], None]:
 
 def _echo_verdict(run_or_export: Path) -> None:
     """Is it worth deploying? The run's evaluation verdict per field and where its answers piled up (from
-    eval/report.json), before anything is created; nothing when the run was not evaluated."""
+    eval/report.json), before anything is created; nothing for an export without its run's evaluation."""
     from ..report import headline
     from ..runfolder import RunFolder
 
     root = run_or_export if (run_or_export / "run.json").is_file() else run_or_export.parent
     report = RunFolder(root).eval_result() if (root / "run.json").is_file() else None
     if report is None:
-        click.secho(f"{root} has no evaluation: nothing says whether this model beats the commonest label, a "
-                    f"classifier or the base model; run `lingoforge eval {root}` first", fg="yellow", err=True)
         return
     colours = {"verdict": None, "collapse": "red", "warning": "yellow"}
     for kind, line in headline(report):

@@ -78,10 +78,16 @@ def test_run_resumes_after_kill_and_summary_matches_files(tmp_path: Path, smollm
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert set(run["pipeline"]) == set(STAGES) - {"deploy"}
     tuned = json.loads((out / "eval" / "report.json").read_text(encoding="utf-8"))
-    base = json.loads((out / "eval" / "base" / "report.json").read_text(encoding="utf-8"))
+    base = json.loads((out / "eval" / "base-constrained" / "report.json").read_text(encoding="utf-8"))
+    free = json.loads((out / "eval" / "base" / "report.json").read_text(encoding="utf-8"))
     assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8")) | {
         "seconds_this_invocation": summary["seconds_this_invocation"]}
+    # the comparison is the base model asked with the schema enforced; asked without it, it only gives validity
+    assert base["model"]["constrained"] and not free["model"]["constrained"]
     assert summary["overall"] == {"base": base["overall"]["primary"], "fine_tuned": tuned["overall"]["primary"]}
+    assert summary["base_unconstrained"]["schema_valid_rate"] == free["overall"]["schema_valid_rate"]
+    assert summary["verdict"] == tuned["verdict"]["lines"] and len(summary["verdict"]) >= 3  # one per label field
+    assert set(tuned["verdict"]["references"]) == {"majority", "classifier", "retrieval", "base"}
     assert set(summary["languages"]) == {"en", "de"}
     for lang, row in summary["languages"].items():
         assert row["fine_tuned"] == tuned["languages"][lang]["primary"]

@@ -5,7 +5,7 @@
     python bench/bench_references.py --public runs/public  # where bench/public_data.py wrote xsid/sib200
 
 Each data set is one ``lingoforge run`` on SmolLM2-135M (the offline default) with the demo's recipe, in
-``runs/bench-references/NAME``; its evaluation report gives, per labelled field and language, the fine-tuned
+``runs/bench-references/NAME`` (made anew each time); its evaluation report gives, per labelled field and language, the fine-tuned
 model, the commonest label, the TF-IDF classifier and the base model with the schema enforced, each with its 95%
 interval, and the verdict. Prints one table per data set and writes ``bench/results/references.json``.
 Runs one training at a time: two on two cores slow each other 3-5x.
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +54,7 @@ def demo_arguments() -> list[str]:
 
 def run(name: str, public: Path, out: Path) -> dict[str, Any]:
     args = demo_arguments() if name == "demo" else [a.format(public=public) for a in DATASETS[name]] + RECIPE
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run: a kept folder would skip every stage
     load = os.getloadavg()[0]
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "lingoforge.cli", "run", *args, "-o", str(out)], check=True, cwd=ROOT)

@@ -50,8 +50,11 @@ def difference(block: Mapping[str, Any]) -> str:
     """``+12 pts [−3, +27]``: a paired difference with its interval."""
     if block.get("delta") is None:
         return "-"
+    said = f"{block['delta'] * 100:+.0f} pts"
+    if not block.get("ci"):
+        return said
     lo, hi = block["ci"]
-    return f"{block['delta'] * 100:+.0f} pts [{lo * 100:+.0f}, {hi * 100:+.0f}]"
+    return f"{said} [{lo * 100:+.0f}, {hi * 100:+.0f}]"
 
 
 def title(name: str) -> str:

@@ -17,7 +17,7 @@ from ..pipeline import Options, Pipeline
 from ..references import SHORT
 from ..runfolder import RunFolder
 from ..task import restrict
-from ..verdict import rate
+from ..verdict import difference, rate
 from .options import (
     config_options,
     fields_option,
@@ -53,13 +53,11 @@ def _parse_augment(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 def _ci(value: float | None, ci: Any) -> str:
-    return "-" if value is None else f"{value:.0%}" + (f" [{ci[0]:.0%}–{ci[1]:.0%}]" if ci else "")
+    return rate({"value": value, "ci": ci})
 
 
 def _delta(a: float | None, b: float | None, ci: Any) -> str:
-    if a is None or b is None:
-        return "-"
-    return f"{(b - a) * 100:+.0f} pts" + (f" [{ci[0] * 100:+.0f}, {ci[1] * 100:+.0f}]" if ci else "")
+    return difference({"delta": None if a is None or b is None else b - a, "ci": ci})
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:

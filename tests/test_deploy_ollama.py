@@ -183,6 +183,6 @@ def test_smollm2_deploy_matches_llama_cpp_and_serves_the_training_prompt(
     assert any(p["same"] for p in plain), plain
     _check_prompt_equals_training(ollama_server.url, "lf-smollm2-tickets", smollm2_run)
     # What a user does next, `ollama run NAME "<ticket>"`, is asked of a trained model in
-    # test_deployed_answers.py: this adapter is a random perturbation whose rambling answers only show
+    # test_own_data_deployed.py: this adapter is a random perturbation whose rambling answers only show
     # whether two engines agree.
     assert summary["bare"]["eval"] is None and summary["bare"]["n"] == 3

@@ -24,7 +24,7 @@ from run_fixtures import TASK
 
 pytestmark = [pytest.mark.slow, pytest.mark.ollama]
 NAME = "lf-predict-fleet"
-N = 6  # each answer takes seconds on one thread: few inputs, yet several per server
+N = 4  # each answer takes seconds on one thread: few inputs, yet two per server
 
 
 def _serve(urls: list[str], run: Path) -> None:

@@ -5,10 +5,15 @@
     python bench/bench_references.py --public runs/public  # where bench/public_data.py wrote xsid/sib200
 
 Each data set is one ``lingoforge run`` on SmolLM2-135M (the offline default) with the demo's recipe, in
-``runs/bench-references/NAME`` (made anew each time); its evaluation report gives, per labelled field and language, the fine-tuned
-model, the commonest label, the TF-IDF classifier and the base model with the schema enforced, each with its 95%
-interval, and the verdict. Prints one table per data set and writes ``bench/results/references.json``.
-Runs one training at a time: two on two cores slow each other 3-5x.
+``runs/bench-references/RECIPE/NAME`` (made anew each time); its evaluation report gives, per labelled field and
+language, the fine-tuned model, the commonest label, the TF-IDF classifier and the base model with the schema
+enforced, each with its 95% interval, and the verdict. Prints one table per data set and writes
+``bench/results/references.json``. Runs one training at a time: two on two cores slow each other 3-5x.
+
+Recipes are compared by name: ``--recipe before`` runs with ``RECIPES["before"]``'s extra flags (the recipe as it was
+before checkpoints were chosen by the validation metric, labels balanced and training stopped by patience), the
+default ``after`` with today's defaults; results are kept per recipe, and a data set measured under both prints the
+two side by side (``--compare`` prints them without running anything).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import save
+from common import environment, save
 from rich.console import Console
 from rich.table import Table
 
@@ -41,6 +46,10 @@ DATASETS: dict[str, list[str]] = {
              "48", "--eval-max-new-tokens", "32"],
     "sib200": ["{public}/sib200.yaml", "--data", "{public}/sib200.jsonl", "--val", "0.05", "--test", "0.2",
                "--eval-limit", "48", "--eval-max-new-tokens", "32"],
+    # the same sentences with label counts skewed 10:1 in every language (bench/public_data.py --skew 10), the shape
+    # of a real help-desk export
+    "sib200_skewed": ["{public}/sib200_skewed.yaml", "--data", "{public}/sib200_skewed.jsonl", "--val", "0.05",
+                      "--test", "0.2", "--eval-limit", "48", "--eval-max-new-tokens", "32"],
 }
 
 
@@ -52,14 +61,28 @@ def demo_arguments() -> list[str]:
     return [a for i, a in enumerate(args) if a != "-o" and (i == 0 or args[i - 1] != "-o")]
 
 
-def run(name: str, public: Path, out: Path) -> dict[str, Any]:
+RECIPES: dict[str, list[str]] = {
+    # name: flags added to every data set's command
+    "before": ["--select", "loss", "--patience", "0", "--balance", "off"],
+    "after": [],
+}
+
+
+def run(name: str, public: Path, out: Path, recipe: str) -> dict[str, Any]:
     args = demo_arguments() if name == "demo" else [a.format(public=public) for a in DATASETS[name]] + RECIPE
+    args += RECIPES[recipe]
     shutil.rmtree(out, ignore_errors=True)  # a fresh run: a kept folder would skip every stage
     load = os.getloadavg()[0]
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "lingoforge.cli", "run", *args, "-o", str(out)], check=True, cwd=ROOT)
-    seconds = time.perf_counter() - started
+    return {"date": environment()["date"], **collect(out, args, time.perf_counter() - started, load)}
+
+
+def collect(out: Path, args: list[str], seconds: float, load: float) -> dict[str, Any]:
+    """What a finished run folder shows: per labelled field and slice the model, its references, macro-F1, the
+    verdict, and the collapse rate (the share of answers on the model's commonest answer beside the gold's)."""
     report = json.loads((out / "eval" / "report.json").read_text(encoding="utf-8"))
+    train = json.loads((out / "run.json").read_text(encoding="utf-8")).get("train", {})
     verdict = report["verdict"]
     free = json.loads((out / "eval" / "base" / "report.json").read_text(encoding="utf-8"))
     fields = {}
@@ -68,13 +91,19 @@ def run(name: str, public: Path, out: Path) -> dict[str, Any]:
         fields[field] = {key: {"n": s["n"], "model": s["model"], "references": s["references"],
                                "versus": s["versus"], "outcome": s["outcome"], "against": s["against"],
                                "macro_f1": (report["overall"] if key == "all" else report["languages"][key])
-                               ["fields"][field]["macro_f1"]}
+                               ["fields"][field]["macro_f1"],
+                               "collapse": _collapse(report["answers"][field][key])}
                          for key, s in slices.items()}
+    primary = {key: {"value": s["primary"], "ci": s["primary_ci"]}
+               for key, s in {"all": report["overall"], **report["languages"]}.items()}
     return {
         "command": ["lingoforge", "run", *args, "-o", str(out)],
         "seconds": round(seconds, 1),
         "load_before": round(load, 2),
         "test_items": report["data"]["n"],
+        "primary_metric": report["task"]["primary_metric"],
+        "primary": primary,
+        "train": {k: train.get(k) for k in ("steps", "best_step", "selection", "stopped", "balance")},
         "schema_valid": {"fine_tuned": report["overall"]["schema_valid_rate"],
                          "base_without_schema": free["overall"]["schema_valid_rate"]},
         "verdict": verdict["lines"],
@@ -82,6 +111,35 @@ def run(name: str, public: Path, out: Path) -> dict[str, Any]:
         "collapses": report["collapse_lines"],
         "fields": fields,
     }
+
+
+def _collapse(block: dict[str, Any]) -> dict[str, Any]:
+    """The share of answers on the commonest answer, and the gold's commonest share on the same items."""
+    answers, gold = block["answers"], block["gold"]
+    n = sum(gold.values())
+    return {"label": max(answers, key=answers.get) if answers else None,
+            "rate": max(answers.values()) / n if answers and n else 0.0,
+            "gold_rate": max(gold.values()) / n if n else 0.0}
+
+
+def compare(name: str, before: dict[str, Any], after: dict[str, Any], console: Console) -> None:
+    """One table per data set: the primary metric per language before and after, with the primary field's macro-F1,
+    its references (measured on the same items, so the same in both runs unless the split changed) and collapse."""
+    field = next(iter(after["fields"]))
+    table = Table(title=f"{name}: {after['primary_metric']} before -> after (95% intervals; {field}: macro-F1, "
+                        f"references, collapse = share of answers on one label)")
+    for col in ("slice", "n", "before", "after", "macro-F1", "commonest", "classifier", "collapse"):
+        table.add_column(col, justify="right")
+    for key, a in after["fields"][field].items():
+        b = before["fields"][field].get(key)
+        if b is None:
+            continue
+        table.add_row(key, str(a["n"]), _rate(before["primary"][key]), _rate(after["primary"][key]),
+                      f"{b['macro_f1']:.2f} -> {a['macro_f1']:.2f}", _rate(a["references"]["majority"]),
+                      _rate(a["references"]["classifier"]),
+                      f"{b['collapse']['rate']:.0%} -> {a['collapse']['rate']:.0%} "
+                      f"(gold {a['collapse']['gold_rate']:.0%})")
+    console.print(table)
 
 
 def show(name: str, result: dict[str, Any], console: Console) -> None:
@@ -109,14 +167,20 @@ def main() -> None:
     parser.add_argument("--public", type=Path, default=ROOT / "runs" / "public",
                         help="Folder where bench/public_data.py wrote xsid.* and sib200.*")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-references")
+    parser.add_argument("--recipe", choices=list(RECIPES), default="after")
+    parser.add_argument("--compare", action="store_true", help="Print before vs after from the results; run nothing")
     options = parser.parse_args()
     console = Console()
     path = Path(__file__).resolve().parent / "results" / "references.json"
     results = json.loads(path.read_text(encoding="utf-8"))["results"] if path.is_file() else {}
-    for name in options.names:
-        results[name] = run(name, options.public.resolve(), options.runs / name)
-        show(name, results[name], console)
+    for name in [] if options.compare else options.names:
+        results.setdefault(options.recipe, {})[name] = run(name, options.public.resolve(),
+                                                           options.runs / options.recipe / name, options.recipe)
+        show(name, results[options.recipe][name], console)
         print(f"wrote {save('references', results)}")
+    for name in options.names:
+        if all(name in results.get(recipe, {}) for recipe in ("before", "after")):
+            compare(name, results["before"][name], results["after"][name], console)
 
 
 if __name__ == "__main__":

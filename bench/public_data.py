@@ -40,7 +40,7 @@ import unicodedata
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -256,16 +256,29 @@ def most_frequent_labels(pool: Pool, k: int) -> list[str]:
     return [label for label, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
+def skewed_quota(labels: Sequence[str], per_language: int, skew: float) -> dict[str, int]:
+    """Examples per label in one language when the commonest label outnumbers the rarest ``skew`` to 1: weights fall
+    geometrically along ``labels`` (most frequent first), rounded so that they sum to ``per_language``."""
+    k = len(labels)
+    weights = [skew ** (-i / (k - 1)) if k > 1 else 1.0 for i in range(k)]
+    exact = [per_language * w / sum(weights) for w in weights]
+    counts = [int(x) for x in exact]
+    for i in sorted(range(k), key=lambda i: counts[i] - exact[i])[: per_language - sum(counts)]:
+        counts[i] += 1
+    return dict(zip(labels, counts, strict=True))
+
+
 def sample(pool: Pool, labels: Sequence[str], per_language: int, rng: random.Random,
-           notes: list[str]) -> dict[str, list[tuple[str, Item]]]:
-    """``per_language`` (key, item) pairs per language, balanced over ``labels``, keys disjoint across
-    languages while the pools allow (see the module docstring)."""
+           notes: list[str], skew: float = 1.0) -> dict[str, list[tuple[str, Item]]]:
+    """``per_language`` (key, item) pairs per language, balanced over ``labels`` (or skewed, ``skewed_quota``), keys
+    disjoint across languages while the pools allow (see the module docstring)."""
     langs = list(pool)
     k = len(labels)
     quota = {}
     for i, lang in enumerate(langs):
         extra = {labels[(i * (per_language % k) + j) % k] for j in range(per_language % k)}
-        quota[lang] = {label: per_language // k + (label in extra) for label in labels}
+        quota[lang] = ({label: per_language // k + (label in extra) for label in labels} if skew == 1.0
+                       else skewed_quota(labels, per_language, skew))
     pools = {}
     for lang in langs:
         for label in labels:
@@ -350,7 +363,7 @@ def dump_yaml(data: dict) -> str:
 
 
 def build(name: str, out_dir: Path, per_language: int = 60, seed: int = 0, from_path: str | None = None,
-          languages: Sequence[str] | None = None, max_labels: int | None = None) -> dict:
+          languages: Sequence[str] | None = None, max_labels: int | None = None, skew: float = 1.0) -> dict:
     ds = DATASETS[name]
     languages = list(languages or ds.default_languages)
     unknown = [lang for lang in languages if lang not in ds.languages]
@@ -366,7 +379,11 @@ def build(name: str, out_dir: Path, per_language: int = 60, seed: int = 0, from_
     labels = most_frequent_labels(pool, max_labels or ds.max_labels)
     kept = {lang: {key: item for key, item in items.items() if item[1] in labels} for lang, items in pool.items()}
     notes: list[str] = []
-    sampled = sample(kept, labels, per_language, random.Random(f"{name}:{seed}"), notes)
+    sampled = sample(kept, labels, per_language, random.Random(f"{name}:{seed}"), notes, skew)
+    if skew != 1.0:  # another task over the same sentences: its own files and name
+        ds = replace(ds, name=f"{name}_skewed",
+                                 description=f"{ds.description}, label counts skewed {skew:g}:1 in every language")
+        name = ds.name
 
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl, task_file = out_dir / f"{name}.jsonl", out_dir / f"{name}.yaml"
@@ -377,7 +394,8 @@ def build(name: str, out_dir: Path, per_language: int = 60, seed: int = 0, from_
                                    ensure_ascii=False) + "\n")
     with task_file.open("w", encoding="utf-8") as f:
         f.write(f"# {name}: made by bench/public_data.py from {source.describe()}\n"
-                f"# --per-language {per_language} --seed {seed}; sources and licences: bench/README.md\n")
+                f"# --per-language {per_language} --seed {seed}" + (f" --skew {skew:g}" if skew != 1.0 else "")
+                + "; sources and licences: bench/README.md\n")
         f.write(dump_yaml(task_yaml(ds, languages, labels, total_labels)))
 
     counts = {lang: Counter(label for _, (_, label) in sampled[lang]) for lang in languages}
@@ -412,11 +430,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="bare git dir, a folder holding repo/, or a checkout (default: the mirror, else the URL)")
     parser.add_argument("--languages", help="comma-separated ISO 639-1 codes (default: the set's 8)")
     parser.add_argument("--max-labels", type=int, help="keep the K most frequent labels (xsid 10, sib200 all 7)")
+    parser.add_argument("--skew", type=float, default=1.0,
+                        help="the commonest label outnumbers the rarest R:1 in every language, counts falling "
+                             "geometrically (default 1: balanced); writes NAME_skewed.*")
     args = parser.parse_args(argv)
     if args.per_language < 1:
         parser.error("--per-language must be at least 1")
+    if args.skew < 1:
+        parser.error("--skew must be at least 1")
     languages = [c.strip() for c in args.languages.split(",") if c.strip()] if args.languages else None
-    build(args.name, args.out, args.per_language, args.seed, args.from_path, languages, args.max_labels)
+    build(args.name, args.out, args.per_language, args.seed, args.from_path, languages, args.max_labels, args.skew)
     return 0
 
 

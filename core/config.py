@@ -45,6 +45,8 @@ class FiniteRange(click.FloatRange):
 _POSITIVE, _FRACTION = click.IntRange(min=1), FiniteRange(0, 1, max_open=True)
 POSITIVE_FLOAT = FiniteRange(0, min_open=True)
 _SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+BALANCE_SETTINGS = ("auto", "on", "off")
+SELECT_SETTINGS = ("metric", "loss")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,11 @@ class TrainConfig:
     # transformers 5 takes the ratio as warmup_steps=<float>
     warmup: float = _setting(0.05, "Warmup, a ratio of the total steps", type=_FRACTION)
     weight_decay: float = _setting(0.0, "AdamW weight decay", type=FiniteRange(0))
-    epochs: float = _setting(4.0, "Epochs", type=POSITIVE_FLOAT)
+    # With validation, epochs is a ceiling: the cosine schedule is sized for it and early stopping may end sooner
+    # (lingoforge.selection). Kept at the recipe's 4, not raised: a higher ceiling would stretch the cosine over more
+    # steps, so a run that stops where today's would end still has half its learning rate, never annealed.
+    epochs: float = _setting(4.0, "Epochs; with validation the most trained (patience may stop sooner)",
+                             type=POSITIVE_FLOAT)
     batch_size: int = _setting(4, "Micro-batch per device", type=_POSITIVE)
     # effective batch = batch_size x grad_accum x GPUs
     grad_accum: int = _setting(1, "Gradient accumulation steps", type=_POSITIVE)
@@ -77,11 +83,29 @@ class TrainConfig:
     )
     padding_free: bool = _setting(True, "Pack rows without padding")
     shared_prefix: bool = _setting(True, "Compute a micro-batch's shared prompt prefix once (lingoforge.shared_prefix)")
+    balance: str = _setting(
+        "auto", "Draw rare labels more often within each language (lingoforge.data.balance); auto: when a "
+        "language's commonest label far outnumbers its rarest (training prints the counts)",
+        type=click.Choice(BALANCE_SETTINGS),
+    )
     seed: int = _setting(0, "Random seed")
     max_steps: int = _setting(-1, "Stop after N optimizer steps", "all epochs")  # smoke runs, benchmarks
-    save_steps: int = _setting(50, "Checkpoint every N steps", type=_POSITIVE)
-    # the best adapter is picked among the evaluated checkpoints
-    eval_steps: int | None = _setting(None, "Validate every N steps", "= save steps", type=_POSITIVE)
+    # The adapter is picked among validated checkpoints, so by default every validation writes one; the cadence is
+    # decided once the Trainer knows the steps per epoch (lingoforge.sft_trainer.LingoTrainer).
+    save_steps: int | None = _setting(
+        None, "Checkpoint every N steps", "at every validation; every 50 steps without validation", type=_POSITIVE
+    )
+    eval_steps: int | None = _setting(
+        None, "Validate every N steps", "= save steps when given, else twice per epoch", type=_POSITIVE
+    )
+    select: str = _setting(
+        "metric", "Which validated checkpoint becomes the adapter and what early stopping watches: metric (the "
+        "task's primary metric on generated answers, macro-F1 breaking ties; the loss for a task without labelled "
+        "fields) or loss (the lowest validation loss)", type=click.Choice(SELECT_SETTINGS),
+    )
+    patience: int = _setting(
+        2, "Stop after N validations without improvement (0: train every epoch)", type=click.IntRange(min=0)
+    )
     save_total_limit: int = _setting(2, "Checkpoints kept", type=_POSITIVE)
     val_fraction: float = _setting(
         0.1, "Fraction of each language held out for validation when --data is one file (0: no validation)",
@@ -160,7 +184,7 @@ def make_config(*layers: Mapping[str, Any] | None) -> TrainConfig:
         cfg = TrainConfig(**values)
         if cfg.max_steps < 1 and cfg.max_steps != -1:
             problems.append(f"max_steps: {cfg.max_steps} is neither a number of steps (>= 1) nor -1 (all epochs)")
-        if cfg.eval_steps is not None and cfg.save_steps % cfg.eval_steps:
+        if cfg.eval_steps is not None and cfg.save_steps is not None and cfg.save_steps % cfg.eval_steps:
             problems.append("save_steps: must be a multiple of eval_steps (the best adapter is picked among evaluated "
                             "checkpoints)")
     if problems:
@@ -192,7 +216,9 @@ def on_device(setting: bool | None, cuda: bool) -> bool:
 
 
 def resolve(config: TrainConfig, run: RunFolder, cuda: bool) -> TrainConfig:
-    """Fill the ``None`` settings from the device and the run folder's token report."""
+    """Fill the ``None`` settings from the device and the run folder's token report; validation and checkpoints
+    come together (one given sets the other), and with neither given stay ``None``: the trainer decides them from
+    the steps per epoch (``lingoforge.sft_trainer.LingoTrainer``)."""
     max_len, _ = max_len_source(config, run)
     return replace(
         config,
@@ -200,4 +226,5 @@ def resolve(config: TrainConfig, run: RunFolder, cuda: bool) -> TrainConfig:
         load_in_4bit=on_device(config.load_in_4bit, cuda),
         gradient_checkpointing=on_device(config.gradient_checkpointing, cuda),
         eval_steps=config.eval_steps or config.save_steps,
+        save_steps=config.save_steps or config.eval_steps,
     )

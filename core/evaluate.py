@@ -45,6 +45,8 @@ to ``predictions.jsonl``) and ``settings`` (those go to ``predictions.settings.j
   and ``total_s`` count only what this invocation generated (``items_per_s`` is ``null`` when it resumed everything).
 - ``comparison`` and ``compared``: only with ``--compare``: see :func:`compare_reports`; ``compared`` is
   the second model's full report.
+- ``training``: only for a run folder whose run.json records a validation curve: run.json's ``train.curve``,
+  ``train.selection`` and ``train.stopped`` (``lingoforge.selection``), which the HTML report draws.
 
 Schema-invalid answers score as misses (``task.score(None, gold)``): an application cannot use them.
 """
@@ -67,7 +69,7 @@ from .errors import DataError
 from .metrics import consistency, field_hits, summarize
 from .predlog import PredictionLog, eval_settings, model_identity, resolved
 from .progress import items_bar
-from .prompts import prompt_messages
+from .prompts import example_prompt
 from .references import Reference, build_references, from_predictions
 from .report import write_report
 from .runfolder import RunFolder
@@ -135,7 +137,7 @@ def predict_examples(
     ``indices`` are the records' ``index`` values (default 0, 1, ...: a resumed run passes the missing ones);
     ``on_answer`` receives each record as soon as it exists, so it can be saved before the next."""
     positions = list(range(len(examples))) if indices is None else list(indices)
-    conversations = [prompt_messages(task, ex.input, ex.instruction or None) for ex in examples]
+    conversations = [example_prompt(task, ex) for ex in examples]
     records: list[dict[str, Any]] = []
     began = time.perf_counter()
     with items_bar(f"eval {backend.name}", len(examples), getattr(backend, "hosts", ()), console) as advance:
@@ -320,6 +322,9 @@ def _evaluate(
     # each run's curve is of its own test split: points scored on other data would not belong on it
     if run is not None and counts and (source is None or Path(source).resolve() == (run.data / "test.jsonl").resolve()):
         record_history(run, counts, report)
+    trained = run.training() if run is not None else None
+    if trained is not None and trained.curve:  # how validation moved while it trained, for the report's chart
+        report["training"] = {"curve": trained.curve, "selection": trained.selection, "stopped": trained.stopped}
     report["predictions"] = ordered
     return report
 

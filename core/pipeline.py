@@ -32,12 +32,14 @@ from .config import TrainConfig, make_config
 from .data.io import Located
 from .data.mapping import ColumnMap
 from .data.split import split_fractions
-from .deploy import validate_name
+from .deploy import deploy, validate_name
 from .errors import LingoforgeError
 from .fsutil import write_json, write_jsonl, write_text
 from .models import BaseModel, resolve_base
+from .progress import rich_stages
 from .runfolder import REPORT, RunFolder, file_sha256
 from .task import Example, Task
+from .validation import selection_for
 from .verdict import rate
 
 WEAK_BASE_POINTS = 0.15  # a base model this far under its own mean in a language knows it poorly
@@ -228,8 +230,15 @@ class Pipeline:
             cfg = self.config
             cuda = torch.cuda.is_available()
             max_len = cfg.max_len or self.run.max_seq_length()
+            selection = selection_for(cfg, o.task, [item.example for item in self._split("val")])
             estimate = plan(self.base, rank=cfg.rank, cuda=cuda, max_len=max_len, batch_size=cfg.batch_size,
-                            load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs, weight_bytes=2 if cuda else 4)
+                            load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs, weight_bytes=2 if cuda else 4,
+                            examples=len(self._split("train")), grad_accum=cfg.grad_accum, patience=cfg.patience,
+                            select=selection.by, max_steps=cfg.max_steps, eval_steps=cfg.eval_steps or cfg.save_steps,
+                            metric=selection.metric)
+            if not selection.validates:
+                estimate["stopping"] = "no validation examples: every epoch is trained, the adapter is the last one"
+            self.console.print(f"stopping: {estimate['stopping']}")
             return {k: v for k, v in estimate.items() if isinstance(v, (int, float, str, type(None)))}
 
         return self._stage("plan", {"base": o.base, "train": dict(o.train)}, [], action, "tokens")
@@ -252,7 +261,8 @@ class Pipeline:
                            self.config, resume=resume, force=o.force)
             return {"steps": result.steps, "train_loss": result.train_loss, "best_eval_loss": result.best_eval_loss,
                     "seconds": round(result.seconds, 1), "tokens_per_second": round(result.tokens_per_second, 1),
-                    "history_first_loss": result.history[0].get("loss") if result.history else None}
+                    "history_first_loss": result.history[0].get("loss") if result.history else None,
+                    "selection": result.selection.get("text"), "stopped": result.stopped.get("text")}
 
         return self._stage("train", {"base": o.base, "train": dict(o.train)},
                            [self.run.adapter / "adapter_config.json"], action, "tokens")
@@ -300,9 +310,8 @@ class Pipeline:
             return None
 
         def action() -> Any:
-            from .deploy import deploy
-
-            return deploy(self.run.export, self.name, o.host)
+            with rich_stages() as stages:  # create, the checks and the bare inputs: minutes on a CPU
+                return deploy(self.run.export, self.name, o.host, stages=stages)
 
         return self._stage("deploy", {"name": self.name, "host": o.host}, [], action, "export")
 
@@ -359,12 +368,19 @@ def weak_base_advice(lagging: Sequence[Mapping[str, Any]], base: Mapping[str, An
     return out
 
 
+def _training_lines(run: RunFolder) -> list[str]:
+    """What the summary says about training: why it stopped and which checkpoint the adapter is."""
+    training = run.training()
+    return [said for said in ((training.stopped or {}).get("text"), (training.selection or {}).get("text")) if said]
+
+
 def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
     """The final summary, read back from the files in the run folder (so it can only say what is there).
 
     ``overall`` and ``languages`` set the fine-tuned model beside the base model asked with the schema enforced
     (what a user of the base model gets through Ollama's ``format``), each with its 95% interval; the base model
-    asked without the schema only tells whether it writes the task's JSON at all (``base_unconstrained``)."""
+    asked without the schema only tells whether it writes the task's JSON at all (``base_unconstrained``);
+    ``training`` says why training stopped and which checkpoint the adapter is."""
     tuned, base, free = run.eval_result(), run.eval_result(BASE_REFERENCE), run.eval_result("base")
     if tuned is None or base is None or free is None:
         raise LingoforgeError(f"{run.eval} lacks an evaluation report; rerun `lingoforge run` to evaluate")
@@ -409,4 +425,5 @@ def build_summary(run: RunFolder, o: Options) -> dict[str, Any]:
         "deployed": {k: deploy[k] for k in ("name", "host", "bare", "try", "curl")} if deploy else None,
         "stage_seconds": {k: v.get("seconds") for k, v in pipeline.items()},
         "augment": run.augmented() if o.augment else None,
+        "training": _training_lines(run),
     }

@@ -19,7 +19,8 @@ the step computes (2 per weight per token forward, 2 backward, since frozen weig
 for the recomputation under checkpointing, plus attention) at an effective rate. Both parameters come from
 measured runs by device class (``lingoforge.calibration``, printed as "calibrated on"); a fixed utilisation of
 peak TFLOP/s was 4.5x optimistic for a 7B QLoRA run on an H100. ``plan_run`` re-plans a finished run from what it
-recorded, beside what it measured.
+recorded, beside what it measured. Every plan also says how a run with validation will stop (``stopping``: the
+figure watched, the patience and the ceiling in epochs and steps; ``lingoforge.selection``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .config import DEFAULT_MAX_LEN, TrainConfig, on_device
 from .errors import LingoforgeError
 from .models import PRESETS, BaseModel, Shape, shape_of
 from .runfolder import RunFolder
+from .selection import stop_plan
 from .shared_prefix import shared_prefix_length
 
 if TYPE_CHECKING:
@@ -233,11 +235,18 @@ def plan(
     tflops: float | None = None,
     weight_bytes: int = 2,
     cuda: bool = True,
+    patience: int = TrainConfig.patience,
+    select: str = TrainConfig.select,
+    max_steps: int = TrainConfig.max_steps,
+    eval_steps: int | None = None,
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """Peak training memory (GB, 1e9 bytes) by component, and time per step and epoch when the device is timed.
 
     ``longest_batch_tokens`` is the token count of the longest possible micro-batch; without data it is
     ``batch_size x max_len``. ``weight_bytes`` is the size of unquantized weights (2 for bf16, 4 for fp32 on CPU);
+    ``stopping`` says how a run with validation ends: by ``select``'s figure (``metric``: the task's, when known),
+    ``patience``, ``eval_steps`` (twice per epoch when ``None``) and the ceiling, ``epochs`` or ``max_steps``.
     ``cuda=False`` (training on CPU) drops the CUDA context and times the run on the CPU calibration. ``device``
     names the GPU to time (default: the visible one), ``tflops`` its peak when the name is not known (see
     ``throughput``). ``prefix_tokens`` are the tokens every example starts with (chat template, system prompt,
@@ -314,6 +323,10 @@ def plan(
             epochs=epochs,
         )
 
+    result["stopping"] = stop_plan(
+        epochs=epochs, max_steps=max_steps, patience=patience, select=select, metric=metric, eval_steps=eval_steps,
+        steps_per_epoch=None if examples is None else steps_per_epoch(examples, batch_size, grad_accum),
+    )
     if gpu_mem is not None:
         result["gpu_mem_gb"] = gpu_mem
         result["fits"] = peak / GB <= gpu_mem
@@ -324,6 +337,11 @@ def plan(
         ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in result["memory_gb"].items() if v >= 0.05) + " GB"
     )
     return result
+
+
+def steps_per_epoch(examples: int, batch_size: int, grad_accum: int) -> int:
+    """Optimizer steps in one epoch of ``examples`` on one device (the last micro-batch may be short)."""
+    return math.ceil(examples / (batch_size * grad_accum))
 
 
 def _time(
@@ -350,7 +368,7 @@ def _time(
     )
     step = fixed + per_token
     examples_per_step = batch_size * grad_accum
-    steps = math.ceil(examples / examples_per_step)
+    steps = steps_per_epoch(examples, batch_size, grad_accum)
     cal = tp.calibration
     return {
         "device": tp.device,
@@ -410,6 +428,8 @@ def format_plan(result: Mapping[str, Any]) -> str:
         lines.append(
             "time: pass --examples (and --device H100, A100, cpu, ... when no GPU is visible) for a time estimate"
         )
+    if result.get("stopping"):
+        lines.append(f"stopping, with validation: {result['stopping']}")
     if "published_gb" in result:
         p = result["published_gb"]
         lines.append(
@@ -523,8 +543,8 @@ def plan_run(
 
     The base model, its settings (the micro-batch and accumulation that actually trained), the training examples
     and their mean length, and the shared prefix and GPU its time was planned for come from the run; ``settings``
-    that are not ``None`` (rank, max_len, batch_size, load_in_4bit, epochs) and ``device`` override them for a
-    what-if. The result adds ``run``, ``overrides`` and, when the run measured its speed, ``measured`` and
+    that are not ``None`` (rank, max_len, batch_size, load_in_4bit, epochs, select, patience) and ``device`` override
+    them for a what-if. The result adds ``run``, ``overrides`` and, when the run measured its speed, ``measured`` and
     ``planned_vs_measured`` (ratios above 1: the plan is slower than the run was).
     """
     run.require()
@@ -548,9 +568,15 @@ def plan_run(
         "grad_accum": training.grad_accum or config["grad_accum"],
         "load_in_4bit": config["load_in_4bit"],
         "gradient_checkpointing": config["gradient_checkpointing"],
+        "select": config.get("select", TrainConfig.select),
+        "patience": config.get("patience", TrainConfig.patience),
+        "max_steps": config.get("max_steps", TrainConfig.max_steps),
+        "eval_steps": config.get("eval_steps"),
     } | overrides
+    chosen = training.selection or {}
     result = plan(
         _run_shape(run.base_location()),
+        metric=chosen["metric"].removeprefix("eval_") if chosen.get("by") == "metric" else None,
         examples=examples,
         mean_tokens=tokens / examples if tokens else None,
         prefix_tokens=recorded.get("prefix_tokens", 0.0),

@@ -64,10 +64,16 @@ def prompt_messages(task: Task, text: str, instruction: str | None = None) -> li
     return messages
 
 
+def example_prompt(task: Task, example: Example) -> list[Message]:
+    """The prompt messages of an example, with its own instruction (else the task's): what evaluation sends, and what
+    training trains the answer after."""
+    return prompt_messages(task, example.input, example.instruction or None)
+
+
 def example_messages(task: Task, example: Example) -> list[Message]:
     """The full conversation of a training example: prompt messages plus the assistant's JSON."""
     answer = {"role": "assistant", "content": answer_text(task, example.output)}
-    return [*prompt_messages(task, example.input, example.instruction), answer]
+    return [*example_prompt(task, example), answer]
 
 
 def prompt_completion(task: Task, example: Example) -> dict[str, list[Message]]:

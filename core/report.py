@@ -148,11 +148,40 @@ def confusion_chart(field: str, confusion: Mapping[str, Any]) -> bytes:
     return _png(fig)
 
 
+def training_chart(training: Mapping[str, Any]) -> bytes:
+    """How validation moved while the run trained (run.json's ``train.curve``): the primary metric of the generated
+    answers per language against the step, beside the validation loss per language; the adapter's step dashed."""
+    curve, steps = training["curve"], training["curve"]["steps"]
+    panels = [("primary", f"{curve['metric']} (%)", f"Generated answers: {curve['metric']}", 100.0)
+              ] if curve.get("primary") else []
+    panels.append(("loss", "validation loss", "Validation loss", 1.0))
+    fig = _figure(5.0 * len(panels), 3.6)
+    fig.set_layout_engine("constrained")
+    best = (training.get("selection") or {}).get("best_step")
+    for i, (key, label, heading, scale) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for name, values in curve[key].items():
+            points = [(s, v * scale) for s, v in zip(steps, values, strict=True) if v is not None]
+            style = {"color": "black", "linewidth": 2.2} if name == "all" else {"linewidth": 1.2, "alpha": 0.85}
+            ax.plot([s for s, _ in points], [v for _, v in points], marker="o", markersize=3, label=name, **style)
+        if best is not None:
+            ax.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"adapter (step {best})")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        if key == "primary":
+            ax.set_ylim(0, 105)
+        ax.set_title(f"{heading} by step")
+        ax.legend(fontsize=7, frameon=False)
+    return _png(fig)
+
+
 def charts(report: Mapping[str, Any]) -> dict[str, bytes]:
     """Every chart of the report, by file name."""
     out = {f"references-{slug(field)}.png": references_chart(report, field)
            for field, result in report.get("verdict", {}).get("fields", {}).items() if result["overall"]["references"]}
     out["languages.png"] = language_chart(report)
+    if report.get("training"):
+        out["training.png"] = training_chart(report["training"])
     for field, stats in report["overall"]["fields"].items():
         out[f"confusion-{slug(field)}.png"] = confusion_chart(field, stats["confusion"])
     return out
@@ -382,6 +411,12 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], predicti
     for field in report["overall"]["fields"]:
         name = f"confusion-{slug(field)}.png"
         parts.append(_img(name, images[name]))
+    if "training.png" in images:
+        training = report["training"]
+        told = [(training.get(key) or {}).get("text") for key in ("stopped", "selection")]
+        parts += ["<h2>Training: validation by step</h2>",
+                  "<ul>" + "".join(f"<li>{e(line)}</li>" for line in told if line) + "</ul>",
+                  _img("training.png", images["training.png"])]
     if report.get("comparison"):
         c = report["comparison"]
         parts.append(

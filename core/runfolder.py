@@ -50,8 +50,9 @@ def file_sha256(path: str | Path) -> str:
 class Training:
     """run.json's ``train`` section as its readers use it: what ``lingoforge.train`` records before training
     (settings, data, the prompt and end token it trained, the plan) and once done (the micro-batch that trained,
-    the step time planned and measured). Empty for a run that never trained; other recorded figures (history,
-    timings) are for people and stay in the file."""
+    the step time planned and measured, how the adapter was chosen, why training stopped, the validation curve).
+    Empty for a run that never trained; other recorded figures (history, timings) are for people and stay in the
+    file."""
 
     status: str | None = None  # running | done | failed
     config: dict[str, Any] = field(default_factory=dict)  # TrainConfig as resolved for this run
@@ -67,6 +68,9 @@ class Training:
     grad_accum: int | None = None
     planned: dict[str, Any] | None = None  # the plan's step time for this run (``lingoforge.plan``)
     measured: dict[str, Any] | None = None  # the step time and tokens/s training measured
+    selection: dict[str, Any] | None = None  # how the adapter's checkpoint was chosen (``lingoforge.selection``)
+    stopped: dict[str, Any] | None = None  # why training ended
+    curve: dict[str, Any] | None = None  # the validation figures per evaluation, for the eval report's chart
 
 
 _TRAINING_FIELDS = frozenset(f.name for f in fields(Training))

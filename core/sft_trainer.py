@@ -9,6 +9,7 @@ once the inputs are checked.
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 import sys
 import time
@@ -24,18 +25,32 @@ from trl import SFTTrainer
 
 from .checkpoints import CHECKPOINT_PREFIX, CheckpointWriteError
 from .compact_head import add_compact_lm_head, compact_head_applies
+from .data.balance import balanced_draws
 from .data.interleave import MixedLanguageSampler
 from .progress import bar
+from .selection import SELECT, Selection, evaluations_since_best, keyed, select_value
+from .validation import GeneratedValidation
 
 
 class LingoTrainer(SFTTrainer):
-    """SFTTrainer + mixed-language sampler + exact per-language validation loss + checkpoint cleanup."""
+    """SFTTrainer + mixed-language sampler + exact per-language validation loss + checkpoint cleanup.
+
+    ``train_labels``, one per training example (``None`` for one without), turn on label balance: rare labels are
+    drawn more often within each language (``lingoforge.data.balance``); without them every example is drawn once.
+    ``validator`` scores the model's generated answers at each evaluation (``lingoforge.validation``);
+    ``evaluations_per_epoch`` sets how often it validates and checkpoints when the settings left that open."""
 
     def __init__(
-        self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any], **kwargs: Any
+        self, *args: Any, train_languages: Sequence[str], val_by_language: Mapping[str, Any],
+        train_labels: Sequence[str | None] | None = None,
+        validator: GeneratedValidation | None = None, evaluations_per_epoch: int | None = None,
+        **kwargs: Any
     ) -> None:
         self.train_languages = list(train_languages)
+        self.train_labels = None if train_labels is None else list(train_labels)
         self.val_by_language = dict(val_by_language)
+        self.validator = validator
+        self.evaluations_per_epoch = evaluations_per_epoch
         super().__init__(*args, **kwargs)
         # with tqdm off (our bar replaces it) transformers prints each step's logs as a Python dict; TrainProgress
         # reports them instead
@@ -57,14 +72,20 @@ class LingoTrainer(SFTTrainer):
         return loss
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        """Every micro-batch mixes languages (``lingoforge.data.interleave``); the order depends only on
-        (seed, epoch), so a resumed run replays the same batches and skips those already trained."""
-        return MixedLanguageSampler(self.train_languages, self.args.per_device_train_batch_size, self.args.seed)
+        """Every micro-batch mixes languages (``lingoforge.data.interleave``), with rare labels drawn more often when
+        ``train_labels`` are given; the order depends only on (seed, epoch), so a resumed run replays the same
+        batches and skips those already trained."""
+        draws = None if self.train_labels is None else balanced_draws(self.train_languages, self.train_labels)
+        return MixedLanguageSampler(
+            self.train_languages, self.args.per_device_train_batch_size, self.args.seed, draws
+        )
 
     def evaluate(
         self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:
-        """Token-weighted loss per language and overall, in one pass over each language's examples.
+        """Token-weighted loss per language and overall, in one pass over each language's examples; with a
+        ``validator``, the scores of the model's generated answers too, and the selection key they make
+        (``lingoforge.selection``).
 
         The Trainer's own eval loss averages batch means, which weights a short-answer language the same
         as a long one; summing token losses gives the exact mean and a per-language figure to compare.
@@ -85,9 +106,24 @@ class LingoTrainer(SFTTrainer):
         tokens_all = sum(n for _, n in totals.values())
         metrics = {f"{metric_key_prefix}_loss": loss_sum / max(tokens_all, 1)}
         metrics |= {f"{metric_key_prefix}_loss_{lang}": s / max(n, 1) for lang, (s, n) in totals.items()}
+        if self.validator is not None:
+            scores = self.validator(model)
+            metrics |= {f"{metric_key_prefix}_{k}": v for k, v in scores.items()}
+            metrics[f"{metric_key_prefix}_{SELECT}"] = select_value(scores[self.validator.metric], scores["macro_f1"])
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def set_initial_training_values(self, args: Any, dataloader: Any) -> tuple[Any, ...]:
+        """transformers' epoch and step counts; with ``evaluations_per_epoch``, validation and checkpoints then come
+        that many times per epoch of the dataloader it measured (rounded up to whole steps), both at once: the
+        adapter is picked among validated checkpoints, and transformers wants ``save_steps`` a multiple of
+        ``eval_steps``. A resumed run measures the same epoch, and its checkpoint's state holds the same cadence."""
+        values = super().set_initial_training_values(args, dataloader)
+        if self.evaluations_per_epoch:
+            steps_per_epoch = values[1]
+            args.eval_steps = args.save_steps = math.ceil(steps_per_epoch / self.evaluations_per_epoch)
+        return values
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """A failed checkpoint write (disk full) removes the partial folder and says what to do."""
@@ -104,14 +140,41 @@ class LingoTrainer(SFTTrainer):
             ) from exc
 
 
+class EarlyStop(TrainerCallback):
+    """Stop training once the selection key has not improved for ``selection.patience`` evaluations.
+
+    transformers' ``EarlyStoppingCallback`` keeps its count in the callback, which a resumed run starts again from
+    zero (callback states are not restored unless ``restore_callback_states_from_checkpoint``), so a resumed run
+    would stop later than an uninterrupted one. This count is read from the log history, which every checkpoint
+    carries; ``LingoTrainer.evaluate`` logs an evaluation before it calls ``on_evaluate``. A run killed after it
+    decided to stop but before its adapter was written reads the decision back when it resumes (the Trainer checks
+    it after a step, so one more step runs; the adapter is the best checkpoint all the same)."""
+
+    def __init__(self, selection: Selection) -> None:
+        self.selection = selection
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._stop_when_stale(state, control)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._stop_when_stale(state, control)
+
+    def _stop_when_stale(self, state: Any, control: Any) -> None:
+        values = keyed(state.log_history, self.selection)
+        if values and evaluations_since_best(values, self.selection.greater) >= self.selection.patience:
+            control.should_training_stop = True
+
+
 class TrainProgress(TrainerCallback):
     """A rich progress bar (loss, tokens/s, ETA) on the main process; records throughput for run.json.
 
     When stderr is not a terminal (a CI log, nohup) a bar cannot redraw, so each logging step is one plain line
-    instead: ``step 4/8  loss 1.2345  1,234 tok/s``, and each validation one line as on a terminal."""
+    instead: ``step 4/8  loss 1.2345  1,234 tok/s``, and each validation one line as on a terminal, with the
+    generated answers' ``metric`` per language when the run selects by it."""
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, metric: str | None = None) -> None:
         self.quiet = quiet
+        self.metric = metric
         self.bar: Any = None
         self.lines = False  # one line per logging step instead of the bar
         self.task: Any = None
@@ -158,6 +221,12 @@ class TrainProgress(TrainerCallback):
                 f"{k.removeprefix('eval_loss_')} {v:.4f}" for k, v in logs.items() if k.startswith("eval_loss_")
             )
             message = f"step {state.global_step}: validation loss {logs['eval_loss']:.4f}  ({per_lang})"
+            scored = f"eval_{self.metric}"
+            if scored in logs:
+                langs = (k.removeprefix("eval_loss_") for k in logs if k.startswith("eval_loss_"))
+                per_lang = "  ".join(f"{lang} {logs[f'{scored}_{lang}']:.2f}" for lang in langs
+                                     if f"{scored}_{lang}" in logs)
+                message += f"; {self.metric} {logs[scored]:.2f}  ({per_lang}), macro-F1 {logs['eval_macro_f1']:.2f}"
             if self.bar is not None:
                 self.bar.console.print(message)
             else:

@@ -33,6 +33,15 @@ apart from the prompt, so training sees exactly the prompt
 tokens inference sends, and the sequence ends at the assistant's end token (``<|im_end|>``) instead of
 carrying the template's trailing newline.
 
+Which checkpoint, and how long. The validation loss can keep falling while a model learns to answer the commonest
+label, so with labelled fields and validation examples each evaluation also asks the model in training for its
+answers to the validation split (greedy, constrained to the labelled fields; ``lingoforge.validation``) and the
+adapter is the checkpoint whose answers score best on the task's primary metric, macro-F1 breaking ties
+(``--select loss`` keeps the lowest loss). ``epochs`` is then a ceiling: training stops once that figure has not
+improved for ``--patience`` evaluations, which come twice per epoch unless ``--eval-steps``/``--save-steps`` say
+otherwise; run.json's ``train.selection``, ``train.stopped`` and ``train.curve`` say what was chosen, why training
+ended and how validation moved (``lingoforge.selection``).
+
 Multi-GPU (DDP). ``accelerate launch --num_processes N "$(which lingoforge)" train ...`` (or ``torchrun
 --nproc_per_node N "$(which lingoforge)" train ...``) runs one process per GPU; each loads its own 4-bit
 copy on its own device, the Trainer shards the mixed-language micro-batches across processes (each one still
@@ -52,7 +61,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import CHECKPOINT_PREFIX
 from .config import TrainConfig, max_len_source, resolve
+from .data.balance import balance_decision, example_labels, primary_field
 from .data.io import Located, check_labelled, data_task, examples_sha256
 from .data.mapping import ColumnMap
 from .data.split import describe_holdout, load_data
@@ -63,6 +74,7 @@ from .models import BaseModel, resolve_base
 from .plan import measured_record, planned_record
 from .prompts import check_servable, served_instruction
 from .runfolder import RunFolder, file_sha256
+from .selection import Selection, curve, selection_record, stopped_record
 from .task import Example, Task
 from .trainer import (
     check_resume,
@@ -72,6 +84,7 @@ from .trainer import (
     save_adapter,
     versions,
 )
+from .validation import GeneratedValidation, selection_for
 
 # ---------------------------------------------------------------------------------------------------------------
 # The recipe.
@@ -80,7 +93,9 @@ from .trainer import (
 
 @dataclass
 class TrainResult:
-    """What a training run produced; the same figures are in run.json under ``train``."""
+    """What a training run produced; the same figures are in run.json under ``train``. ``best_eval_loss`` and
+    ``eval_loss_by_language`` are the validation loss of the checkpoint the adapter is (``selection`` says how it
+    was chosen, ``stopped`` why training ended; ``lingoforge.selection``)."""
 
     adapter_dir: Path
     run_json: Path
@@ -96,6 +111,9 @@ class TrainResult:
     seconds_per_step: float
     history: list[dict[str, float]] = field(default_factory=list)
     started_at_step: int = 0  # the step training started from: a resumed checkpoint's, else 0
+    selection: dict[str, Any] = field(default_factory=dict)
+    stopped: dict[str, Any] = field(default_factory=dict)
+    curve: dict[str, Any] | None = None
 
 
 def train(
@@ -129,7 +147,8 @@ def train(
     # 1. Settings: defaults < config file < flags (merged by the caller), then device and token-report defaults.
     cfg = resolve(config or TrainConfig(), run, cuda)
 
-    # 2. Data: tag plain Examples with their position, check every output against the task schema.
+    # 2. Data: tag plain Examples with their position, check every output against the task schema, then decide label
+    # balance (rare labels drawn more often within each language) from the primary field's counts.
     train_items, val_items = _located(train_examples, "train example"), _located(val_examples, "validation example")
     if not train_items:
         raise DataError(f"training needs training examples (got none, and {len(val_items)} validation examples)")
@@ -139,6 +158,14 @@ def train(
     instruction = served_instruction(task, [i.example for i in train_items])
     check_servable(task.system_prompt, instruction)  # the Modelfile must carry them: refuse before training
     data_hashes = {"train": examples_sha256(train_items), "val": examples_sha256(val_items)}
+    train_labels = example_labels(task, [i.example for i in train_items])
+    balance = balance_decision([i.example.language for i in train_items], train_labels, cfg.balance,
+                               primary_field(task))
+    say(balance["why"])
+    # Which checkpoint becomes the adapter and when training stops (lingoforge.selection).
+    selection = selection_for(cfg, task, [i.example for i in val_items])
+    if selection.validates:
+        say(f"the adapter is the checkpoint with the best {selection.watched}: {selection.why}")
 
     # 3. Resume or fresh start: a fresh start never overwrites a trained run; a resume must see the same data.
     check_resume(run, resume, data_hashes)
@@ -175,21 +202,29 @@ def train(
                           "data_sources": dict(sources or {}), "end_token": stop, "instruction": instruction,
                           "examples": {"train": len(train_enc), "val": len(val_enc)},
                           "longest_answer_tokens": max(e.trainable for e in train_enc),
-                          "tokens_by_language": {"train": train_report, "val": val_report}, "plan": estimate,
+                          "tokens_by_language": {"train": train_report, "val": val_report}, "balance": balance,
+                          "plan": estimate,
                           "versions": versions(), "device": "cuda" if cuda else "cpu"})
 
     # 8. Datasets (input_ids + labels), then 9. model, trainer and training under the out-of-memory retry.
     from .sft_trainer import TrainProgress
 
-    progress, t1 = TrainProgress(quiet), time.perf_counter()
+    # Each evaluation scores the model's generated answers to the validation examples when it selects by them.
+    validator = None if selection.by != "metric" else GeneratedValidation(
+        task, [i.example for i in val_items], tokenizer, selection.metric or "", cfg.eval_batch_size)
+    progress, t1 = TrainProgress(quiet, selection.metric), time.perf_counter()
     trainer, batch_size, grad_accum = fit(location, cfg, run, tokenizer, train_enc, val_enc, cuda=cuda, resume=resume,
-                                          main=main, callbacks=[progress, *callbacks], say=say)
+                                          main=main, callbacks=[progress, *callbacks], say=say,
+                                          train_labels=train_labels if balance["on"] else None,
+                                          selection=selection, validator=validator)
     train_seconds = time.perf_counter() - t1
 
-    # 10. Save the best adapter (the Trainer loaded it at the end) atomically, with the tokenizer and template.
+    # 10. Save the selected adapter (the Trainer loaded the best checkpoint at the end) atomically, with the tokenizer
+    # and template.
     if main:
         save_adapter(trainer, run.adapter)
-    result = _result(trainer, run, train_report, batch_size, grad_accum, progress, time.perf_counter() - started)
+    result = _result(trainer, run, train_report, batch_size, grad_accum, progress, time.perf_counter() - started,
+                     _judged(trainer, cfg, selection, validator))
 
     # 11. run.json: outcome, history and timings, the step time planned beside the one measured (the adapter is
     # complete before this says "done").
@@ -204,21 +239,38 @@ def _located(examples: Sequence[Example | Located], what: str) -> list[Located]:
     return [e if isinstance(e, Located) else Located(e, f"{what} {i + 1}") for i, e in enumerate(examples)]
 
 
+def _judged(trainer: Any, cfg: TrainConfig, selection: Selection, validator: GeneratedValidation | None
+            ) -> dict[str, Any]:
+    """run.json's ``selection``, ``stopped`` and ``curve`` (``lingoforge.selection``) of a finished trainer. The
+    adapter's step is that of the checkpoint the Trainer loaded as its best; without validation, the last step."""
+    state = trainer.state
+    best = state.best_model_checkpoint
+    adapter_step = int(Path(best).name.removeprefix(CHECKPOINT_PREFIX)) if best else state.global_step
+    return {
+        "selection": selection_record(state.log_history, selection, adapter_step,
+                                      validator.seconds if validator is not None else ()),
+        "stopped": stopped_record(state.log_history, selection, step=state.global_step, total_steps=state.max_steps,
+                                  max_steps=cfg.max_steps, epochs=cfg.epochs),
+        "curve": curve(state.log_history, selection),
+    }
+
+
 def _result(
     trainer: Any, run: RunFolder, train_report: Mapping[str, Mapping[str, int]], batch_size: int, grad_accum: int,
-    progress: Any, seconds: float,
+    progress: Any, seconds: float, judged: Mapping[str, Any],
 ) -> TrainResult:
-    """What the finished trainer holds: its log history, the best validation step, the throughput measured."""
+    """What the finished trainer holds: its log history, the adapter's validation step, the throughput measured."""
     history = [dict(entry) for entry in trainer.state.log_history]
-    best = min((h for h in history if "eval_loss" in h), key=lambda h: h["eval_loss"], default={})
+    kept = next((h for h in history if "eval_loss" in h and h["step"] == judged["selection"]["best_step"]), {})
     train_losses = [h["loss"] for h in history if "loss" in h]
     return TrainResult(
         adapter_dir=run.adapter, run_json=run.run_json, steps=trainer.state.global_step,
-        train_loss=train_losses[-1] if train_losses else None, best_eval_loss=best.get("eval_loss"),
-        eval_loss_by_language={k.removeprefix("eval_loss_"): v for k, v in best.items() if k.startswith("eval_loss_")},
+        train_loss=train_losses[-1] if train_losses else None, best_eval_loss=kept.get("eval_loss"),
+        eval_loss_by_language={k.removeprefix("eval_loss_"): v for k, v in kept.items() if k.startswith("eval_loss_")},
         trainable_tokens_by_language={k: v["trainable_tokens"] for k, v in train_report.items()},
         batch_size=batch_size, grad_accum=grad_accum, seconds=seconds, tokens_per_second=progress.tokens_per_second,
         seconds_per_step=progress.seconds_per_step, history=history, started_at_step=progress.start_step,
+        selection=dict(judged["selection"]), stopped=dict(judged["stopped"]), curve=judged["curve"],
     )
 
 
@@ -226,12 +278,14 @@ def _outcome(
     result: TrainResult, run: RunFolder, prepare_seconds: float, train_seconds: float, planned: dict[str, Any] | None
 ) -> dict[str, Any]:
     """run.json's ``train`` once done: the outcome, the history, the timings, and the step time and tokens/s
-    ``planned`` for this run (``lingoforge.plan``) beside those measured, so a plan that drifts from the truth shows."""
-    best = min((h for h in result.history if "eval_loss" in h), key=lambda h: h["eval_loss"], default={})
+    ``planned`` for this run (``lingoforge.plan``) beside those measured, so a plan that drifts from the truth shows.
+    ``best_step`` is the adapter's checkpoint, ``selection`` how it was chosen, ``stopped`` why training ended and
+    ``curve`` the validation figures per evaluation (``lingoforge.selection``)."""
     return {
         "status": "done", "steps": result.steps, "started_at_step": result.started_at_step,
-        "best_step": best.get("step"), "best_eval_loss": result.best_eval_loss,
+        "best_step": result.selection.get("best_step"), "best_eval_loss": result.best_eval_loss,
         "eval_loss_by_language": result.eval_loss_by_language, "final_train_loss": result.train_loss,
+        "selection": result.selection, "stopped": result.stopped, "curve": result.curve,
         "batch_size": result.batch_size, "grad_accum": result.grad_accum, "history": result.history,
         "adapter": {"dir": str(run.adapter), "sha256": file_sha256(run.adapter / "adapter_model.safetensors")},
         "timings": {"prepare_s": round(prepare_seconds, 2), "train_s": round(train_seconds, 2),

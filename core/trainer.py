@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import plan as planner  # called through the module, so a test can replace device_memory_gb
 from .checkpoints import complete_checkpoints, remove_partial_checkpoints
@@ -26,7 +26,11 @@ from .encode import Encoded
 from .errors import LingoforgeError
 from .progress import quiet_library_bars
 from .runfolder import RunFolder
+from .selection import EVALUATIONS_PER_EPOCH, SAVE_STEPS, Selection
 from .shared_prefix import MASK_IMPLEMENTATIONS, SharedPrefixCollator
+
+if TYPE_CHECKING:
+    from .validation import GeneratedValidation
 
 _T = TypeVar("_T")
 
@@ -126,18 +130,21 @@ def _plan(model_config: Any, cfg: TrainConfig, encoded: Sequence[Encoded], cuda:
 def fit(
     location: str, cfg: TrainConfig, run: RunFolder, tokenizer: Any, train_enc: Sequence[Encoded],
     val_enc: Sequence[Encoded], *, cuda: bool, resume: bool, main: bool, callbacks: Sequence[Any],
-    say: Callable[[str], None],
+    say: Callable[[str], None], train_labels: Sequence[str | None] | None = None,
+    selection: Selection | None = None, validator: GeneratedValidation | None = None,
 ) -> tuple[Any, int, int]:
     """Steps 8 and 9 of the recipe: the datasets, then model, trainer and training under the out-of-memory retry.
 
     Returns the trainer, which holds the best adapter at the end, and the micro-batch and accumulation that worked.
     ``resume`` starts from the last complete checkpoint; under DDP only the ``main`` process deletes partial ones
-    and records a failure in run.json.
+    and records a failure in run.json. ``train_labels`` (one per ``train_enc`` row) turn on label balance
+    (``lingoforge.data.balance``). ``selection`` picks the best checkpoint and, with its patience, stops training
+    early; ``validator`` scores the model's generated answers at each evaluation (``lingoforge.validation``).
     """
     import torch
     from datasets import Dataset
 
-    from .sft_trainer import LingoTrainer
+    from .sft_trainer import EarlyStop, LingoTrainer
 
     # 8. Datasets: input_ids + labels only; languages travel beside them for the sampler and the validation split.
     def as_dataset(rows: Sequence[Encoded]) -> Any:
@@ -150,21 +157,27 @@ def fit(
 
     # 9. Model, trainer, training, with the out-of-memory retry around them (each retry reloads the model).
     retried = False  # after an out-of-memory retry, continue from the last checkpoint that attempt wrote
+    validates = selection is not None and selection.validates and bool(val_enc)
+    stopping = [EarlyStop(selection)] if selection is not None and validates and selection.patience > 0 else []
+    per_epoch = EVALUATIONS_PER_EPOCH if validates and cfg.eval_steps is None and cfg.save_steps is None else None
 
     def attempt(batch_size: int, grad_accum: int) -> Any:
         model = load_model(location, cfg, cuda)
         shared = cfg.shared_prefix and model.config._attn_implementation in MASK_IMPLEMENTATIONS
         trainer = LingoTrainer(
             model=model,
-            args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared, validate=bool(val_enc)),
+            args=sft_config(cfg, run, batch_size, grad_accum, cuda, shared, selection if validates else None),
             data_collator=SharedPrefixCollator() if shared else None,
             train_dataset=train_ds,
             eval_dataset=next(iter(val_by_language.values()), None),  # evaluate() reads val_by_language
             processing_class=tokenizer,
             peft_config=lora_config(cfg),
-            callbacks=list(callbacks),
+            callbacks=[*callbacks, *stopping],
             train_languages=[r.language for r in train_enc],
+            train_labels=train_labels,
             val_by_language=val_by_language,
+            validator=validator if validates else None,
+            evaluations_per_epoch=per_epoch,
         )
         done = complete_checkpoints(run.checkpoints)
         if main:
@@ -237,14 +250,18 @@ def sft_config(
     grad_accum: int,
     cuda: bool,
     shared_prefix: bool = False,
-    validate: bool = True,
+    selection: Selection | None = None,
 ) -> Any:
     """trl/transformers arguments for one attempt; everything else is library defaults, on purpose.
 
     With ``shared_prefix`` our collator packs the rows, so trl's own padding-free collator is switched off.
-    Without ``validate`` (no validation examples) nothing is evaluated and the last checkpoint is the adapter."""
+    ``selection`` says which logged figure picks the best checkpoint (``lingoforge.selection``); without one that
+    validates (no validation examples) nothing is evaluated and the last checkpoint is the adapter. Validation and
+    checkpoints left unset are every ``SAVE_STEPS`` here, and twice per epoch once ``LingoTrainer``
+    knows the epoch's steps."""
     from trl import SFTConfig
 
+    validate = selection is not None and selection.validates
     # transformers renamed gradient_checkpointing to activation_checkpointing (the old name warns)
     names = {f.name for f in fields(SFTConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
@@ -269,13 +286,13 @@ def sft_config(
         dataset_kwargs={"skip_prepare_dataset": True},  # input_ids + labels are built above
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if validate else "no",
-        eval_steps=cfg.eval_steps if validate else None,
+        eval_steps=(cfg.eval_steps or SAVE_STEPS) if validate else None,
         save_strategy="steps",
-        save_steps=cfg.save_steps,
+        save_steps=cfg.save_steps or SAVE_STEPS,
         save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=validate,
-        metric_for_best_model="eval_loss" if validate else None,
-        greater_is_better=False if validate else None,
+        metric_for_best_model=selection.key if validate else None,
+        greater_is_better=selection.greater if validate else None,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,

@@ -55,6 +55,9 @@ def test_five_qlora_steps_on_cuda(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     assert any("lora_B" in n for n in watcher.changed) and watcher.changed <= watcher.lora
     recorded = json.loads((out / "run.json").read_text())["train"]
     assert recorded["device"] == "cuda" and recorded["config"]["load_in_4bit"] is True
+    # the validation at step 5 asked the 4-bit model in training for its answers (lingoforge.validation)
+    assert recorded["selection"]["by"] == "metric" and recorded["selection"]["best_step"] == 5
+    assert recorded["curve"]["primary"]["all"][0] is not None
 
 
 def test_hf_backend_merges_in_16_bits_and_answers_as_the_fp32_adapter(tiny_run: Path, tiny_qwen2_dir: Path) -> None:

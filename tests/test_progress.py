@@ -60,7 +60,7 @@ def test_the_trainer_drops_transformers_dict_printer(tiny_qwen2_dir: Path, qwen2
     cfg = TrainConfig(max_steps=1)
     rows = Dataset.from_dict({"input_ids": [[1, 2, 3]], "labels": [[-100, 2, 3]]})
     trainer = LingoTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir),
-                           args=sft_config(cfg, RunFolder(tmp_path / "run"), 1, 1, False, validate=False),
+                           args=sft_config(cfg, RunFolder(tmp_path / "run"), 1, 1, False),
                            train_dataset=rows, processing_class=qwen2_tokenizer, peft_config=lora_config(cfg),
                            train_languages=["en"], val_by_language={})
     assert trainer.args.disable_tqdm
@@ -89,6 +89,19 @@ def test_training_off_a_terminal_logs_one_line_per_logging_step(capsys: pytest.C
     assert lines[1].startswith("step 4/8  loss 1.2500  ")
     assert lines[2] == "step 4: validation loss 1.5000  (en 1.0000  de 2.0000)"
     assert "{" not in err and "learning_rate" not in err
+
+
+def test_a_validation_line_carries_the_generated_answers_metric_per_language(capsys: pytest.CaptureFixture) -> None:
+    from lingoforge.sft_trainer import TrainProgress
+
+    progress = TrainProgress(metric="category_accuracy")
+    progress.on_train_begin(None, _state(0), None)
+    progress.on_log(None, _state(4), None, logs={
+        "eval_loss": 1.5, "eval_loss_en": 1.0, "eval_loss_de": 2.0, "eval_category_accuracy": 0.625,
+        "eval_category_accuracy_en": 0.75, "eval_category_accuracy_de": 0.5, "eval_macro_f1": 0.4, "eval_select": 0.6})
+    assert capsys.readouterr().err.splitlines() == [
+        "step 4: validation loss 1.5000  (en 1.0000  de 2.0000); category_accuracy 0.62  (en 0.75  de 0.50), "
+        "macro-F1 0.40"]
 
 
 def test_quiet_training_says_nothing(capsys: pytest.CaptureFixture) -> None:

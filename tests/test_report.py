@@ -128,6 +128,28 @@ def test_each_compared_model_gets_its_own_advice_the_fine_tuned_one_first(
     assert html.index(tuned_advice) < first < html.index("hi: 50% [24%–76%] vs 73% mean")
 
 
+def test_a_run_folder_report_draws_validation_by_step_beside_the_loss(report: dict[str, Any], tmp_path: Path) -> None:
+    """A report of a run folder carries run.json's validation curve (``evaluate`` adds ``training``): the page says
+    why training stopped and which checkpoint the adapter is, and draws the generated answers' metric per language
+    against the step beside the validation loss."""
+    steps = [10, 20, 30]
+    report["training"] = {
+        "curve": {"metric": "category_accuracy", "steps": steps,
+                  "loss": {"all": [1.2, 1.0, 0.9], "en": [1.1, 0.9, 0.8], "es": [1.3, 1.1, 1.0]},
+                  "primary": {"all": [0.4, 0.7, 0.6], "en": [0.5, 0.8, 0.7], "es": [0.3, None, 0.5]},
+                  "macro_f1": [0.3, 0.6, 0.5]},
+        "selection": {"best_step": 20, "text": "adapter: the checkpoint of step 20, validation category_accuracy 0.70"},
+        "stopped": {"reason": "ceiling", "text": "trained to the ceiling, step 30 of 30 (3 epochs)"},
+    }
+    paths = write_report(report, tmp_path / "eval")
+    assert (paths["charts"] / "training.png").read_bytes().startswith(b"\x89PNG")
+    html = paths["html"].read_text()
+    assert html.count('src="data:image/png;base64,') == 4 and 'alt="training.png"' in html
+    order = ["Training: validation by step", "trained to the ceiling, step 30 of 30",
+             "adapter: the checkpoint of step 20", 'alt="training.png"']
+    assert [html.index(text) for text in order] == sorted(html.index(text) for text in order)
+
+
 def test_rich_table_lists_every_language_and_the_deltas(report: dict[str, Any]) -> None:
     console = Console(record=True, width=200)
     console.print(render_table(report))

@@ -14,6 +14,7 @@ from lingoforge.data.split import load_data
 from lingoforge.encode import check_masks, encode
 from lingoforge.errors import DataError, LingoforgeError
 from lingoforge.runfolder import RunFolder
+from lingoforge.selection import Selection
 from lingoforge.task import Example, Task
 from lingoforge.train import TrainResult, train_from_files
 from lingoforge.trainer import sft_config, with_oom_retry
@@ -131,7 +132,11 @@ def test_config_file_must_be_a_mapping(tmp_path: Path) -> None:
 def test_max_len_comes_from_the_token_report_and_device_picks_precision(tmp_path: Path) -> None:
     run = RunFolder(tmp_path)
     cpu = resolve(TrainConfig(), run, cuda=False)
-    assert (cpu.max_len, cpu.load_in_4bit, cpu.gradient_checkpointing, cpu.eval_steps) == (2048, False, False, 50)
+    assert (cpu.max_len, cpu.load_in_4bit, cpu.gradient_checkpointing) == (2048, False, False)
+    # validation and checkpoints: left to the trainer (twice per epoch) when neither is given, else together
+    assert (cpu.eval_steps, cpu.save_steps) == (None, None)
+    assert (resolve(TrainConfig(save_steps=10), run, cuda=False).eval_steps,
+            resolve(TrainConfig(eval_steps=5), run, cuda=False).save_steps) == (10, 5)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "tokens.json").write_text(json.dumps({"max_seq_length": 384}))
     gpu = resolve(TrainConfig(), run, cuda=True)
@@ -184,18 +189,16 @@ def test_train_from_files_takes_max_len_from_tokens_and_says_so(tmp_path: Path, 
 
 def test_without_validation_nothing_is_evaluated_and_the_last_checkpoint_is_kept(tmp_path: Path) -> None:
     cfg = resolve(TrainConfig(), RunFolder(tmp_path), cuda=False)
-    args = sft_config(cfg, RunFolder(tmp_path), 4, 1, cuda=False, validate=False)
-    assert (str(args.eval_strategy), args.load_best_model_at_end, args.metric_for_best_model) == (
-        "IntervalStrategy.NO",
-        False,
-        None,
-    )
-    args = sft_config(cfg, RunFolder(tmp_path), 4, 1, cuda=False)
-    assert (str(args.eval_strategy), args.load_best_model_at_end, args.metric_for_best_model) == (
-        "IntervalStrategy.STEPS",
-        True,
-        "eval_loss",
-    )
+    run = RunFolder(tmp_path)
+    for selection in (None, Selection("last", "no validation examples")):
+        args = sft_config(cfg, run, 4, 1, cuda=False, selection=selection)
+        assert (str(args.eval_strategy), args.load_best_model_at_end, args.metric_for_best_model,
+                args.save_steps) == ("IntervalStrategy.NO", False, None, 50)
+    by_metric = sft_config(cfg, run, 4, 1, cuda=False, selection=Selection("metric", "planted", 2, "exact"))
+    assert (str(by_metric.eval_strategy), by_metric.load_best_model_at_end, by_metric.metric_for_best_model,
+            by_metric.greater_is_better) == ("IntervalStrategy.STEPS", True, "eval_select", True)
+    by_loss = sft_config(cfg, run, 4, 1, cuda=False, selection=Selection("loss", "--select loss", 2))
+    assert (by_loss.metric_for_best_model, by_loss.greater_is_better) == ("eval_loss", False)
 
 
 # --- data -----------------------------------------------------------------------------------------------------

@@ -112,19 +112,20 @@ def _train_script(tmp_path: Path, model: Path, out: Path, resume: bool, hold_at:
     return script
 
 
-def _final(out: Path) -> tuple[float, float]:
+def _final(out: Path) -> tuple[float, float, dict[str, Any]]:
+    """The training loss at the last step, the adapter's validation loss and why training stopped."""
     train_section = json.loads((out / "run.json").read_text())["train"]
     history = train_section["history"]
-    last_loss = [h["loss"] for h in history if "loss" in h and h.get("step") == 8]
-    return last_loss[-1], train_section["best_eval_loss"]
+    last_loss = [h["loss"] for h in history if "loss" in h and h.get("step") == train_section["steps"]]
+    return last_loss[-1], train_section["best_eval_loss"], train_section["stopped"]
 
 
 def test_kill_9_then_resume_starts_at_the_checkpoint_and_reaches_the_same_loss(
         tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     """The first process is killed while held after its step-4 checkpoint (the test waits for that checkpoint to be
     complete, not for a time); the second must start at step 4, as run.json and its log say, and end where an
-    uninterrupted run ends. Training is deterministic, so the loss alone cannot tell a resume from a restart: the
-    start step does."""
+    uninterrupted run ends, early stopping included (its count is read from the history the checkpoint carries).
+    Training is deterministic, so the loss alone cannot tell a resume from a restart: the start step does."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
     subprocess.run(
@@ -166,10 +167,12 @@ def test_kill_9_then_resume_starts_at_the_checkpoint_and_reaches_the_same_loss(
     )
     assert "resuming from checkpoint-4" in resumed.stderr, resumed.stderr[-2000:]
     record = json.loads((killed / "run.json").read_text())["train"]
-    assert (record["status"], record["started_at_step"], record["steps"]) == ("done", 4, 8)
-    (loss_a, eval_a), (loss_b, eval_b) = _final(straight), _final(killed)
+    straight_steps = json.loads((straight / "run.json").read_text())["train"]["steps"]
+    assert (record["status"], record["started_at_step"], record["steps"]) == ("done", 4, straight_steps)
+    (loss_a, eval_a, stopped_a), (loss_b, eval_b, stopped_b) = _final(straight), _final(killed)
     assert loss_b == pytest.approx(loss_a, rel=1e-3)
     assert eval_b == pytest.approx(eval_a, rel=1e-3)
+    assert stopped_b == stopped_a
 
 
 def test_full_disk_on_checkpoint_write_leaves_nothing_half_written(
@@ -311,7 +314,8 @@ def test_cli_trains_from_one_file_and_holds_out_validation(tiny_qwen2_dir: Path,
     ]
     result = CliRunner().invoke(cli, [*args, "--max-steps", "2", "--rank", "8", "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "adapter:" in result.output and "best validation loss" in result.output
+    assert "adapter:" in result.output and "validation loss" in result.output
+    assert "adapter: the checkpoint of step 2, validation exact" in result.output
     run = json.loads((out / "run.json").read_text())["train"]
     assert (run["config"]["rank"], run["config"]["lr"], run["config"]["save_steps"]) == (8, 0.005, 2)
     assert run["data_sources"]["train+val"]["sha256"] and (out / "data" / "val.jsonl").is_file()

@@ -5,6 +5,8 @@ chosen by :func:`load_mode` and reported by ``describe()``: on CPU in fp32 with 
 in 16 bits with the adapter merged in when that fits with room for a batch (plain 16-bit matmuls, the fast
 path), else the base in 4-bit NF4 as training held it, with the adapter unmerged on top. Conversations are
 batched by prompt length (:meth:`HFBackend.stream`), so a batch's rows pad to similar lengths.
+:meth:`HFBackend.around` answers with a model already in memory instead, so validation during training
+(``lingoforge.validation``) asks the model in training exactly as evaluation asks a loaded one.
 
 Schema-constrained decoding uses xgrammar's logits processor. Measured against lm-format-enforcer on
 SmolLM2-135M (bench/bench_inference.py, 16 items, 2-core shared CPU): both gave 100% schema-valid
@@ -16,6 +18,7 @@ hand-built tokenizer table.
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import time
@@ -37,6 +40,7 @@ STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 MERGED = "merged"  # unquantized weights (16-bit on a GPU, fp32 on CPU), the adapter folded into them
 QUANTIZED = "4bit+adapter"  # NF4 base as training held it, the adapter unmerged on top
 LOAD_MODES = (MERGED, QUANTIZED)
+IN_MEMORY = "in memory"  # ``HFBackend.around``: a model the caller loaded, as the caller holds it
 # The batch the 16-bit choice leaves room for: twice eval's default batch, each row a prompt as long as training's
 # default max length plus the default answer budget, so eval and predict at their defaults do not run out mid-run.
 PLANNED_BATCH = 16
@@ -138,7 +142,29 @@ class HFBackend(Backend):
         except OSError as exc:
             local = "" if Path(location).exists() else f" (and no local folder {Path(location).absolute()} exists)"
             raise LingoforgeError(f"cannot load the model at {location}{local}: {str(exc).strip()[:300]}") from None
-        self.model_obj = model if adapter is None else _apply_adapter(model, Path(adapter), self.load.mode)
+        self._attach(model if adapter is None else _apply_adapter(model, Path(adapter), self.load.mode),
+                     self.tokenizer, tokenizer_source)
+
+    @classmethod
+    def around(cls, model: Any, tokenizer: Any) -> HFBackend:
+        """A backend answering with ``model``, a causal LM already in memory (``lingoforge.validation`` asks the model
+        in training), through the same prompts, batching, stop tokens and grammar as a loaded one. ``tokenizer`` is
+        copied: the backend pads on the left, and its owner (a trainer) may pad otherwise."""
+        import torch
+
+        backend = cls.__new__(cls)
+        Backend.__init__(backend, f"{type(model).__name__} in memory")
+        backend._torch = torch
+        backend.device = str(model.device)
+        backend.dtype = model.dtype
+        backend.load = LoadChoice(IN_MEMORY, "a model already in memory, held as its owner holds it")
+        backend._attach(model, copy.deepcopy(tokenizer), "the model in memory")
+        return backend
+
+    def _attach(self, model: Any, tokenizer: Any, tokenizer_source: str) -> None:
+        """Hold ``model`` and ``tokenizer`` ready to generate: left padding, a pad token, the stop tokens; a tokenizer
+        without a chat template is refused, naming ``tokenizer_source``."""
+        self.model_obj, self.tokenizer = model, tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -209,7 +235,9 @@ class HFBackend(Backend):
         encoded = self.tokenizer(self.prompts(batch), return_tensors="pt", padding="longest", add_special_tokens=False)
         encoded = {k: v.to(self.device) for k, v in encoded.items()}
         processors = [self._constraint(schema)] if schema is not None else None
-        with torch.inference_mode():
+        # no_grad, not inference_mode: the model may be one in training (``around``), and a buffer a forward pass
+        # creates or updates under inference_mode could not take part in its next backward pass.
+        with torch.no_grad():
             output = self.model_obj.generate(
                 **encoded,
                 max_new_tokens=max_new_tokens,

@@ -38,7 +38,7 @@ GPU_RUN = replace(TrainConfig(), max_len=DEFAULT_MAX_LEN, load_in_4bit=on_device
     help="Tokens every example starts with (chat template, system prompt, instruction), computed once per "
     "micro-batch; 0 makes the time an upper bound.",
 )
-@config_options("epochs", defaults=GPU_RUN)
+@config_options("epochs", "select", "patience", defaults=GPU_RUN)
 @click.option(
     "--device",
     help="Time the run on this device: a GPU name (H100, A100, 4090, ...) or cpu [default: the visible GPU].",
@@ -59,8 +59,9 @@ def plan(
     as_json: bool,
     **settings: Any,
 ) -> None:
-    """Estimate peak GPU memory and time per step and epoch for QLoRA training of a base model, or re-plan a
-    trained run (--from runs/NAME) beside the step time and tokens/s it measured."""
+    """Estimate peak GPU memory and time per step and epoch for QLoRA training of a base model, and say how a run
+    with validation will stop, or re-plan a trained run (--from runs/NAME) beside the step time and tokens/s it
+    measured."""
     from ..plan import format_plan, format_run_plan, plan_run
     from ..plan import plan as make_plan
     from ..runfolder import RunFolder

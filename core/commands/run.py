@@ -67,6 +67,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(line, style="red", markup=False, highlight=False)
     for line in summary.get("size_warnings") or []:
         console.print(line, style="yellow", markup=False, highlight=False)
+    for line in summary.get("training") or []:
+        console.print(f"training: {line}", markup=False, highlight=False)
     table = Table(title=f"{summary['task']} on {summary['base']}: {summary['primary_metric']} per language, "
                         "with 95% intervals")
     for col in ("language", "n", "base + schema", "fine-tuned", "Δ", "GGUF (parity sample)"):
@@ -158,8 +160,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--test", type=click.FloatRange(0, 1, max_open=True), default=Options.test, show_default=True,
               help="Fraction held out for evaluation and parity (per language).")
 @config_options(
-    "epochs", "lr", "rank", "batch_size", "grad_accum", "max_len", "load_in_4bit", "max_steps", "save_steps"
+    "epochs", "lr", "rank", "batch_size", "grad_accum", "max_len", "load_in_4bit", "balance", "max_steps", "save_steps"
 )
+@config_options("eval_steps", "select", "patience")
 @click.option("--eval-limit", type=click.IntRange(1),
               help="Evaluate on at most this many test examples (stratified by language).")
 @click.option("--eval-max-new-tokens", type=click.IntRange(1), default=Options.eval_max_new_tokens,

@@ -38,8 +38,10 @@ from .options import config_options, fields_option, file_reading, language_optio
     help="Token report (`lingoforge tokens FILE --json`) whose max_seq_length sets --max-len.",
 )
 @config_options(
-    "val_fraction", "load_in_4bit", "gradient_checkpointing", "seed", "max_steps", "save_steps", "eval_steps"
+    "val_fraction", "load_in_4bit", "gradient_checkpointing", "balance", "seed", "max_steps", "save_steps",
+    "eval_steps",
 )
+@config_options("select", "patience")
 @map_option
 @language_option
 @fields_option
@@ -81,10 +83,13 @@ def train(
     )
     per_lang = ", ".join(f"{k} {v:.4f}" for k, v in result.eval_loss_by_language.items())
     click.echo(
-        f"adapter: {result.adapter_dir}  (best validation loss {result.best_eval_loss:.4f}; {per_lang})"
+        f"adapter: {result.adapter_dir}  (validation loss {result.best_eval_loss:.4f}; {per_lang})"
         if result.best_eval_loss is not None
         else f"adapter: {result.adapter_dir}"
     )
+    for said in (result.selection.get("text"), result.stopped.get("text")):
+        if said:
+            click.echo(said)
     click.echo(
         f"{result.steps} steps in {result.seconds:.0f} s, {result.tokens_per_second:,.0f} tokens/s, "
         f"micro-batch {result.batch_size} x accumulation {result.grad_accum}; details in {result.run_json}"

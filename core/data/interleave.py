@@ -20,6 +20,9 @@ with at least m examples is in every full batch.
 
 For the common case: batch 4, four or more languages of at least m examples each: every batch holds 4
 languages. Four languages where the smallest has only half of m examples: still at least 3 per batch.
+
+With label balance (``lingoforge.data.balance``) an epoch draws some examples more than once; the sampler orders
+the draws, so the guarantee holds with c counting a language's draws.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from torch.utils.data import Sampler
+
+from .balance import EpochDraws
 
 
 def mixed_language_order(languages: Sequence[str], batch_size: int, seed: int = 0) -> list[int]:
@@ -74,20 +79,30 @@ class MixedLanguageSampler(Sampler[int]):
     """A ``torch`` sampler yielding ``mixed_language_order`` for the current epoch.
 
     Give the DataLoader the same ``batch_size`` (per device, i.e. the micro-batch). The HF Trainer calls
-    ``set_epoch`` at the start of every epoch, so each epoch has a different, reproducible order.
+    ``set_epoch`` at the start of every epoch, so each epoch has a different, reproducible order. With ``draws``
+    (label balance) an epoch yields the dataset indices those draws give, repeats included, in mixed batches.
     """
 
-    def __init__(self, languages: Sequence[str], batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self, languages: Sequence[str], batch_size: int, seed: int = 0, draws: EpochDraws | None = None
+    ) -> None:
         self.languages = list(languages)
         self.batch_size = batch_size
         self.seed = seed
+        self.draws = draws
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        return iter(mixed_language_order(self.languages, self.batch_size, self.seed * 1_000_003 + self.epoch))
+        seed = self.seed * 1_000_003 + self.epoch
+        if self.draws is None:
+            return iter(mixed_language_order(self.languages, self.batch_size, seed))
+        drawn = self.draws.indices(seed)
+        order = mixed_language_order([self.languages[i] for i in drawn], self.batch_size, seed)
+        return iter([drawn[position] for position in order])
 
     def __len__(self) -> int:
-        return len(self.languages)
+        """Indices per epoch, the same every epoch (the Trainer sizes its schedule from it)."""
+        return len(self.languages) if self.draws is None else self.draws.total

@@ -10,10 +10,12 @@ language, the fine-tuned model, the commonest label, the TF-IDF classifier and t
 enforced, each with its 95% interval, and the verdict. Prints one table per data set and writes
 ``bench/results/references.json``. Runs one training at a time: two on two cores slow each other 3-5x.
 
-Recipes are compared by name: ``--recipe before`` runs with ``RECIPES["before"]``'s extra flags (the recipe as it was
-before checkpoints were chosen by the validation metric, labels balanced and training stopped by patience), the
-default ``after`` with today's defaults; results are kept per recipe, and a data set measured under both prints the
-two side by side (``--compare`` prints them without running anything).
+Recipes are compared by name: results are kept per recipe, and a data set measured under both prints the two side by
+side (``--compare`` prints them without running anything). ``after`` is today's defaults. The ``before`` results in
+``bench/results/references.json`` were measured with the code of commit abfd2ef, before checkpoints were chosen by
+the validation metric, labels balanced and training stopped by patience (each entry's ``code`` or ``date`` says so);
+``--recipe before`` reruns that recipe on today's code with the flags that turn the three off, which differs only in
+validating twice per epoch instead of every 50 steps.
 """
 
 from __future__ import annotations

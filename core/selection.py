@@ -5,12 +5,16 @@ Why not the loss. On imbalanced labels the validation loss keeps falling while t
 commonest label: the answer's tokens get likelier on average, the rare labels get no better. So, when the task has
 labelled fields and there is validation data, each evaluation also asks the model in training for its answers
 (``lingoforge.validation``) and scores them as ``lingoforge eval`` would, and the checkpoint kept is the one whose
-answers scored best. The key is ``primary + macro_f1 * TIE_BREAK`` (greater is better): the task's primary metric
-decides, macro-F1 (mean over labelled fields, invalid answers as misses) only breaks ties. Both lie in [0, 1], so
-macro-F1 moves the key by at most 1e-3, while one validation item answered right instead of wrong moves a
-hit-or-miss primary metric (an accuracy) by 1/n on n items: more than 1e-3 for any validation split under 1,000
-items. The tie-breaker therefore never outvotes one item; among checkpoints with the same primary score it keeps
-the one whose answers spread over the labels rather than piling onto the commonest.
+answers scored best. The key is ``primary + macro_f1 * TIE_BREAK - loss * LOSS_TIE_BREAK`` (greater is better):
+the task's primary metric decides, macro-F1 (mean over labelled fields, invalid answers as misses) breaks its ties,
+and the validation loss breaks theirs. Primary and macro-F1 lie in [0, 1], so macro-F1 moves the key by at most
+1e-3, while one validation item answered right instead of wrong moves a hit-or-miss primary metric (an accuracy) by
+1/n on n items: more than 1e-3 for any validation split under 1,000 items. The tie-breaker therefore never outvotes
+one item; among checkpoints with the same primary score it keeps the one whose answers spread over the labels rather
+than piling onto the commonest. The loss (a few nats at most, so under 1e-8 of the key) only decides between
+checkpoints whose answers score the same on both. It matters on small validation splits: the README demo validates
+on 6 tickets, which a model answers all right after a dozen steps; without it the first of those equal checkpoints
+was kept and training stopped a few evaluations later, an adapter from a fifth of the schedule.
 
 Stopping. ``epochs`` is the ceiling; training stops earlier when the selection key has not improved for
 ``patience`` evaluations. The count is read from the trainer's log history, not kept in a callback: the history is
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TIE_BREAK = 1e-3  # macro-F1's weight in the selection key: it breaks ties, never outvotes one item (see above)
+LOSS_TIE_BREAK = 1e-9  # the validation loss's weight: it breaks the ties macro-F1 leaves (see above)
 SELECT = "select"
 SELECT_KEY = f"eval_{SELECT}"  # the logged figure metric selection compares
 EVALUATIONS_PER_EPOCH = 2  # the default cadence: validation (and a checkpoint) twice per epoch
@@ -74,9 +79,10 @@ class Selection:
         return f"validation {self.metric}" if self.by == "metric" else "validation loss"
 
 
-def select_value(primary: float, macro_f1: float) -> float:
-    """The selection key of one evaluation: the primary metric, macro-F1 breaking ties (module docstring)."""
-    return primary + macro_f1 * TIE_BREAK
+def select_value(primary: float, macro_f1: float, loss: float) -> float:
+    """The selection key of one evaluation: the primary metric, macro-F1 breaking its ties, the validation loss
+    breaking theirs (module docstring)."""
+    return primary + macro_f1 * TIE_BREAK - loss * LOSS_TIE_BREAK
 
 
 def evaluations_since_best(values: Sequence[float], greater: bool) -> int:
@@ -96,6 +102,16 @@ def evaluations(history: Sequence[Mapping[str, Any]], key: str | None) -> list[M
 def keyed(history: Sequence[Mapping[str, Any]], selection: Selection) -> list[float]:
     """The selection key of every evaluation in the log history, in order."""
     return [h[selection.key] for h in evaluations(history, selection.key) if selection.key is not None]
+
+
+def watched_values(history: Sequence[Mapping[str, Any]], selection: Selection) -> list[float]:
+    """What patience watches, per evaluation in order: the primary metric with macro-F1 breaking ties (metric
+    selection), else the selection key. Not the loss tie-break: a metric that stays flat while the loss falls has
+    stopped improving, and that is when training stops."""
+    if selection.by != "metric":
+        return keyed(history, selection)
+    return [h[f"eval_{selection.metric}"] + h.get("eval_macro_f1", 0.0) * TIE_BREAK
+            for h in evaluations(history, selection.key)]
 
 
 def best_evaluation(history: Sequence[Mapping[str, Any]], selection: Selection) -> Mapping[str, Any] | None:
@@ -147,12 +163,15 @@ def stopped_record(
     history: Sequence[Mapping[str, Any]], selection: Selection, *, step: int, total_steps: int, max_steps: int,
     epochs: float,
 ) -> dict[str, Any]:
-    """run.json's ``train.stopped``: why training ended (``reason``: ``early`` when the selection key had not improved
-    for ``patience`` evaluations before the last step, ``max_steps`` when ``--max-steps`` ended it, else
-    ``ceiling``: every epoch trained), ``at_step``, ``best_step``, ``patience`` and one human line, ``text``.
-    ``total_steps`` is the step training would have ended at (the epochs' or ``max_steps``)."""
-    since = evaluations_since_best(keyed(history, selection), selection.greater)
-    best = best_evaluation(history, selection)
+    """run.json's ``train.stopped``: why training ended (``reason``: ``early`` when the watched figure
+    (``watched_values``) had not improved for ``patience`` evaluations before the last step, ``max_steps`` when
+    ``--max-steps`` ended it, else ``ceiling``: every epoch trained), ``at_step``, ``best_step`` (the first evaluation
+    that reached the watched figure's best; the adapter may be a later one with the same answers and a lower loss,
+    ``selection_record``), ``patience`` and one human line, ``text``. ``total_steps`` is the step training would have
+    ended at (the epochs' or ``max_steps``)."""
+    watched = watched_values(history, selection)
+    since = evaluations_since_best(watched, selection.greater)
+    best = evaluations(history, selection.key)[len(watched) - 1 - since] if watched else None
     best_value = _shown(selection, _watched_value(selection, best)) if best is not None else ""
     if best is not None and selection.patience > 0 and since >= selection.patience and step < total_steps:
         reason = "early"

@@ -28,7 +28,7 @@ from .compact_head import add_compact_lm_head, compact_head_applies
 from .data.balance import balanced_draws
 from .data.interleave import MixedLanguageSampler
 from .progress import bar
-from .selection import SELECT, Selection, evaluations_since_best, keyed, select_value
+from .selection import SELECT, Selection, evaluations_since_best, select_value, watched_values
 from .validation import GeneratedValidation
 
 
@@ -109,7 +109,8 @@ class LingoTrainer(SFTTrainer):
         if self.validator is not None:
             scores = self.validator(model)
             metrics |= {f"{metric_key_prefix}_{k}": v for k, v in scores.items()}
-            metrics[f"{metric_key_prefix}_{SELECT}"] = select_value(scores[self.validator.metric], scores["macro_f1"])
+            metrics[f"{metric_key_prefix}_{SELECT}"] = select_value(
+                scores[self.validator.metric], scores["macro_f1"], metrics[f"{metric_key_prefix}_loss"])
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -160,7 +161,7 @@ class EarlyStop(TrainerCallback):
         self._stop_when_stale(state, control)
 
     def _stop_when_stale(self, state: Any, control: Any) -> None:
-        values = keyed(state.log_history, self.selection)
+        values = watched_values(state.log_history, self.selection)
         if values and evaluations_since_best(values, self.selection.greater) >= self.selection.patience:
             control.should_training_stop = True
 

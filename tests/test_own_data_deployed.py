@@ -76,7 +76,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, ollama_server, smollm2_di
     task_file.write_text(TASK_YAML, encoding="utf-8")
     out = root / "run"
     args = [str(task_file), "--data", str(data), "--map", MAP, "--base", "smollm2-135m", "-o", str(out),
-            "--val", "0.05", "--test", "0.12", "--epochs", "2", "--lr", "2e-3", "--eval-limit", "8",
+            "--val", "0.05", "--test", "0.12", "--epochs", "2", "--lr", "2e-3", "--eval-limit", "4",
             "--eval-max-new-tokens", "64", "--parity-n", "2", "--quant", "q8_0",
             "--deploy", "--name", NAME, "--host", ollama_server.url, "--json"]
     log = root / "run.log"
@@ -95,6 +95,26 @@ def test_the_run_learned_the_team_fields_and_labels(deployed: dict) -> None:
     modelfile = (deployed["run"] / "export" / "Modelfile").read_text(encoding="utf-8")
     assert "suggested_response" not in modelfile and "broken_item" in modelfile
     assert "suggested_response" not in deployed["summary"]["deployed"]["curl"]
+
+
+def test_training_lowered_the_loss_moved_the_adapter_and_chose_a_validated_checkpoint(deployed: dict) -> None:
+    """The real SmolLM2-135M trained by `run`: the loss fell, every LoRA B matrix (zero at the start) moved, and the
+    adapter is the checkpoint the generated validation answers ranked best (run.json says which and why it stopped)."""
+    from safetensors.torch import load_file
+
+    train = json.loads((deployed["run"] / "run.json").read_text(encoding="utf-8"))["train"]
+    losses = [h["loss"] for h in train["history"] if "loss" in h]
+    assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4, losses
+    weights = load_file(str(deployed["run"] / "adapter" / "adapter_model.safetensors"))
+    moved = [name for name, w in weights.items() if "lora_B" in name and w.abs().max() > 0]
+    assert moved and len(moved) == sum("lora_B" in name for name in weights)
+    selection, stopped = train["selection"], train["stopped"]
+    validated = [h["step"] for h in train["history"] if "eval_select" in h]
+    assert selection["by"] == "metric" and selection["metric"] == "eval_category_accuracy"
+    assert selection["best_step"] in validated and stopped["best_step"] <= selection["best_step"]
+    assert stopped["reason"] in {"early", "ceiling"}
+    assert deployed["summary"]["training"] == [stopped["text"], selection["text"]]  # what the summary says
+    assert set(train["eval_loss_by_language"]) == set(LANGUAGES)
 
 
 def _parsed(deployed: dict, answer: str) -> Any:

@@ -33,11 +33,14 @@ BY_METRIC = Selection("metric", "planted", patience=2, metric="exact")
 # --- the key and the count -------------------------------------------------------------------------------------
 
 
-def test_macro_f1_breaks_ties_but_never_outvotes_one_item() -> None:
+def test_macro_f1_breaks_ties_then_the_loss_and_neither_outvotes_one_item() -> None:
     for n in (4, 12, 40, 999):
         for hits in range(1, n + 1):
-            assert select_value(hits / n, 0.0) > select_value((hits - 1) / n, 1.0)
-    assert select_value(0.5, 0.6) > select_value(0.5, 0.4)
+            assert select_value(hits / n, 0.0, 10.0) > select_value((hits - 1) / n, 1.0, 0.0)
+    assert select_value(0.5, 0.6, 2.0) > select_value(0.5, 0.4, 0.1)  # macro-F1 over the loss
+    # equal answers: the lower loss (a saturated small split must not keep the first checkpoint that saturated it)
+    assert select_value(1.0, 0.7, 0.20) > select_value(1.0, 0.7, 0.25)
+    assert select_value(0.5, 0.6 + 1e-4, 3.0) > select_value(0.5, 0.6, 0.0)  # nor outvotes a macro-F1 step
 
 
 def test_evaluations_since_best_counts_from_the_first_best() -> None:
@@ -56,7 +59,7 @@ def _history(values: Sequence[float], losses: Sequence[float] | None = None, eve
         out.append({"loss": loss + 0.1, "step": step})
         out.append({"eval_loss": loss, "eval_loss_en": loss, "eval_loss_de": loss + 0.2, "eval_exact": value,
                     "eval_exact_en": value, "eval_exact_de": value, "eval_macro_f1": 0.5,
-                    SELECT_KEY: select_value(value, 0.5), "step": step})
+                    SELECT_KEY: select_value(value, 0.5, 0.0), "step": step})
     return out
 
 
@@ -203,7 +206,7 @@ def test_training_stops_patience_evaluations_after_the_plateau_began(
     tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The metric improves at evaluations 1 and 2, then is flat: with patience 2, training stops at evaluation 4
-    (step 4 of 8), and the adapter is step 2's."""
+    (step 4 of 8), and the adapter is the plateau's checkpoint with the lowest validation loss (equal answers)."""
     out = tmp_path / "run"
     t = _train(tiny_qwen2_dir, out, monkeypatch, [0.2, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6], max_steps=8,
                save_steps=1, patience=2)
@@ -212,7 +215,9 @@ def test_training_stops_patience_evaluations_after_the_plateau_began(
     assert (stopped["reason"], stopped["at_step"], stopped["best_step"], stopped["patience"]) == ("early", 4, 2, 2)
     assert stopped["text"] == ("stopped at step 4 of 8: validation exact has not improved for 2 evaluations since "
                                "step 2 (best 0.60)")
-    assert t["selection"]["best_step"] == 2 and _adapter_equals_checkpoint(out, 2)
+    loss = {h["step"]: h["eval_loss"] for h in t["history"] if "eval_loss" in h}
+    lowest = min((2, 3, 4), key=loss.__getitem__)
+    assert t["selection"]["best_step"] == lowest and _adapter_equals_checkpoint(out, lowest)
 
 
 def test_without_a_plateau_training_reaches_the_ceiling_validating_twice_per_epoch(

@@ -1,4 +1,5 @@
-"""Real training on CPU: tiny Qwen2 QLoRA, kill -9 and resume, full disk, SmolLM2-135M, two-process DDP."""
+"""Real training on CPU: tiny Qwen2 QLoRA, kill -9 and resume, full disk, two-process DDP (SmolLM2-135M trains in
+test_own_data_deployed.py, whose run checks that the loss fell and the adapter moved)."""
 
 from __future__ import annotations
 
@@ -204,50 +205,6 @@ def test_full_disk_on_checkpoint_write_leaves_nothing_half_written(
     assert not list((out / "adapter" / "checkpoints").glob("checkpoint-*"))
     assert not (out / "adapter" / "adapter_model.safetensors").exists()
     assert json.loads((out / "run.json").read_text())["train"]["status"] == "failed"
-
-
-def test_smollm2_loss_falls_over_one_short_epoch(smollm2_dir: Path, tmp_path: Path) -> None:
-    from lingoforge import Example, Task, get_task
-
-    tickets = get_task("support_tickets")
-    schema = tickets.schema
-    short = Task(
-        name="ticket_triage",
-        version="1",
-        description="category + priority",
-        languages=tickets.languages,
-        system_prompt="You triage customer support tickets.",
-        instruction="Answer with JSON: category and priority.",
-        output_schema={
-            "type": "object",
-            "properties": {k: schema["properties"][k] for k in ("category", "priority")},
-            "required": ["category", "priority"],
-        },
-        scorer=lambda p, g: {"exact": float(p == g)},
-        primary_metric="exact",
-    )
-
-    def shorten(examples: list[Example]) -> list[Example]:
-        return [Example("", e.input, {k: e.output[k] for k in ("category", "priority")}, e.language) for e in examples]
-
-    started = time.perf_counter()
-    result = train(
-        short,
-        shorten(tickets.generate(80, seed=0)),
-        shorten(tickets.generate(10, seed=1)),
-        str(smollm2_dir),
-        tmp_path / "run",
-        TrainConfig(lr=5e-4, epochs=1, save_steps=10),
-        quiet=True,
-    )
-    losses = [h["loss"] for h in result.history if "loss" in h]
-    assert result.steps == 20
-    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4, losses
-    assert len(result.eval_loss_by_language) == 10
-    print(
-        f"SmolLM2 one epoch: {time.perf_counter() - started:.0f} s, {result.seconds_per_step:.2f} s/step, "
-        f"{result.tokens_per_second:.0f} tokens/s, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
-    )
 
 
 def _free_port() -> int:

@@ -124,23 +124,40 @@ def _collapse(block: dict[str, Any]) -> dict[str, Any]:
             "gold_rate": max(gold.values()) / n if n else 0.0}
 
 
-def compare(name: str, before: dict[str, Any], after: dict[str, Any], console: Console) -> None:
-    """One table per data set: the primary metric per language before and after, with the primary field's macro-F1,
-    its references (measured on the same items, so the same in both runs unless the split changed) and collapse."""
+def compare_rows(before: dict[str, Any], after: dict[str, Any]) -> tuple[str, list[list[str]]]:
+    """The primary field's name and one row per slice: the primary metric before and after, with the primary field's
+    macro-F1, its references (on the same items in both runs unless the split changed) and the collapse rate."""
     field = next(iter(after["fields"]))
-    table = Table(title=f"{name}: {after['primary_metric']} before -> after (95% intervals; {field}: macro-F1, "
-                        f"references, collapse = share of answers on one label)")
-    for col in ("slice", "n", "before", "after", "macro-F1", "commonest", "classifier", "collapse"):
-        table.add_column(col, justify="right")
+    rows = []
     for key, a in after["fields"][field].items():
         b = before["fields"][field].get(key)
         if b is None:
             continue
-        table.add_row(key, str(a["n"]), _rate(before["primary"][key]), _rate(after["primary"][key]),
-                      f"{b['macro_f1']:.2f} -> {a['macro_f1']:.2f}", _rate(a["references"]["majority"]),
-                      _rate(a["references"]["classifier"]),
-                      f"{b['collapse']['rate']:.0%} -> {a['collapse']['rate']:.0%} "
-                      f"(gold {a['collapse']['gold_rate']:.0%})")
+        rows.append([key, str(a["n"]), _rate(before["primary"][key]), _rate(after["primary"][key]),
+                     f"{b['macro_f1']:.2f} → {a['macro_f1']:.2f}", _rate(a["references"]["majority"]),
+                     _rate(a["references"]["classifier"]),
+                     f"{b['collapse']['rate']:.0%} → {a['collapse']['rate']:.0%} "
+                     f"(gold {a['collapse']['gold_rate']:.0%})"])
+    return field, rows
+
+
+COMPARED = ("slice", "n", "before", "after", "macro-F1", "commonest label", "classifier", "collapse")
+
+
+def compare(name: str, before: dict[str, Any], after: dict[str, Any], console: Console, markdown: bool) -> None:
+    """One table per data set, before -> after (``compare_rows``), as a rich table or as markdown for bench/README."""
+    field, rows = compare_rows(before, after)
+    title = (f"{name}: {after['primary_metric']} before → after (95% intervals; {field}: macro-F1, references, "
+             "collapse = share of answers on one label)")
+    if markdown:
+        print(f"\n**{title}**\n\n| " + " | ".join(COMPARED) + " |\n|" + " --- |" * len(COMPARED))
+        print("\n".join("| " + " | ".join(row) + " |" for row in rows))
+        return
+    table = Table(title=title)
+    for col in COMPARED:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
@@ -171,6 +188,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-references")
     parser.add_argument("--recipe", choices=list(RECIPES), default="after")
     parser.add_argument("--compare", action="store_true", help="Print before vs after from the results; run nothing")
+    parser.add_argument("--markdown", action="store_true", help="With --compare: markdown tables (bench/README.md)")
     options = parser.parse_args()
     console = Console()
     path = Path(__file__).resolve().parent / "results" / "references.json"
@@ -182,7 +200,7 @@ def main() -> None:
         print(f"wrote {save('references', results)}")
     for name in options.names:
         if all(name in results.get(recipe, {}) for recipe in ("before", "after")):
-            compare(name, results["before"][name], results["after"][name], console)
+            compare(name, results["before"][name], results["after"][name], console, options.markdown)
 
 
 if __name__ == "__main__":

@@ -216,10 +216,13 @@ def collapse_lines(answers: Mapping[str, Mapping[str, Any]]) -> list[str]:
             if c is None:
                 continue
             where = "all languages" if key == "all" else key
+            gold = sum(s["gold"].values())
+            # the prior when the piled-up label is the commonest gold label; else one answer, not even the commonest
+            why = ("the model learned the prior, not the inputs" if c["gold_of_label"] >= c["gold_share"] * gold - 1e-9
+                   else "one answer whatever the input, and not the commonest label either")
             out.append(f"{name} ({where}): answers piled up on {c['label']!r}: {c['count']} of {c['n']} answers, "
-                       f"where {c['gold_of_label']} of {sum(s['gold'].values())} gold labels are {c['label']!r} "
-                       f"(the commonest gold label has {c['gold_share']:.0%}); the model learned the prior, "
-                       "not the inputs")
+                       f"where {c['gold_of_label']} of {gold} gold labels are {c['label']!r} "
+                       f"(the commonest gold label has {c['gold_share']:.0%}); {why}")
     return out
 
 

@@ -19,6 +19,7 @@ from lingoforge.evaluate import build_report, score_answer
 from lingoforge.references import Reference, classifier, majority, retrieval
 from lingoforge.stats import items_for_margin, paired_difference, wilson
 from lingoforge.task import Example, Task
+from lingoforge.verdict import collapse_lines
 from lingoforge.yaml_task import load_yaml_task
 
 TASK_YAML = """
@@ -306,3 +307,14 @@ def test_deploy_says_the_verdict_and_the_collapse_before_it_creates_anything(tas
     for line in [*report["verdict"]["lines"], *report["collapse_lines"]]:
         assert " ".join(line.split()) in said
     assert said.index(" ".join(report["collapse_lines"][0].split())) < said.index("Error")
+
+
+def test_a_collapse_onto_a_label_that_is_not_the_commonest_is_not_called_the_prior() -> None:
+    piled = {"answers": {"low": 16}, "gold": {"medium": 10, "urgent": 3, "low": 2, "high": 1},
+             "collapsed": {"label": "low", "count": 16, "n": 16, "gold_share": 10 / 16, "gold_of_label": 2}}
+    prior = {"answers": {"medium": 16}, "gold": piled["gold"],
+             "collapsed": {"label": "medium", "count": 16, "n": 16, "gold_share": 10 / 16, "gold_of_label": 10}}
+    (line,) = collapse_lines({"priority": {"all": piled}})
+    assert line.endswith("one answer whatever the input, and not the commonest label either"), line
+    (line,) = collapse_lines({"priority": {"all": prior}})
+    assert line.endswith("the model learned the prior, not the inputs"), line

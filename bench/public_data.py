@@ -2,6 +2,7 @@
 
     python bench/public_data.py xsid   -o runs/public [--per-language 60] [--seed 0] [--from PATH]
     python bench/public_data.py sib200 -o runs/public [--languages en,de,fr] [--max-labels 12]
+    python bench/public_data.py sib200 -o runs/public --skew 10   # sib200_skewed.*: labels 10:1 in every language
 
 writes DIR/NAME.jsonl (one ``{"input", "output": {"label"}, "language"}`` record per line) and DIR/NAME.yaml
 (a declared task with one enum field, ``label``), and prints the counts per language and label. Sources and

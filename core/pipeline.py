@@ -29,6 +29,7 @@ from rich.console import Console
 
 from .checkpoints import complete_checkpoints
 from .config import TrainConfig, make_config
+from .data.balance import balance_decision, example_labels, primary_field
 from .data.io import Located
 from .data.mapping import ColumnMap
 from .data.split import split_fractions
@@ -231,9 +232,13 @@ class Pipeline:
             cuda = torch.cuda.is_available()
             max_len = cfg.max_len or self.run.max_seq_length()
             selection = selection_for(cfg, o.task, [item.example for item in self._split("val")])
+            train = [item.example for item in self._split("train")]
+            # an epoch is as long as training will make it: label balance draws rare labels more than once
+            balance = balance_decision([e.language for e in train], example_labels(o.task, train), cfg.balance,
+                                       primary_field(o.task))
             estimate = plan(self.base, rank=cfg.rank, cuda=cuda, max_len=max_len, batch_size=cfg.batch_size,
                             load_in_4bit=cfg.load_in_4bit, epochs=cfg.epochs, weight_bytes=2 if cuda else 4,
-                            examples=len(self._split("train")), grad_accum=cfg.grad_accum, patience=cfg.patience,
+                            examples=balance["examples_per_epoch"], grad_accum=cfg.grad_accum, patience=cfg.patience,
                             select=selection.by, max_steps=cfg.max_steps, eval_steps=cfg.eval_steps or cfg.save_steps,
                             metric=selection.metric)
             if not selection.validates:
@@ -298,11 +303,13 @@ class Pipeline:
         def action() -> Any:
             from .export.pipeline import export_run
 
-            manifest = export_run(self.run.root, quant=o.quant, parity_n=o.parity_n)
+            # parity compares the answers eval scored, as long as eval let them be
+            manifest = export_run(self.run.root, quant=o.quant, parity_n=o.parity_n,
+                                  max_new_tokens=o.eval_max_new_tokens)
             return {"model_file": manifest["model_file"], "parity": manifest["parity"]}
 
-        return self._stage("export", {"quant": o.quant, "parity_n": o.parity_n},
-                           [self.run.export / "Modelfile"], action, "train")
+        settings = {"quant": o.quant, "parity_n": o.parity_n, "max_new_tokens": o.eval_max_new_tokens}
+        return self._stage("export", settings, [self.run.export / "Modelfile"], action, "train")
 
     def deploy(self) -> Any:
         o = self.o

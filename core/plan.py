@@ -555,8 +555,9 @@ def plan_run(
             f"{run.run_json} records no training settings (train.config): `lingoforge train` writes them"
         )
     by_language = training.tokens_by_language.get("train", {})
-    examples = sum(row["examples"] for row in by_language.values()) or training.examples.get("train")
+    distinct = sum(row["examples"] for row in by_language.values()) or training.examples.get("train")
     tokens = sum(row["tokens"] for row in by_language.values())
+    examples = (training.balance or {}).get("examples_per_epoch") or distinct  # label balance's draws per epoch
     recorded = training.planned or {}
     cuda = (device or training.device or "cuda").lower() != "cpu"
     overrides = {k: v for k, v in settings.items() if v is not None}
@@ -578,7 +579,7 @@ def plan_run(
         _run_shape(run.base_location()),
         metric=chosen["metric"].removeprefix("eval_") if chosen.get("by") == "metric" else None,
         examples=examples,
-        mean_tokens=tokens / examples if tokens else None,
+        mean_tokens=tokens / distinct if tokens else None,
         prefix_tokens=recorded.get("prefix_tokens", 0.0),
         device=device or recorded.get("device"),
         tflops=tflops,

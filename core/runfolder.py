@@ -66,6 +66,7 @@ class Training:
     device: str | None = None  # cuda | cpu
     batch_size: int | None = None  # the micro-batch and accumulation that trained (after an out-of-memory retry)
     grad_accum: int | None = None
+    balance: dict[str, Any] | None = None  # label balance: on, why, examples per epoch (``lingoforge.data.balance``)
     planned: dict[str, Any] | None = None  # the plan's step time for this run (``lingoforge.plan``)
     measured: dict[str, Any] | None = None  # the step time and tokens/s training measured
     selection: dict[str, Any] | None = None  # how the adapter's checkpoint was chosen (``lingoforge.selection``)

@@ -208,3 +208,36 @@ def test_train_records_the_decision_and_hands_lingotrainer_the_balanced_sampler(
     if imbalanced:
         assert recorded["examples_per_epoch"] > len(examples)
         assert Counter(examples[i].output["category"] for i in sampler) == {"shipping": 48, "billing": 24, "refund": 12}
+
+
+def test_the_run_plan_and_a_replan_count_the_balanced_epoch(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """`run`'s plan stage says how many steps training will take: on imbalanced data, the balanced epoch's (64
+    examples draw as 84 here: 21 steps of 4 per epoch instead of 16), and `plan --from` re-plans a run with its
+    recorded draws."""
+    from lingoforge.fsutil import write_jsonl
+    from lingoforge.pipeline import Options, Pipeline
+    from lingoforge.plan import plan_run
+    from lingoforge.runfolder import RunFolder
+    from rich.console import Console
+
+    examples = imbalanced_examples()
+    per_epoch = balance_decision([e.language for e in examples], example_labels(tiny_task(), examples))[
+        "examples_per_epoch"]
+    assert (len(examples), per_epoch) == (64, 84)
+    out = tmp_path / "run"
+    write_jsonl(out / "data" / "train.jsonl", [e.to_record() for e in examples])
+    write_jsonl(out / "data" / "val.jsonl", [e.to_record() for e in tiny_examples(4, seed=1)])
+    console = Console(record=True, width=400)
+    for setting, steps in (("auto", 42), ("off", 32)):
+        Pipeline(Options(task=tiny_task(), base=str(tiny_qwen2_dir), out=out, train={
+            "max_len": 128, "epochs": 2, "balance": setting}), console).plan()
+        assert f"at most 2 epochs = {steps} steps" in console.export_text(), console.export_text()
+
+    run = RunFolder(out)
+    run.update(base={"location": str(tiny_qwen2_dir)}, train={
+        "config": {"rank": 8, "max_len": 128, "epochs": 1, "batch_size": 4, "grad_accum": 1, "load_in_4bit": False,
+                   "gradient_checkpointing": False},
+        "tokens_by_language": {"train": {"en": {"examples": 64, "tokens": 6400}}},
+        "balance": {"on": True, "examples_per_epoch": per_epoch}, "device": "cpu"})
+    replanned = plan_run(run)
+    assert replanned["time"]["steps_per_epoch"] == 21 and replanned["time"]["tokens_per_epoch"] == 84 * 100

@@ -25,6 +25,9 @@ from run_fixtures import TASK
 pytestmark = [pytest.mark.slow, pytest.mark.ollama]
 NAME = "lf-predict-fleet"
 N = 4  # each answer takes seconds on one thread: few inputs, yet two per server
+# Tokens per answer: each schema-constrained token took Ollama 0.3-0.5 s on one thread here (its grammar checked over
+# SmolLM2's 49k-token vocabulary), and what is tested is who answers which input, not what the answer says.
+TOKENS = 8
 # Inputs are asked with the schema enforced (--constrained): the random adapter's free answers are never the task's
 # JSON, and each would be asked a second time, constrained, doubling the requests without changing what is tested.
 
@@ -34,7 +37,7 @@ def _serve(urls: list[str], run: Path) -> None:
     machine's two cores each spinning two llama.cpp threads take minutes per answer (measured: 2 min vs 3 s)."""
     import ollama
 
-    fleet = deploy_fleet(run, f"{NAME}-base", urls, n_check=1, max_tokens=16, force=True)  # random adapter
+    fleet = deploy_fleet(run, f"{NAME}-base", urls, n_check=1, max_tokens=TOKENS, force=True)  # random adapter
     assert not fleet["failed"], fleet
     for url in urls:
         ollama.Client(host=url).create(model=NAME, from_=f"{NAME}-base", parameters={"num_thread": 1})
@@ -98,7 +101,7 @@ def test_a_server_killed_mid_run_leaves_its_work_to_the_other(
     servers = Servers((second.url, ollama_server.url), parallel=1)
     worker = threading.Thread(target=lambda: result.update(
         predict(f"ollama:{NAME}", get_task(TASK), tickets, out, servers=servers, constrained=True,
-                max_new_tokens=16)))
+                max_new_tokens=TOKENS)))
     worker.start()
     assert busy.wait(300), f"the second server never got a second request: {calls}"
     kill(second.process)
@@ -122,7 +125,7 @@ def test_predict_killed_and_rerun_writes_every_input_once(
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o", str(out),
                "--task", TASK, "--host", ollama_server.url, "--host", other.url, "--constrained",
-               "--max-new-tokens", "16", "--json"]
+               "--max-new-tokens", str(TOKENS), "--json"]
     # the first process holds once it has written 2 lines, so the kill always lands mid-file: answers that come back
     # out of order are written together once the earliest arrives, and a write past the second line is cut there,
     # as a kill during that write would leave it
@@ -163,7 +166,7 @@ def test_an_unreachable_server_among_several_is_named_and_the_others_carry_on(
     out = tmp_path / "out.jsonl"
     done = subprocess.run([sys.executable, "-m", "lingoforge.cli", "predict", f"ollama:{NAME}", str(tickets), "-o",
                            str(out), "--task", TASK, "--host", dead, "--host", ollama_server.url, "--constrained",
-                           "--max-new-tokens", "16", "--json"], capture_output=True, text=True, timeout=600)
+                           "--max-new-tokens", str(TOKENS), "--json"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert _ids(out) == [f"t{i}" for i in range(N)]
     # warned on stderr even under --json, whose stdout a script reads

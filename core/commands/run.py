@@ -166,7 +166,7 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
 @click.option("--eval-limit", type=click.IntRange(1),
               help="Evaluate on at most this many test examples (stratified by language).")
 @click.option("--eval-max-new-tokens", type=click.IntRange(1), default=Options.eval_max_new_tokens,
-              show_default=True)
+              show_default=True, help="Longest answer generated in evaluation and in the GGUF parity check.")
 @click.option("--quant", type=click.Choice(["q5_k_m", "q4_k_m", "q8_0", "f16"]), default=Options.quant,
               show_default=True)
 @click.option("--parity-n", type=click.IntRange(1), default=Options.parity_n, show_default=True,
